@@ -1,0 +1,110 @@
+"""ksmtrace ingest / runs / sql."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import api, db
+from ..errors import KsmtraceError
+from ..ingest import format_names
+from ..output import render
+from .common import FormatOpt, StoreOpt, check_format, store_of
+
+PROGRESS_MIN_BYTES = 32 << 20
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool):
+    """Yields (on_start, on_bytes) callbacks driving a rich progress bar on stderr."""
+    if not enabled:
+        yield None, None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    state = {"task": None}
+
+    def on_start(name, size):
+        if state["task"] is not None:
+            prog.remove_task(state["task"])
+        state["task"] = prog.add_task(f"ingest {Path(name).name}", total=size)
+
+    def on_bytes(n):
+        if state["task"] is not None:
+            prog.advance(state["task"], n)
+
+    with prog:
+        yield on_start, on_bytes
+
+
+def ingest(
+    paths: List[str] = typer.Argument(..., help="Trace files; '-' reads stdin; .gz .xz .zst .bz2 are decompressed."),
+    store: Optional[Path] = StoreOpt,
+    label: str = typer.Option("default", "--label", "-l", help="Label of these runs, e.g. before or after."),
+    fmt: str = typer.Option("auto", "--format", help="Input format (auto detects it). Known: "
+                            + ", ".join(format_names()) + "."),
+    force: bool = typer.Option(False, "--force", help="Replace a run of the same file and label."),
+    partial: bool = typer.Option(False, "--partial", help="Keep what a truncated compressed file holds; the run is marked partial."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar [default: on for large inputs on a terminal]."),
+) -> None:
+    """Ingest trace files into the store, one run per file.
+
+    Prints a summary per run: events, malformed lines (with the first line numbers) and lost events.
+    """
+    st = store_of(store)
+    show = progress if progress is not None else (sys.stderr.isatty() and any(
+        p == "-" or (Path(p).exists() and Path(p).stat().st_size > PROGRESS_MIN_BYTES) for p in paths))
+    for p in paths:  # refuse early, before anything is written
+        if p != "-" and not Path(p).exists():
+            raise KsmtraceError(f"{p}: no such file")
+    with _progress(bool(show)) as (on_start, on_bytes):
+        for p in paths:
+            res = api.ingest([p], st, label=label, fmt=fmt, force=force, partial=partial,
+                             on_bytes=on_bytes, on_start=on_start)[0]
+            print(("replaced " if res.replaced else "") + res.summary())
+
+
+def runs(store: Optional[Path] = StoreOpt, fmt: str = FormatOpt) -> None:
+    """List the runs in the store."""
+    check_format(fmt)
+    df = api.runs(store_of(store))
+    if fmt == "table":
+        df = df[["run_id", "label", "format", "n_events", "n_malformed", "n_lost_events", "first_ts_ns",
+                 "last_ts_ns", "tracer", "n_cpus", "kernel", "partial", "source"]]
+    render(df, fmt)
+
+
+def sql(
+    query: Optional[str] = typer.Argument(None, help="SQL over the views runs, events, walks, lock_windows, lock_waits."),
+    store: Optional[Path] = StoreOpt,
+    fmt: str = FormatOpt,
+    print_views: bool = typer.Option(False, "--print-views", help="Print the SQL defining the views, for the duckdb CLI."),
+) -> None:
+    """Run a DuckDB query over the store's views (or print their definitions)."""
+    check_format(fmt)
+    st = store_of(store)
+    if print_views:
+        sys.stdout.write(db.views_sql(st))
+        return
+    if not query:
+        raise typer.BadParameter("give a QUERY or --print-views")
+    import duckdb
+
+    with api.connect(st) as con:
+        try:
+            df = con.execute(query).df()
+        except duckdb.Error as e:
+            raise KsmtraceError("SQL: " + str(e).splitlines()[0]) from None
+    render(df, fmt)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(runs)
+    app.command()(sql)

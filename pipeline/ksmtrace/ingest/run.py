@@ -1,0 +1,164 @@
+"""Ingest one input into the store as one run: detect, parse, write, commit."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import BadInput
+from ..schema import EVENTS_SCHEMA, RUNS_SCHEMA
+from ..store import Store, make_run_id
+from . import detect, get
+from .base import ParseStats, conform
+from .source import TraceSource
+
+ROWS_PER_FILE = 4_000_000
+
+
+@dataclass
+class IngestResult:
+    run_id: str
+    label: str
+    source: str
+    format: str
+    n_lines: int
+    n_events: int
+    n_malformed: int
+    n_lost_events: int
+    lost_unknown: bool
+    partial: bool
+    malformed_examples: list[dict] = field(default_factory=list)
+    replaced: bool = False
+
+    def summary(self) -> str:
+        s = (f"{self.source}: run {self.run_id} [{self.format}, label {self.label!r}]: "
+             f"{self.n_events} events from {self.n_lines} lines")
+        s += f", {self.n_malformed} malformed"
+        if self.n_malformed:
+            s += " (lines " + ", ".join(str(e["line_no"]) for e in self.malformed_examples[:5])
+            s += ", ...)" if self.n_malformed > 5 else ")"
+        lost = f"{self.n_lost_events}" + ("+unknown" if self.lost_unknown else "")
+        s += f", {lost} lost events"
+        if self.partial:
+            s += ", PARTIAL (input truncated)"
+        return s
+
+
+class _Writer:
+    def __init__(self, staging: Path, run_id: str, label: str):
+        self.staging = staging
+        self.run_id = run_id
+        self.label = label
+        self.n = 0
+        self.file_no = 0
+        self.rows_in_file = 0
+        self.w: pq.ParquetWriter | None = None
+        self.first_ts = None
+        self.last_ts = None
+
+    def write(self, t: pa.Table) -> None:
+        if t.num_rows == 0:
+            return
+        t = conform(t)
+        ts = t.column("ts_ns")
+        mn, mx = pc.min(ts).as_py(), pc.max(ts).as_py()
+        if mn is not None:
+            self.first_ts = mn if self.first_ts is None else min(self.first_ts, mn)
+            self.last_ts = mx if self.last_ts is None else max(self.last_ts, mx)
+        n = t.num_rows
+        t = pa.Table.from_arrays(
+            [pa.nulls(n, pa.string()).fill_null(self.run_id), pa.nulls(n, pa.string()).fill_null(self.label)]
+            + t.columns,
+            schema=EVENTS_SCHEMA,
+        )
+        if self.w is None or self.rows_in_file >= ROWS_PER_FILE:
+            self.close()
+            self.w = pq.ParquetWriter(self.staging / f"events-{self.file_no:05d}.parquet", EVENTS_SCHEMA,
+                                      compression="zstd")
+            self.file_no += 1
+            self.rows_in_file = 0
+        self.w.write_table(t, row_group_size=1 << 20)
+        self.rows_in_file += n
+        self.n += n
+
+    def close(self) -> None:
+        if self.w is not None:
+            self.w.close()
+            self.w = None
+
+
+def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bool = False,
+               partial: bool = False, on_bytes: Callable[[int], None] | None = None,
+               on_size: Callable[[int | None], None] | None = None) -> IngestResult:
+    """Ingest ``path`` (a file, ``-`` or a compressed file) as one run of ``store``.
+
+    Raises ``BadInput`` (nothing is stored) when the input has no trace lines.
+    """
+    src = TraceSource(path, partial=partial, on_bytes=on_bytes)
+    if on_size:
+        on_size(src.size)
+    try:
+        if fmt == "auto":
+            parser_cls = detect(src.head_text, src.head, src.name)
+        else:
+            parser_cls = get(fmt)
+        parser = parser_cls()
+        stats = ParseStats()
+        created_root = not store.root.exists()
+        staging = None
+        try:
+            staging = store.new_staging()
+            run_id = make_run_id(label)
+            writer = _Writer(staging, run_id, label)
+            for table in parser.parse(src, stats):
+                writer.write(table)
+            writer.close()
+            # binary formats hash the file itself, text formats the decompressed text
+            sha = stats.meta.pop("sha256", None) or src.sha256
+            n_lines = stats.meta.pop("n_lines", None) or getattr(src, "n_lines", 0)
+            if writer.n == 0:
+                what = "empty input" if src.n_bytes == 0 else "no trace lines found"
+                raise BadInput(f"{src.name}: {what} (format {parser.name}); nothing stored")
+            meta = dict(stats.meta)
+            row = {
+                "run_id": run_id, "label": label, "source": src.name, "format": parser.name,
+                "sha256": sha, "n_lines": n_lines, "n_events": writer.n,
+                "n_malformed": stats.n_malformed, "n_lost_events": stats.n_lost_events,
+                "first_ts_ns": writer.first_ts, "last_ts_ns": writer.last_ts,
+                "ingested_at": dt.datetime.now(dt.timezone.utc),
+                "tracer": meta.pop("tracer", None), "n_cpus": meta.pop("n_cpus", None),
+                "kernel": meta.pop("kernel", None), "ts_unit": meta.pop("ts_unit", "ns"),
+                "ts_resolution_ns": meta.pop("ts_resolution_ns", None),
+                "partial": bool(src.truncated), "lost_unknown": stats.lost_unknown,
+                "malformed_examples": stats.examples_json(),
+                "meta": json.dumps(meta, default=str, sort_keys=True),
+            }
+            run_tbl = pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
+            existed = store.find_run(sha, label) is not None
+            store.commit(staging, run_tbl, force=force)
+            staging = None
+            return IngestResult(run_id, label, src.name, parser.name, n_lines, writer.n,
+                                stats.n_malformed, stats.n_lost_events, stats.lost_unknown,
+                                bool(src.truncated), stats.malformed_examples, replaced=existed)
+        finally:
+            if staging is not None:
+                store.discard_staging(staging)
+                if created_root:
+                    _remove_if_only_scaffolding(store.root)
+    finally:
+        src.close()
+
+
+def _remove_if_only_scaffolding(root: Path) -> None:
+    with contextlib.suppress(OSError):
+        leftovers = {p.name for p in root.iterdir()}
+        if leftovers <= {".lock", ".tmp"}:
+            shutil.rmtree(root, ignore_errors=True)
