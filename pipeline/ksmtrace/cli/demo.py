@@ -1,0 +1,73 @@
+"""ksmtrace demo: the whole job on the bundled sample traces."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import api
+from ..errors import KsmtraceError
+from ..output import render
+
+
+def sample_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here / "sample_traces", here.parent.parent / "sample_traces"):
+        if (cand / "manifest.json").exists():
+            return cand
+    raise KsmtraceError("cannot find the bundled sample traces (sample_traces/manifest.json); reinstall ksmtrace")
+
+
+def manifest() -> list[dict]:
+    return json.loads((sample_dir() / "manifest.json").read_text())["pairs"]
+
+
+def demo(
+    out: Path = typer.Option(Path("ksmtrace-demo"), "--out", help="Folder for the reports and plots."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Keep the demo store here instead of a temporary folder."),
+) -> None:
+    """Ingest the bundled before/after sample traces, print the report, write the HTML."""
+    tmp = None
+    if store is None:
+        tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-demo-"))
+        store = tmp / "store"
+    try:
+        sd = sample_dir()
+        pairs = manifest()
+        for pair in pairs:
+            for side in ("before", "after"):
+                spec = pair[side]
+                label = spec["label"]
+                for f in spec["files"]:
+                    res = api.ingest([str(sd / f)], store, label=label, fmt=spec.get("format", "auto"))[0]
+                    print(res.summary())
+        print()
+        df = api.sql("SELECT label, format, count(*) AS runs, sum(n_events) AS events, sum(n_malformed) AS malformed,"
+                     " sum(n_lost_events) AS lost FROM runs GROUP BY ALL ORDER BY label", store)
+        render(df, "table", title="runs in the demo store")
+        ev = api.sql("SELECT label, event, count(*) AS n FROM events GROUP BY ALL ORDER BY label, n DESC", store)
+        render(ev, "table", title="events per label")
+        _reports(pairs, store, out)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _reports(pairs: list[dict], store: Path, out: Path) -> None:
+    try:
+        from ..report import api as report_api  # written with the report work
+    except ImportError:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for pair in pairs:
+        b, a = pair["before"]["label"], pair["after"]["label"]
+        print(f"\n=== {pair['title']}: {b} -> {a} ===\n")
+        report_api.demo_report(store, b, a, out / pair["name"], page_type=pair.get("page_type", "ksm"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
