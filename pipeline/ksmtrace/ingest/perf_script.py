@@ -1,0 +1,389 @@
+"""``perf script`` text (formats.md §9) -> canonical events.
+
+One record is an event line plus the callchain frames that follow it (TAB, or
+spaces in copied text, then ``addr sym[+off] (dso)``).  Parsing is vectorised:
+each chunk of lines is classified with polars regexes, frames are tied to the
+preceding event with a running count of event lines, and the callchain column
+is assembled from offsets.  The record still open at the end of a chunk (its
+frames may continue in the next chunk) is carried over.
+
+Event line (builtin-script.c)::
+
+    comm "%16s " | pid "%5d "/"%7d " or "%5d/%-5d " | cpu "[%03d] " | time "%5lu.%06lu: " (--ns: 9 digits)
+    | period "%10llu " | event "%*s: " (right aligned) | payload
+
+``sys:event`` is split into ``system`` and ``event``; sample events
+(``cycles:uppp``) keep their name whole in ``event``.  ``pid/tid`` gives
+``tgid``/``pid``; a single number is the tid (perf's default field).
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from ..schema import FRAME
+from .base import Parser, ParseStats
+from .source import TraceSource
+
+# -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
+
+EVENT_RE = (
+    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+(?:\[(?P<cpu>\d+)\]\s+)?"
+    r"(?:(?P<sec>\d+)\.(?P<frac>\d+):\s+)?(?:(?P<period>\d+)\s+)?"
+    r"(?P<ev>[^\s]+?):(?:\s+(?P<payload>.*?))?\s*$"
+)
+#: the strong form used for sniffing: timestamp required
+EVENT_TS_RE = (
+    r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+(?:\[(?P<cpu>\d+)\]\s+)?"
+    r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:(?P<period>\d+)\s+)?(?P<ev>[^\s]+?):(?:\s+(?P<payload>.*?))?\s*$"
+)
+#: one frame: address, symbol with optional +0xoff, DSO = last balanced parenthesised group
+FRAME_RE = (
+    r"^\s*(?P<addr>[0-9a-fA-F]+)(?:\s+(?P<sym>.*?)(?:\+(?P<off>0x[0-9a-fA-F]+))?)?"
+    r"(?:\s\((?P<dso>(?:[^()]|\([^()]*\))*)\))?\s*$"
+)
+#: sample modifiers after the event name (cycles:uppp, cpu-clock:uhH): not a "sys:" prefix
+MODIFIERS_RE = r"^[ukhIGHpPSDWeb]+$"
+LOST_RE = re.compile(r"PERF_RECORD_(?P<kind>[A-Z_]+)(?P<rest>.*)$")
+LOST_COUNT_RE = re.compile(r"\blost:?\s+(\d+)")
+HEADER_KV_RE = re.compile(r"^#\s*(?P<key>[^:]+?)\s*:\s?(?P<val>.*)$")
+
+_EV_COLS = ["comm", "pid", "tid", "cpu", "sec", "frac", "period", "ev", "payload"]
+_FR_COLS = ["addr", "sym", "off", "dso"]
+
+_EVENT_RX = re.compile(EVENT_RE)
+_EVENT_TS_RX = re.compile(EVENT_TS_RE)
+_FRAME_RX = re.compile(FRAME_RE)
+
+
+# -- shared helpers (also used by tracecmd.py) --------------------------------------------------------------
+
+def lines_of(text: str) -> pl.Series:
+    """Split decoded chunk text into a Series of lines (no trailing empty line, CR stripped)."""
+    if text.endswith("\n"):
+        text = text[:-1]
+    s = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
+    return s.str.strip_suffix("\r")
+
+
+def ts_ns_expr(sec: pl.Expr, frac: pl.Expr) -> pl.Expr:
+    """``sec.frac`` (any number of fraction digits up to 9) -> exact int64 ns."""
+    f = frac.str.slice(0, 9).str.pad_end(9, "0").cast(pl.Int64, strict=False)
+    return sec.cast(pl.Int64, strict=False) * 1_000_000_000 + f
+
+
+def fields_for(payload: pl.Series, event: pl.Series) -> pa.Array:
+    from .fields import parse_fields
+
+    return parse_fields(payload, event)
+
+
+def build_callchain(n_records: int, frame_rid: np.ndarray, frames: pa.StructArray) -> pa.Array:
+    """ListArray<FRAME> of ``n_records`` entries; ``frame_rid`` (sorted) says which record each frame is in.
+
+    Records without frames get NULL.
+    """
+    counts = np.bincount(frame_rid, minlength=n_records).astype(np.int32) if len(frame_rid) else \
+        np.zeros(n_records, np.int32)
+    offsets = np.zeros(n_records + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    mask = pa.array(counts == 0)
+    return pa.ListArray.from_arrays(pa.array(offsets), frames, type=pa.list_(FRAME), mask=mask)
+
+
+def frames_struct(df: pl.DataFrame) -> pa.StructArray:
+    """polars frame columns addr/sym/off/dso -> Arrow StructArray of FRAME."""
+    cols = []
+    for name in _FR_COLS:
+        a = df.get_column(name).to_arrow() if name in df.columns else pa.nulls(df.height, pa.string())
+        if isinstance(a, pa.ChunkedArray):
+            a = a.combine_chunks()
+        cols.append(a.cast(pa.string()))
+    return pa.StructArray.from_arrays(cols, fields=list(FRAME))
+
+
+def parse_frames(text: pl.Series) -> pl.DataFrame:
+    """Frame lines -> DataFrame addr, sym, off, dso, ok (empty strings -> NULL).
+
+    Fast path with plain string operations (address, first space, a DSO without nested parentheses
+    at the end); lines it cannot take (TAB after the address, ``(dso (deleted))``) go through FRAME_RE.
+    """
+    st = pl.col("s")
+    rest = pl.col("rest")
+    lf = text.to_frame("t").lazy().with_columns(s=pl.col("t").str.strip_chars())
+    lf = lf.with_columns(sp=st.str.splitn(" ", 2))
+    lf = lf.with_columns(addr=pl.col("sp").struct.field("field_0"), rest=pl.col("sp").struct.field("field_1"))
+    lf = lf.with_columns(dso=rest.str.extract(r"\s\(([^()]*)\)$", 1))
+    lf = lf.with_columns(
+        symoff=pl.when(pl.col("dso").is_null()).then(rest).otherwise(
+            rest.str.slice(0, rest.str.len_chars() - pl.col("dso").str.len_chars() - 3)),
+        fast=pl.col("addr").str.contains(r"^[0-9a-fA-F]+$") & (pl.col("dso").is_not_null() | rest.is_null()
+                                                                 | ~rest.str.ends_with(")")),
+    )
+    lf = lf.with_columns(symoff=pl.col("symoff").str.strip_chars_end())
+    lf = lf.with_columns(off=pl.col("symoff").str.extract(r"\+(0x[0-9a-fA-F]+)$", 1))
+    lf = lf.with_columns(sym=pl.when(pl.col("off").is_null()).then(pl.col("symoff")).otherwise(
+        pl.col("symoff").str.slice(0, pl.col("symoff").str.len_chars() - pl.col("off").str.len_chars() - 1)))
+    df = lf.select("t", "addr", "sym", "off", "dso", "fast").collect()
+    if not df.get_column("fast").all():
+        slow = df.get_column("t").str.extract_groups(FRAME_RE).struct.unnest()
+        fast = df.get_column("fast")
+        df = df.with_columns([pl.when(fast).then(df.get_column(c)).otherwise(slow.get_column(c)).alias(c)
+                              for c in _FR_COLS])
+    out = df.with_columns([pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                           for c in ("sym", "off", "dso")])
+    return out.select(*_FR_COLS, ok=pl.col("addr").is_not_null())
+
+
+# -- the parser ----------------------------------------------------------------------------------------------
+
+class PerfScriptParser(Parser):
+    name = "perf-script"
+    description = "perf script text (default, -F variants, --ns, --header, callchains)"
+
+    @classmethod
+    def sniff(cls, head_text: str, head_bytes: bytes) -> int:
+        if head_bytes[:8] == b"PERFILE2" or head_bytes.startswith(b"\x17\x08Dtracing"):
+            return 0
+        lines = head_text.split("\n")[:400]
+        if lines and lines[0].startswith("# ========") and any(
+                ln.startswith(("# perf version", "# os release", "# cmdline")) for ln in lines[:60]):
+            return 95
+        n_ev = n_frame = n_other = 0
+        for ln in lines:
+            s = ln.strip()
+            if not s or s.startswith("#"):
+                continue
+            if ln.startswith("\t") and _FRAME_RX.match(ln):
+                n_frame += 1
+            elif _EVENT_TS_RX.match(ln):
+                n_ev += 1
+            elif _FRAME_RX.match(ln) and s.endswith(")"):
+                n_frame += 1
+            elif _EVENT_RX.match(ln) and not re.search(r"-\d+\s+\[\d+\]", ln):
+                n_ev += 0.5
+            else:
+                n_other += 1
+        if n_ev >= 1 and (n_ev + n_frame) >= 4 * n_other:
+            return 85 if n_ev >= 2 or n_frame else 60
+        return 0
+
+    def __init__(self):
+        self.meta_header: dict = {}
+        self.resolution: int | None = None
+
+    # header lines ("# ========" block) -> stats.meta
+    def _header(self, lines: list[str], stats: ParseStats) -> None:
+        hdr = stats.meta.setdefault("perf_header", {})
+        events = []
+        for ln in lines:
+            m = HEADER_KV_RE.match(ln.rstrip())
+            if not m or ln.startswith("# ========"):
+                continue
+            k, v = m.group("key").strip(), m.group("val").strip()
+            if k == "event":
+                events.append(v)
+                continue
+            hdr.setdefault(k, v)
+        if events:
+            stats.meta.setdefault("perf_events", []).extend(events)
+        if "os release" in hdr:
+            stats.meta["kernel"] = hdr["os release"]
+        if "perf version" in hdr:
+            stats.meta["perf_version"] = hdr["perf version"]
+        if "nrcpus online" in hdr:
+            try:
+                stats.meta["n_cpus"] = int(hdr["nrcpus online"])
+            except ValueError:
+                pass
+        if "cmdline" in hdr:
+            stats.meta["cmdline"] = hdr["cmdline"]
+        if not hdr:
+            stats.meta.pop("perf_header", None)
+
+    def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
+        stats.meta.setdefault("tracer", "perf")
+        stats.meta.setdefault("ts_unit", "ns")
+        carry: pl.Series | None = None
+        carry_no: np.ndarray | None = None
+        for chunk in source.chunks():
+            lines = lines_of(chunk.data.decode("utf-8", "replace"))
+            nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
+            if carry is not None:
+                lines = pl.concat([carry, lines])
+                nos = np.concatenate([carry_no, nos])
+            out, carry, carry_no = self._block(lines, nos, stats, final=False)
+            yield from out
+        if carry is not None and len(carry):
+            out, _, _ = self._block(carry, carry_no, stats, final=True)
+            yield from out
+        if self.resolution is not None:
+            stats.meta["ts_resolution_ns"] = self.resolution
+
+    def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
+        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers)."""
+        df = pl.DataFrame({"t": lines, "no": nos})
+        t = pl.col("t")
+        df = df.with_columns(
+            tab=t.str.starts_with("\t"),
+            blank=t.str.strip_chars() == "",
+            hash=t.str.starts_with("#"),
+            perfrec=t.str.contains("PERF_RECORD_", literal=True),
+        )
+        # the regexes run only on the few lines that are not TAB frames, blanks or comments
+        cand_mask = ~(df.get_column("tab") | df.get_column("blank") | df.get_column("hash") | df.get_column("perfrec"))
+        ev = np.zeros(df.height, bool)
+        frame = df.get_column("tab").to_numpy().copy()
+        if cand_mask.any():
+            idx = np.flatnonzero(cand_mask.to_numpy())
+            sub = lines.gather(idx).to_frame("t").select(
+                ts=t.str.contains(EVENT_TS_RE),
+                fr=t.str.contains(FRAME_RE) & t.str.strip_chars_end().str.ends_with(")"),
+                any=t.str.contains(EVENT_RE),
+            )
+            ts_ok = sub.get_column("ts").to_numpy()
+            fr_ok = sub.get_column("fr").to_numpy() & ~ts_ok
+            ev[idx] = ts_ok | (~fr_ok & sub.get_column("any").to_numpy())
+            frame[idx] = fr_ok
+        df = df.with_columns(ev=pl.Series(ev), frame=pl.Series(frame))
+        # header block lines
+        hashes = df.filter(pl.col("hash"))
+        if hashes.height:
+            self._header(hashes.get_column("t").to_list(), stats)
+        # records: a PERF_RECORD_* line also opens a record (so frames after it are not orphaned)
+        opener = pl.col("ev") | pl.col("perfrec")
+        df = df.with_columns(rid=opener.cast(pl.Int64).cum_sum() - 1)
+        carry = carry_no = None
+        if not final:
+            opens = np.flatnonzero(df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy())
+            cut = int(opens[-1]) if len(opens) else 0
+            if not len(opens):
+                # no record start in this block: keep it all for the next chunk unless it has nothing to attach
+                if df.get_column("frame").any():
+                    return [], lines, nos
+                cut = df.height
+            carry, carry_no = lines.slice(cut), nos[cut:]
+            df = df.slice(0, cut)
+        tables: list[pa.Table] = []
+        # malformed: not blank, not hash, not event, not frame, not PERF_RECORD; plus orphan frames
+        bad = df.filter(~pl.col("blank") & ~pl.col("hash") & ~pl.col("ev") & ~pl.col("frame") & ~pl.col("perfrec"))
+        if bad.height:
+            stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(), "perf-unparsed")
+        orphans = df.filter(pl.col("frame") & (pl.col("rid") < 0))
+        if orphans.height:
+            stats.malformed_many(orphans.get_column("no").to_list(), orphans.get_column("t").to_list(),
+                                 "perf-frame-without-event")
+        # PERF_RECORD_* lines (rare): parsed in Python
+        recs = df.filter(pl.col("perfrec"))
+        rec_rows = []
+        for no, txt, rid in recs.select("no", "t", "rid").iter_rows():
+            rec_rows.append(self._perf_record(no, txt, stats))
+        # events
+        evs = df.filter(pl.col("ev") | pl.col("perfrec"))
+        n_rec = evs.height
+        if n_rec == 0:
+            return tables, carry, carry_no
+        is_rec = evs.get_column("perfrec").to_numpy()
+        g = evs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "perfrec").unnest("g")
+        evname = pl.col("ev")
+        has_sys = evname.str.contains(":", literal=True) & ~evname.str.contains("/", literal=True) & \
+            ~evname.str.replace(r"^[^:]*:", "").str.contains(MODIFIERS_RE)
+        g = g.with_columns(
+            ts_ns=ts_ns_expr(pl.col("sec"), pl.col("frac")),
+            cpu=pl.col("cpu").cast(pl.Int32, strict=False),
+            pid_i=pl.when(pl.col("tid").is_not_null()).then(pl.col("tid")).otherwise(pl.col("pid"))
+            .cast(pl.Int32, strict=False),
+            tgid=pl.when(pl.col("tid").is_not_null()).then(pl.col("pid")).otherwise(None).cast(pl.Int32, strict=False),
+            system=pl.when(has_sys).then(evname.str.extract(r"^([^:]*):", 1)).otherwise(None),
+            event=pl.when(has_sys).then(evname.str.replace(r"^[^:]*:", "")).otherwise(evname),
+            payload=pl.col("payload").fill_null(""),
+        )
+        if self.resolution is None:
+            fr = g.filter(pl.col("frac").is_not_null()).get_column("frac").head(1)
+            if len(fr):
+                self.resolution = 10 ** max(0, 9 - len(fr[0]))
+        # same-line sample frame: "cycles:u:  ffffffff9b201293 [unknown] ([unknown])"
+        fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
+        line_frames = parse_frames(fdf.get_column("t")).with_columns(
+            rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False))
+        same = g.with_row_index("rid").filter(
+            pl.col("system").is_null() & pl.col("payload").str.contains(r"^[0-9a-fA-F]+\s+\S") &
+            pl.col("payload").str.contains(FRAME_RE) & ~pl.col("perfrec"))
+        frames_all = line_frames
+        if same.height:
+            sf = parse_frames(same.get_column("payload")).with_columns(
+                rid=same.get_column("rid").cast(pl.Int64), no=same.get_column("no"), first=pl.lit(True))
+            frames_all = pl.concat([sf, line_frames], how="vertical_relaxed").sort(
+                ["rid", "first", "no"], descending=[False, True, False])
+        badf = frames_all.filter(~pl.col("ok"))
+        if badf.height:  # cannot happen for lines that passed FRAME_RE; kept for safety
+            stats.malformed_many(badf.get_column("no").to_list(), ["<frame>"] * badf.height, "perf-frame")
+            frames_all = frames_all.filter(pl.col("ok"))
+        frame_rid = frames_all.get_column("rid").to_numpy()
+        callchain = build_callchain(n_rec, frame_rid, frames_struct(frames_all))
+        # rows for PERF_RECORD_* lines replace the regex result
+        cols = {
+            "line_no": g.get_column("no"),
+            "ts_ns": g.get_column("ts_ns"),
+            "cpu": g.get_column("cpu"),
+            "pid": g.get_column("pid_i"),
+            "tgid": g.get_column("tgid"),
+            "comm": g.get_column("comm"),
+            "system": g.get_column("system"),
+            "event": g.get_column("event"),
+            "payload": g.get_column("payload"),
+        }
+        if is_rec.any():
+            idx = np.flatnonzero(is_rec)
+            for k in cols:
+                s = cols[k].to_list()
+                for i, row in zip(idx, rec_rows):
+                    s[i] = row.get(k)
+                cols[k] = pl.Series(k, s, dtype=cols[k].dtype)
+        tbl = pl.DataFrame(cols).to_arrow()
+        fields = fields_for(cols["payload"], cols["event"])
+        if is_rec.any():
+            fl = fields.to_pylist()
+            for i, row in zip(idx, rec_rows):
+                fl[i] = row.get("fields") or []
+            fields = pa.array(fl, type=fields.type)
+        tbl = tbl.append_column("fields", fields).append_column("callchain", callchain)
+        tables.append(tbl)
+        return tables, carry, carry_no
+
+    def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict:
+        """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...)."""
+        m = LOST_RE.search(txt)
+        kind = m.group("kind") if m else "UNKNOWN"
+        rest = (m.group("rest") if m else "").strip()
+        pre = txt[: m.start()] if m else txt
+        row: dict = {"line_no": no, "payload": f"PERF_RECORD_{kind} {rest}".rstrip()}
+        pm = re.match(r"^\s*(?P<comm>.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+(?:\[(?P<cpu>\d+)\]\s+)?"
+                      r"(?:(?P<sec>\d+)\.(?P<frac>\d+):)?", pre)
+        if pm:
+            row["comm"] = pm.group("comm")
+            if pm.group("tid"):
+                row["pid"], row["tgid"] = int(pm.group("tid")), int(pm.group("pid"))
+            else:
+                row["pid"] = int(pm.group("pid"))
+            if pm.group("cpu"):
+                row["cpu"] = int(pm.group("cpu"))
+            if pm.group("sec"):
+                row["ts_ns"] = int(pm.group("sec")) * 1_000_000_000 + int(pm.group("frac")[:9].ljust(9, "0"))
+        if kind in ("LOST", "LOST_SAMPLES"):
+            c = LOST_COUNT_RE.search(rest)
+            n = int(c.group(1)) if c else None
+            stats.lost(n)
+            row["event"] = "__lost_events"
+            row["fields"] = [("lost", str(n))] if n is not None else [("lost", None)]
+        else:
+            row["event"] = f"PERF_RECORD_{kind}"
+            row["fields"] = []
+        return row
+
+
+PARSERS = [PerfScriptParser]
