@@ -1,0 +1,516 @@
+"""tracefs text: the ``trace`` file (any tracer but function_graph) and ``trace_pipe``.
+
+Covers the nop/event tracer, the function tracer (``func <-parent``), the latency
+layout (irqsoff, wakeup, ``latency-format``), kprobe/kretprobe/fprobe/uprobe
+lines, trace_printk lines, ``<stack trace>`` blocks (frames become the record's
+``callchain``), ``CPU:N [LOST M EVENTS]`` and ``##### CPU N buffer started ####``
+markers, with or without the ``#`` header.
+
+Speed: every chunk (8 MB of whole lines) is split into a polars column and parsed
+with literal finds and fixed-position slices for the common ``%16s-%-7d [%03d]``
+layout; only the lines that do not fit it go through the general (backtracking)
+regular expression, and only the lines that fail that one through the latency and
+marker patterns. No Python code runs per line except for header lines and the
+few lines at a chunk end that carry a stack trace over to the next chunk.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from ..schema import FRAME
+from .base import Parser, ParseStats
+from .fields import parse_fields
+from .source import TraceSource, is_probably_binary
+
+# ---------------------------------------------------------------- patterns
+
+#: general prefix of an event line (§2.2): comm may contain anything, so anchor on the CPU bracket
+GENERAL_RE = (
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>[.A-Za-z0-9]{4,7})\s+)?(?P<ts>\d+(?:\.\d+)?):(?: (?P<rest>.*))?$"
+)
+#: latency layout (§1.4): "%8.8s-%-7d %3d" <flags> " %4lldus%c: "
+LATENCY_RE = (
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>[^\s\d][.A-Za-z0-9]{3,6})\s+"
+    r"(?P<lat>\d+)(?:us(?P<mark>.))?:(?: (?P<rest>.*))?$"
+)
+LOST_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?:(?P<lost>\d+) )?EVENTS\]\s*$"
+BUFSTART_RE = r"^\s*#{5} CPU (?P<cpu>\d+) buffer started #{4}\s*$"
+FRAME_LINE_RE = r"^\s*=> "
+FRAME_RE = (
+    r"^\s*=> (?:<(?P<uaddr>[0-9a-fA-Fx]+)>|0x(?P<haddr>[0-9a-fA-F]+)|(?P<sym>[^\s+]+?)(?:\+(?P<off>\S+))?"
+    r"(?: \((?P<addr>[0-9a-fA-Fx]+)\))?)\s*$"
+)
+#: a line that fails every layout but looks like a trace line (malformed, not prose)
+LOOKS_LIKE_TRACE = r"(?:-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\])|(?:\s\d+\.\d{6,9}:\s)|(?:-\d+\s+\d+[.dDbX][.A-Za-z0-9]{3,6}\s+\d+us)"
+#: "event: payload" where the event name has no spaces/parens (trace_printk callers may carry +off/size)
+EVENT_NAME_RE = r"^[^\s()]+$"
+FUNC_RE = r"^(?P<func>[^\s:()]+)(?: <-(?P<parent>\S+))?$"
+PROBE_RE = r"^\((?P<loc>[^\s()]+)(?: <- (?P<target>[^\s()]+))?\)(?: |$)"
+SYMOFF_RE = r"^(?P<sym>.+?)\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+$"
+
+STACK_EVENTS = {"<stack trace>": "kernel_stack", "<user stack trace>": "user_stack"}
+
+_HDR_ENTRIES = re.compile(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
+_HDR_NCPU = re.compile(r"#P:(\d+)")
+_HDR_TRACER = re.compile(r"^#\s*tracer:\s*(\S+)")
+_HDR_LATKERNEL = re.compile(r"^#\s*(\S+) latency trace v[\d.]+ on (\S+)")
+_HDR_LATENCY = re.compile(r"^#\s*latency:\s*(\d+) us, #(\d+)/(\d+), CPU#(\d+)")
+
+_EVENT_COLS = ["line_no", "ts_ns", "cpu", "pid", "tgid", "comm", "flags", "event", "payload",
+               "func", "parent", "kind"]
+
+_SCHEMA = {
+    "line_no": pl.Int64, "ts_ns": pl.Int64, "cpu": pl.Int32, "pid": pl.Int32, "tgid": pl.Int32,
+    "comm": pl.String, "flags": pl.String, "event": pl.String, "payload": pl.String,
+    "func": pl.String, "parent": pl.String, "kind": pl.String,
+}
+
+
+def ts_to_ns(ts: pl.Expr) -> pl.Expr:
+    """``"17258.057760"`` -> 17258057760000 exactly (integer arithmetic); ``"123456"`` (counter) -> 123456."""
+    parts = ts.str.split_exact(".", 1)
+    sec = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    frac = parts.struct.field("field_1")
+    fr = frac.str.slice(0, 9).str.pad_end(9, "0").cast(pl.Int64, strict=False)
+    return pl.when(frac.is_null()).then(sec).otherwise(sec * 1_000_000_000 + fr)
+
+
+# ---------------------------------------------------------------- header
+
+
+def _scan_header(lines: list[str], stats: ParseStats) -> None:
+    m = stats.meta
+    for h in lines:
+        if (t := _HDR_TRACER.match(h)) and "tracer" not in m:
+            m["tracer"] = t.group(1)
+        if e := _HDR_ENTRIES.search(h):
+            inbuf, written = int(e.group(1)), int(e.group(2))
+            m.setdefault("entries_in_buffer", inbuf)
+            m.setdefault("entries_written", written)
+            if written > inbuf:
+                stats.lost(written - inbuf)
+                m["overwritten"] = m.get("overwritten", 0) + written - inbuf
+        if (p := _HDR_NCPU.search(h)) and "n_cpus" not in m:
+            m["n_cpus"] = int(p.group(1))
+        if (k := _HDR_LATKERNEL.match(h)) and "kernel" not in m:
+            m["kernel"] = k.group(2)
+            m.setdefault("tracer", k.group(1))
+        if (lt := _HDR_LATENCY.match(h)) and "latency_us" not in m:
+            m["latency_us"] = int(lt.group(1))
+            shown, total = int(lt.group(2)), int(lt.group(3))
+            m["entries_in_buffer"], m["entries_written"] = shown, total
+            if total > shown:
+                stats.lost(total - shown)
+                m["overwritten"] = m.get("overwritten", 0) + total - shown
+
+
+# ---------------------------------------------------------------- per-chunk parsing
+
+
+def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
+    """Columns ok/comm/pid/cpu/flags/ts/rest for the common fixed layout (ok=False elsewhere)."""
+    l = pl.col("l")
+    b = l.str.find("] ", literal=True)
+    head_len = b - 4
+    tail = l.str.slice(b + 2)
+    out = df.lazy().with_columns(
+        _b=b,
+        _ascii=l.str.len_bytes() == l.str.len_chars(),
+    ).with_columns(
+        _open=l.str.slice(pl.col("_b") - 4, 1),
+        _dash=l.str.slice(16, 1),
+        _hl=pl.col("_b") - 4,
+        _tail=l.str.slice(pl.col("_b") + 2),
+    ).with_columns(
+        _p=pl.col("_tail").str.find(": ", literal=True),
+    ).with_columns(
+        _fts=pl.col("_tail").str.slice(0, pl.col("_p")),
+        rest=pl.col("_tail").str.slice(pl.col("_p") + 2),
+        comm=l.str.slice(0, 16).str.strip_chars_start(" "),
+        pid=l.str.slice(17, pl.col("_hl") - 17).str.strip_chars_end(" ").cast(pl.Int32, strict=False),
+        cpu=l.str.slice(pl.col("_b") - 3, 3).cast(pl.Int32, strict=False),
+    ).with_columns(
+        _sp=pl.col("_fts").str.find(" ", literal=True),
+    ).with_columns(
+        flags=pl.when(pl.col("_sp") > 0).then(pl.col("_fts").str.slice(0, pl.col("_sp"))),
+        ts=pl.col("_fts").str.slice(pl.col("_sp")).str.strip_chars_start(" "),
+    ).with_columns(
+        ok=(pl.col("_ascii") & (pl.col("_open") == "[") & (pl.col("_dash") == "-")
+            & pl.col("_hl").is_in([23, 25]) & pl.col("pid").is_not_null() & pl.col("cpu").is_not_null()
+            & pl.col("_p").is_not_null()
+            & (pl.col("flags").is_null() | pl.col("flags").str.len_bytes().is_between(4, 7))
+            & pl.col("ts").str.contains(r"^\d+(?:\.\d+)?$")).fill_null(False),
+    ).drop("_b", "_ascii", "_open", "_dash", "_hl", "_tail", "_p", "_fts", "_sp")
+    del head_len, tail
+    return out.collect()
+
+
+def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataFrame:
+    """Parse a frame of lines (columns ``line_no``, ``l``) into event rows.
+
+    Returns a polars frame with the ``_SCHEMA`` columns plus ``fields`` (an Arrow map,
+    attached later) and ``callchain``; updates ``stats`` and the non-event ``counters``.
+    """
+    n = df.height
+    df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
+    fast = _fast_prefix(df)
+    ev = fast.filter(pl.col("ok")).select(
+        "line_no", "comm", "pid", pl.lit(None, pl.Int32).alias("tgid"), "cpu", "flags",
+        ts_to_ns(pl.col("ts")).alias("ts_ns"), "rest", pl.col("ts").str.contains(r"\.").alias("_dot"),
+        pl.col("ts").str.split_exact(".", 1).struct.field("field_1").str.len_bytes().alias("_fraclen"),
+    )
+    rest_lines = fast.filter(~pl.col("ok")).select("line_no", "l")
+    parts = [ev]
+    if rest_lines.height:
+        g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(GENERAL_RE))
+        gen_ok = g.filter(pl.col("m").struct.field("pid").is_not_null())
+        if gen_ok.height:
+            m = pl.col("m").struct
+            parts.append(gen_ok.select(
+                "line_no", m.field("comm").alias("comm"), m.field("pid").cast(pl.Int32, strict=False).alias("pid"),
+                m.field("tgid").cast(pl.Int32, strict=False).alias("tgid"),
+                m.field("cpu").cast(pl.Int32, strict=False).alias("cpu"), m.field("flags").alias("flags"),
+                ts_to_ns(m.field("ts")).alias("ts_ns"), m.field("rest").fill_null("").alias("rest"),
+                m.field("ts").str.contains(r"\.").alias("_dot"),
+                m.field("ts").str.split_exact(".", 1).struct.field("field_1").str.len_bytes().alias("_fraclen"),
+            ))
+        rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
+    lat_parts = None
+    if rest_lines.height:
+        g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(LATENCY_RE))
+        lat = g.filter(pl.col("m").struct.field("pid").is_not_null())
+        if lat.height:
+            m = pl.col("m").struct
+            lat_parts = lat.select(
+                "line_no", m.field("comm").alias("comm"), m.field("pid").cast(pl.Int32, strict=False).alias("pid"),
+                pl.lit(None, pl.Int32).alias("tgid"), m.field("cpu").cast(pl.Int32, strict=False).alias("cpu"),
+                m.field("flags").alias("flags"),
+                (m.field("lat").cast(pl.Int64, strict=False) * 1000).alias("ts_ns"),
+                m.field("rest").fill_null("").alias("rest"), pl.lit(True).alias("_dot"),
+                pl.lit(6, pl.UInt32).alias("_fraclen"),
+            )
+            parts.append(lat_parts)
+            stats.meta["latency_format"] = True
+        rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
+
+    ev = pl.concat([p.cast({"_fraclen": pl.UInt32}) for p in parts], how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
+    # timestamp unit facts
+    if ev.height:
+        if not ev.get_column("_dot").all():
+            stats.meta["ts_unit"] = "counter"
+        else:
+            fl = ev.get_column("_fraclen").max()
+            res = 1 if (fl is not None and fl > 6) else 1000
+            cur = stats.meta.get("ts_resolution_ns")
+            stats.meta["ts_resolution_ns"] = res if cur is None else min(cur, res)
+
+    ev = _split_rest(ev.drop("_dot", "_fraclen"))
+
+    # ---- non-event lines: markers, frames, header, blank, prose, malformed
+    extra = []
+    frames = None
+    if rest_lines.height:
+        l = pl.col("l")
+        cls = rest_lines.with_columns(
+            _blank=l.str.strip_chars() == "",
+            _lost=l.str.contains(LOST_RE),
+            _buf=l.str.contains(BUFSTART_RE),
+            _frame=l.str.contains(FRAME_LINE_RE),
+        ).with_columns(
+            _hdr=l.str.starts_with("#") & ~pl.col("_buf"),
+        )
+        lost = cls.filter(pl.col("_lost"))
+        if lost.height:
+            m = lost.select("line_no", pl.col("l").str.extract_groups(LOST_RE).alias("m"))
+            cnt = m.get_column("m").struct.field("lost").cast(pl.Int64, strict=False)
+            for c in cnt.to_list():
+                stats.lost(c)
+            extra.append(m.select(
+                "line_no", pl.col("m").struct.field("cpu").cast(pl.Int32).alias("cpu"),
+                pl.lit("__lost_events").alias("event"), pl.lit("lost").alias("_k"),
+                pl.col("m").struct.field("lost").alias("_v"),
+            ))
+        buf = cls.filter(pl.col("_buf"))
+        if buf.height:
+            extra.append(buf.select(
+                "line_no", pl.col("l").str.extract(BUFSTART_RE, 1).cast(pl.Int32).alias("cpu"),
+                pl.lit("__buffer_started").alias("event"),
+            ))
+        hdr = cls.filter(pl.col("_hdr"))
+        if hdr.height:
+            counters["n_header_lines"] = counters.get("n_header_lines", 0) + hdr.height
+            _scan_header(hdr.get_column("l").to_list(), stats)
+        counters["n_blank_lines"] = counters.get("n_blank_lines", 0) + int(cls.get_column("_blank").sum())
+        fr = cls.filter(pl.col("_frame"))
+        if fr.height:
+            frames = fr.select("line_no", "l")
+        other = cls.filter(~(pl.col("_blank") | pl.col("_lost") | pl.col("_buf") | pl.col("_hdr") | pl.col("_frame")))
+        if other.height:
+            looks = other.get_column("l").str.contains(LOOKS_LIKE_TRACE)
+            bad = other.filter(looks)
+            if bad.height:
+                stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(),
+                                     "unparsed trace line")
+            counters["n_ignored_prose"] = counters.get("n_ignored_prose", 0) + (other.height - bad.height)
+
+    if extra:
+        ex = pl.concat([e.with_columns(pl.lit(None, pl.String).alias("_k")) if "_k" not in e.columns else e
+                        for e in extra], how="diagonal_relaxed")
+        if "_v" not in ex.columns:
+            ex = ex.with_columns(pl.lit(None, pl.String).alias("_v"))
+        ev = pl.concat([ev, ex], how="diagonal_relaxed")
+    ev = ev.sort("line_no")
+
+    # ---- callchains: frames belong to the closest preceding stack record
+    ev, n_frames, orphans = _attach_frames(ev, frames)
+    counters["n_stack_frame_lines"] = counters.get("n_stack_frame_lines", 0) + n_frames
+    if orphans is not None and orphans.height:
+        stats.malformed_many(orphans.get_column("line_no").to_list(), orphans.get_column("l").to_list(),
+                             "stack frame without a <stack trace> record")
+    del n
+    return ev
+
+
+def _split_rest(ev: pl.DataFrame) -> pl.DataFrame:
+    """``rest`` (text after the timestamp) -> event/payload/func/parent/kind."""
+    r = pl.col("rest")
+    q = r.str.find(": ", literal=True)
+    ev = ev.with_columns(
+        _q=q,
+    ).with_columns(
+        _name=pl.when(pl.col("_q").is_not_null()).then(r.str.slice(0, pl.col("_q"))),
+    ).with_columns(
+        _isev=pl.col("_name").is_not_null() & ~pl.col("_name").str.contains(r"[\s()]"),
+    ).with_columns(
+        event=pl.when(pl.col("_isev")).then(pl.col("_name")),
+        payload=pl.when(pl.col("_isev")).then(r.str.slice(pl.col("_q") + 2).str.strip_chars_start(" "))
+        .otherwise(r),
+        func=pl.lit(None, pl.String), parent=pl.lit(None, pl.String), kind=pl.lit(None, pl.String),
+    ).drop("_q", "_name")
+    odd = ev.get_column("_isev").not_()
+    # lines whose rest is "event:" with an empty payload
+    if odd.any():
+        empty_ev = r.str.contains(r"^[^\s()]+:$")
+        ev = ev.with_columns(
+            event=pl.when(empty_ev).then(r.str.strip_suffix(":")).otherwise(pl.col("event")),
+            payload=pl.when(empty_ev).then(pl.lit("")).otherwise(pl.col("payload")),
+            _isev=pl.col("_isev") | empty_ev,
+        )
+        nonev = ~pl.col("_isev")
+        stack = r.replace_strict(STACK_EVENTS, default=None, return_dtype=pl.String)
+        fm = r.str.extract_groups(FUNC_RE)
+        ev = ev.with_columns(
+            event=pl.when(nonev & stack.is_not_null()).then(stack)
+            .when(nonev & fm.struct.field("func").is_not_null()).then(pl.lit("function"))
+            .otherwise(pl.col("event")),
+            func=pl.when(nonev & stack.is_null()).then(fm.struct.field("func")).otherwise(pl.col("func")),
+            parent=pl.when(nonev & stack.is_null()).then(fm.struct.field("parent")).otherwise(pl.col("parent")),
+        ).with_columns(
+            # function lines carry no payload; stack records keep "<stack trace>"; others keep the text
+            payload=pl.when(pl.col("event") == "function").then(pl.lit(None, pl.String)).otherwise(pl.col("payload")),
+        )
+        # function names: drop +off/size (as printed in parent)
+        ev = ev.with_columns(
+            func=pl.when(pl.col("event") == "function")
+            .then(pl.col("func").str.replace(r"\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+$", ""))
+            .otherwise(pl.col("func")),
+        )
+    ev = ev.drop("_isev")
+    # probes: payload "(sym+0x4/0x1a0) a=b" or "(caller+off/size <- func) ..."
+    p = pl.col("payload")
+    if ev.get_column("payload").str.starts_with("(").any():
+        pm = p.str.extract_groups(PROBE_RE)
+        isp = pl.col("event").is_not_null() & pm.struct.field("loc").is_not_null()
+        loc, tgt = pm.struct.field("loc"), pm.struct.field("target")
+        ev = ev.with_columns(
+            kind=pl.when(isp).then(pl.when(tgt.is_null()).then(pl.lit("entry")).otherwise(pl.lit("return")))
+            .otherwise(pl.col("kind")),
+            func=pl.when(isp).then(pl.coalesce(tgt, loc).str.replace(r"\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+$", ""))
+            .otherwise(pl.col("func")),
+            parent=pl.when(isp & tgt.is_not_null()).then(loc).otherwise(pl.col("parent")),
+        )
+    # trace_printk with sym-offset: "caller+0x28/0x6c: msg" -> event/func "caller"
+    if ev.get_column("event").str.contains("+0x", literal=True).any():
+        sm = pl.col("event").str.extract(SYMOFF_RE, 1)
+        ev = ev.with_columns(
+            func=pl.when(sm.is_not_null()).then(sm).otherwise(pl.col("func")),
+            event=pl.when(sm.is_not_null()).then(sm).otherwise(pl.col("event")),
+        )
+    return ev.drop("rest")
+
+
+def _attach_frames(ev: pl.DataFrame, frames: pl.DataFrame | None):
+    if frames is None or frames.height == 0:
+        return ev.with_columns(callchain=pl.lit(None)), 0, None
+    # owner = the event row with the greatest line_no below the frame (events are sorted)
+    owners = ev.select(pl.col("line_no").alias("_owner"), pl.col("event").alias("_oev"))
+    fr = frames.sort("line_no").join_asof(owners, left_on="line_no", right_on="_owner", strategy="backward")
+    # a frame belongs to a stack record only if every line between them is a frame: consecutive frame runs
+    fr = fr.with_columns(_run=(pl.col("line_no").diff().fill_null(0) != 1).cum_sum())
+    fr = fr.with_columns(_first=pl.col("line_no").min().over("_run"))
+    ok = fr.filter((pl.col("_owner") == pl.col("_first") - 1) & pl.col("_oev").is_in(list(STACK_EVENTS.values())))
+    bad = fr.filter(~((pl.col("_owner") == pl.col("_first") - 1)
+                      & pl.col("_oev").is_in(list(STACK_EVENTS.values()))).fill_null(False))
+    fm = pl.col("l").str.extract_groups(FRAME_RE)
+    chains = ok.select(
+        "_owner", "line_no",
+        pl.struct(
+            addr=pl.coalesce(fm.struct.field("addr"), fm.struct.field("uaddr"), fm.struct.field("haddr")),
+            sym=fm.struct.field("sym"),
+            off=fm.struct.field("off"),
+            dso=pl.lit(None, pl.String),
+        ).alias("frame"),
+    ).sort("line_no").group_by("_owner", maintain_order=True).agg(pl.col("frame").alias("callchain"))
+    ev = ev.join(chains, left_on="line_no", right_on="_owner", how="left")
+    return ev, fr.height, bad.select("line_no", "l")
+
+
+def _to_arrow(ev: pl.DataFrame) -> pa.Table:
+    """Final Arrow table: fields parsed from payload (event rows), callchain as list<FRAME>."""
+    cols = {}
+    for c in _EVENT_COLS:
+        if c in ev.columns:
+            cols[c] = ev.get_column(c).cast(_SCHEMA[c]).to_arrow()
+    t = pa.table(cols)
+    n = ev.height
+    # fields
+    has_payload = ev.get_column("payload").is_not_null() & ev.get_column("event").is_not_null()
+    if "_k" in ev.columns:
+        marker = ev.get_column("_k").is_not_null()
+    else:
+        marker = None
+    fmap = parse_fields(ev.get_column("payload"), ev.get_column("event"))
+    if marker is not None and marker.any():
+        # __lost_events rows: {"lost": M} (value NULL when the count is unknown)
+        kv = ev.select(pl.when(pl.col("_k").is_not_null())
+                       .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
+                       .alias("x")).get_column("x")
+        from .fields import _to_map
+
+        mk = _to_map(kv)
+        import pyarrow.compute as pc
+
+        fmap = pc.if_else(marker.to_arrow(), mk, fmap)
+    # function lines / stack records without payload text keep an empty map; None where no payload
+    t = t.append_column("fields", fmap)
+    del has_payload, n
+    if "callchain" in ev.columns and ev.get_column("callchain").dtype != pl.Null:
+        cc = ev.get_column("callchain").to_arrow()
+        if isinstance(cc, pa.ChunkedArray):
+            cc = cc.combine_chunks()
+        cc = cc.cast(pa.list_(FRAME))
+        t = t.append_column("callchain", cc)
+    return t
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def _split_carry(text: str) -> tuple[str, str]:
+    """Split off the tail that must wait for the next chunk: a trailing stack record and its frames."""
+    end = len(text)
+    pos = end
+    # walk back over trailing frame lines (and a possibly unterminated last line)
+    while pos > 0:
+        start = text.rfind("\n", 0, pos - 1 if text[pos - 1:pos] == "\n" else pos) + 1
+        line = text[start:pos].rstrip("\r\n")
+        if line.lstrip().startswith("=> "):
+            pos = start
+            continue
+        s = line.rstrip()
+        if s.endswith("<stack trace>") or s.endswith("<user stack trace>"):
+            return text[:start], text[start:]
+        break
+    return text, ""
+
+
+def iter_line_frames(source: TraceSource, first_text: str | None = None) -> Iterator[pl.DataFrame]:
+    """Chunks of the source as polars frames (line_no, l), stack records kept whole."""
+    carry, carry_ln = "", 1
+    for chunk in source.chunks():
+        text = chunk.data.decode("utf-8", "replace")
+        if carry:
+            text, first = carry + text, carry_ln
+        else:
+            first = chunk.first_line_no
+        body, carry = _split_carry(text)
+        if carry:
+            carry_ln = first + body.count("\n")
+        if body:
+            yield _frame_of(body, first)
+    if carry:
+        yield _frame_of(carry, carry_ln)
+
+
+def _frame_of(text: str, first: int) -> pl.DataFrame:
+    if text.endswith("\n"):
+        text = text[:-1]
+    s = pl.Series("l", [text]).str.split("\n").explode()
+    return pl.DataFrame({"l": s}).with_row_index("line_no", offset=first).with_columns(
+        pl.col("line_no").cast(pl.Int64))
+
+
+# ---------------------------------------------------------------- parser
+
+
+class FtraceParser(Parser):
+    name = "ftrace"
+    description = "tracefs trace / trace_pipe text (event, function, latency tracers; probes; trace_printk)"
+
+    @classmethod
+    def sniff(cls, head_text: str, head_bytes: bytes) -> int:
+        if is_probably_binary(head_bytes):
+            return 0
+        lines = head_text.splitlines()[:400]
+        tracer = None
+        for ln in lines[:50]:
+            m = _HDR_TRACER.match(ln)
+            if m:
+                tracer = m.group(1)
+                break
+        if tracer == "function_graph":
+            return 10
+        sample = "\n".join(lines)
+        n_ev = len(re.findall(r"(?m)^\s*.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d{3,}\]\s+(?:[.A-Za-z0-9]{4,7}\s+)?\d+(?:\.\d+)?: ",
+                              sample))
+        n_lat = len(re.findall(r"(?m)^\s*\S.*?-\d+\s+\d+[.dDbX][.A-Za-z0-9]{3,6}\s+\d+us.: ", sample))
+        n_perf = len(re.findall(r"(?m)^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+\S+:\S+: ", sample))
+        n_tcmd = len(re.findall(r"(?m)^cpus=\d+\s*$", sample))
+        if n_tcmd and not tracer:
+            return 5
+        if re.search(r"(?m)^\s*\d+\)\s.*\|", sample) and re.search(r"FUNCTION CALLS", sample):
+            return 10
+        if tracer:
+            return 90 if (n_ev or n_lat or len(lines) < 20) else 60
+        if re.search(r"(?m)^CPU:\d+ \[LOST (\d+ )?EVENTS\]", sample):
+            return 80
+        if n_ev > n_perf and n_ev:
+            # trace-cmd report with its "event:   padded" style still parses here, but with lower confidence
+            padded = len(re.findall(r"\]\s+\d+\.\d+: [a-z_0-9]+:\s{2,}", sample))
+            return 40 if padded > n_ev // 2 else 80
+        if n_lat:
+            return 70
+        return 0
+
+    def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
+        counters: dict[str, int] = {}
+        stats.meta.setdefault("ts_unit", "ns")
+        for df in iter_line_frames(source):
+            ev = parse_lines(df, stats, counters)
+            if ev.height:
+                yield _to_arrow(ev)
+        for k, v in counters.items():
+            stats.meta[k] = v
+        if stats.meta.get("ts_unit") == "counter":
+            stats.meta.pop("ts_resolution_ns", None)
+        elif "ts_resolution_ns" not in stats.meta:
+            stats.meta["ts_resolution_ns"] = 1000
+
+
+PARSERS = [FtraceParser]
