@@ -32,15 +32,15 @@ from .perf_script import build_callchain, fields_for, lines_of, ts_ns_expr
 from .source import TraceSource
 
 EVENT_RE = (
-    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
+    r"^\s*(?:(?P<buf>[A-Za-z0-9_.-]+): +)?(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
     r"(?:\[(?P<cpu>\d+)\]|(?P<lcpu>\d+)(?P<lflags>[^\s\d]\S{2,6}))\s+"
     r"(?:(?P<flags>[.A-Za-z0-9]{4,7})\s+)?(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:\(\+(?P<diff>-?\d+)\)\s+)?"
     r"(?P<ev>[^\s:]+):(?P<pad>\s*)(?P<payload>.*?)\s*$"
 )
 PREAMBLE_RE = r"^(?:version = \d+|CPU \d+ is empty|cpus=\d+)\s*$"
 LOST_RE = r"^CPU:(?P<cpu>\d+) \[(?:(?P<n>\d+) )?EVENTS DROPPED\]\s*$"
-STACK_RE = (r"^\s*=>\s*(?P<sym>.*?)(?:\+(?P<off>0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?))?"
-            r"(?:\s+\((?P<addr>[0-9a-fA-F]+)\))?\s*$")
+STACK_RE = (r"^\s*=>\s*(?:(?P<bare>[0-9a-fA-F]{8,16})|(?P<sym>.*?)(?:\+(?P<off>0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?))?"
+            r"(?:\s+\((?P<addr>[0-9a-fA-F]+)\))?)\s*$")
 #: events whose message may continue on the next line(s)
 PRINT_EVENTS = ("bprint", "bputs", "print")
 
@@ -243,7 +243,9 @@ class TraceCmdReportParser(Parser):
             payload = pl_df.select(pl.when(pl.col("c").is_null()).then(pl.col("payload"))
                                    .otherwise(pl.col("payload") + "\n" + pl.col("c"))).to_series().alias("payload")
         fr = frames.get_column("t").str.extract_groups(STACK_RE).struct.unnest() if frames.height else \
-            pl.DataFrame({c: pl.Series([], dtype=pl.String) for c in ("sym", "off", "addr")})
+            pl.DataFrame({c: pl.Series([], dtype=pl.String) for c in ("bare", "sym", "off", "addr")})
+        if "bare" in fr.columns:
+            fr = fr.with_columns(addr=pl.coalesce(pl.col("addr"), pl.col("bare")))
         fr = fr.with_columns([pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
                               for c in ("sym", "off", "addr")])
         struct = pa.StructArray.from_arrays(
