@@ -1,0 +1,104 @@
+-- ksmtrace standard views, part 1: configuration of the walk reconstruction.
+--
+-- These private tables hold the kernel symbols and constants the walk views
+-- (11_*.sql .. 30_*.sql) match against. They are ordinary DuckDB tables:
+-- you may INSERT rows into them (for example a new rmap_one callback of your
+-- kernel, or another locking primitive to skip when naming a lock's caller)
+-- before querying the views; the views read them at query time. Re-running
+-- this file keeps rows you added (CREATE TABLE IF NOT EXISTS + INSERT OR IGNORE).
+--   INSERT INTO _rmap_one_callbacks VALUES ('__damon_pa_mkold', 'damon');
+
+-- rmap_one callbacks (kernel.md §3, walk_rules.md (b)): a child call of one of
+-- these counts as one rmap_one invocation. caller = the walk's caller it implies.
+CREATE TABLE IF NOT EXISTS _rmap_one_callbacks (func VARCHAR PRIMARY KEY, caller VARCHAR);
+INSERT OR IGNORE INTO _rmap_one_callbacks VALUES
+    ('try_to_migrate_one', 'try_to_migrate'),
+    ('remove_migration_pte', 'remove_migration_ptes'),
+    ('try_to_unmap_one', 'try_to_unmap'),
+    ('folio_referenced_one', 'folio_referenced'),
+    ('page_idle_clear_pte_refs_one', 'page_idle'),
+    ('damon_folio_mkold_one', 'damon'),
+    ('damon_folio_young_one', 'damon');
+
+-- rwc->invalid_vma callbacks (kernel.md §6.2 `invalid`).
+CREATE TABLE IF NOT EXISTS _rmap_invalid_vma_funcs (func VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _rmap_invalid_vma_funcs VALUES ('invalid_folio_referenced_vma');
+
+-- interval-tree iterators: one call per loop step, the last call of a loop returns NULL (kernel.md §2).
+CREATE TABLE IF NOT EXISTS _rmap_iterator_funcs (func VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _rmap_iterator_funcs VALUES
+    ('anon_vma_interval_tree_iter_first'), ('anon_vma_interval_tree_iter_next');
+
+-- the walkers and the page type each one implies (walk_rules.md (b), (d)).
+CREATE TABLE IF NOT EXISTS _rmap_walkers (func VARCHAR PRIMARY KEY, page_type VARCHAR);
+INSERT OR IGNORE INTO _rmap_walkers VALUES
+    ('rmap_walk_ksm', 'ksm'), ('rmap_walk_anon', 'anon'), ('rmap_walk_file', 'file');
+
+-- dispatcher frames that are never "the caller" of a walk (walk_rules.md (a), (d)).
+CREATE TABLE IF NOT EXISTS _rmap_dispatch_frames (sym VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _rmap_dispatch_frames VALUES ('rmap_walk'), ('rmap_walk_locked');
+
+-- lock-primitive frame name prefixes skipped when naming the caller of a lock wait
+-- (walk_rules.md (f); perf lock contention --stack-skip 0 shows the same frame).
+-- '[unknown]' (an unresolved frame, formats.md §7.5) is skipped too: it never names a caller.
+CREATE TABLE IF NOT EXISTS _lock_primitive_prefixes (prefix VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _lock_primitive_prefixes VALUES
+    ('rwsem_down_'), ('down_read'), ('down_write'), ('__down'), ('_raw_spin'), ('queued_'),
+    ('native_queued'), ('__traceiter_'), ('trace_contention'), ('lock_'), ('[unknown]');
+
+-- page key of a perf-callchain walk event (walk_rules.md (d), x86-64 defaults, checked on the REAL
+-- lines of formats.md §7.3: both give PFN 0x128d38):
+--   key = ((invert ? ~pte : pte) >> shift) & (2^bits - 1), pte parsed as unsigned 64-bit hex.
+-- Other architectures: replace these rows. Events without a row have no key (a NULL key never splits).
+CREATE TABLE IF NOT EXISTS _pte_page_keys (event VARCHAR PRIMARY KEY, shift INTEGER, invert BOOLEAN, bits INTEGER);
+INSERT OR IGNORE INTO _pte_page_keys VALUES
+    ('remove_migration_pte', 12, false, 40),   -- new PTE: PFN in bits 12..51
+    ('set_migration_pte', 9, true, 34);        -- swap entry: offset stored inverted from bit 9
+
+-- events of the walking task that end a perf-callchain walk when they lie between two of its events
+-- (walk_rules.md (d)); matched with LIKE.
+CREATE TABLE IF NOT EXISTS _callchain_walk_breakers (event_like VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _callchain_walk_breakers VALUES
+    ('mm_migrate_pages'), ('mm_migrate_pages_start'), ('mm_compaction\_%');
+
+-- events that are never perf-callchain walk evidence even when their callchain holds a walker frame:
+-- they are evidence of other kinds (rmap tracepoints (a), lock waits (f)).
+CREATE TABLE IF NOT EXISTS _callchain_ignored_events (event VARCHAR PRIMARY KEY);
+INSERT OR IGNORE INTO _callchain_ignored_events VALUES
+    ('rmap_walk'), ('rmap_walk_start'), ('rmap_walk_end'), ('contention_begin'), ('contention_end');
+
+-- helpers ---------------------------------------------------------------------------------------
+
+-- a printed return value is zero: '0', '0x0', '0x0000', '-0' (walk_rules.md (b): `0x0`, `0` are zero)
+CREATE OR REPLACE MACRO _is_zero(v) AS regexp_matches(trim(v), '^[-+]?(0x)?0+$');
+
+-- symbol of "sym+0xoff/0xsize", "<-sym+0x8e/0xc0" or "sym": the name without offset
+CREATE OR REPLACE MACRO _sym(v) AS
+    nullif(regexp_replace(regexp_replace(trim(v), '^<-\s*', ''), '[+ ].*$', ''), '');
+
+-- hex text (with or without 0x) -> UBIGINT; NULL when not hex
+CREATE OR REPLACE MACRO _hex(v) AS
+    TRY_CAST(CASE WHEN lower(trim(v)) LIKE '0x%' THEN trim(v) ELSE '0x' || trim(v) END AS UBIGINT);
+
+-- first frame outward (towards the end of the innermost-first list) from the first frame whose sym is
+-- in `walkers`, skipping frames whose sym is in `skip`; NULL when no walker frame is present.
+CREATE OR REPLACE MACRO _caller_after(cc, walkers, skip) AS
+    CASE WHEN list_position(list_transform(cc, lambda f: list_contains(walkers, f.sym)), true) IS NULL THEN NULL
+         ELSE list_filter(
+                  list_slice(cc, list_position(list_transform(cc, lambda f: list_contains(walkers, f.sym)), true) + 1,
+                             len(cc)),
+                  lambda f: NOT list_contains(skip, f.sym))[1].sym
+    END;
+
+-- the walker symbol first found in a callchain (innermost first), NULL when none
+CREATE OR REPLACE MACRO _walker_frame(cc, walkers) AS
+    list_filter(cc, lambda f: list_contains(walkers, f.sym))[1].sym;
+
+-- loss markers: every __lost_events row. Its ts_ns may be NULL (tracefs prints the marker without a
+-- timestamp); then the walk views place it by line number instead.
+CREATE OR REPLACE VIEW _lost AS
+SELECT run_id, ts_ns, line_no, cpu FROM events WHERE event = '__lost_events';
+
+-- first and last timestamp of every run (from the events themselves)
+CREATE OR REPLACE VIEW _run_bounds AS
+SELECT run_id, min(ts_ns) AS first_ts_ns, max(ts_ns) AS last_ts_ns FROM events GROUP BY run_id;

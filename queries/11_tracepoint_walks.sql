@@ -1,0 +1,76 @@
+-- ksmtrace walk reconstruction, evidence (a): the proposed rmap tracepoints (kernel.md §6.1,
+-- walk_rules.md (a)). Private; the public view is `walks` (20_walks.sql).
+--
+-- Every per-kind view `_walks_<kind>` has the same columns, in this order:
+--   run_id, label, walk_id, evidence, page_type, pid, comm, cpu, start_ns, end_ns, duration_ns,
+--   paired (both ends seen; the loss check is applied in 20_walks.sql), n_windows, max_hold_ns,
+--   total_hold_ns, iterations, max_window_iterations, rmap_one, skipped, skip_addr, skip_mm, caller,
+--   slow_windows, bailout, invalid, early_exit, n_events, start_line, end_line
+-- walk_id is the input line number of the walk's first record (its start event, or its end event when
+-- the start is missing): unique within a run, and it points back into the trace file.
+
+CREATE OR REPLACE VIEW _tp_rows AS
+SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, event, callchain,
+       fields['folio'] AS folio, fields['rwc'] AS rwc, fields['page_type'] AS page_type,
+       fields['duration_ns'] AS duration_txt
+FROM events
+WHERE event IN ('rmap_walk_start', 'rmap_walk_end', 'rmap_walk') AND (system IS NULL OR system = 'rmap');
+
+-- v5+ pairing: per key (run, pid, folio, rwc) a LIFO stack in (ts, line_no) order. Done without joins:
+-- stack depth after each row S = P - min(0, running min of P), P = running sum of +1 (start) / -1 (end)
+-- (a stack that never goes below empty: an end on an empty stack is unmatched and changes nothing).
+-- A start sits at level S; a matched end (depth before it > 0) pops level S_before. At one level, pushes
+-- and pops alternate, so a start pairs with the next row at its level iff that row is an end.
+CREATE OR REPLACE VIEW _tp_pairs AS
+WITH s AS (
+    SELECT *, CASE WHEN event = 'rmap_walk_start' THEN 1 ELSE -1 END AS d
+    FROM _tp_rows WHERE event IN ('rmap_walk_start', 'rmap_walk_end')
+), p AS (
+    SELECT *, sum(d) OVER k AS psum
+    FROM s WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+), q AS (
+    SELECT *, psum - least(0, min(psum) OVER k) AS depth_after
+    FROM p WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+), l AS (
+    SELECT *,
+           CASE WHEN d = 1 THEN depth_after
+                WHEN lag(depth_after, 1, 0) OVER k > 0 THEN lag(depth_after, 1, 0) OVER k END AS level
+    FROM q WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no)
+)
+SELECT *,
+       lead(d) OVER m AS nxt_d, lead(ts_ns) OVER m AS nxt_ts, lead(line_no) OVER m AS nxt_line,
+       lead(callchain) OVER m AS nxt_callchain
+FROM l
+WINDOW m AS (PARTITION BY run_id, pid, folio, rwc, level ORDER BY ts_ns, line_no);
+
+CREATE OR REPLACE VIEW _walks_tracepoint AS
+WITH fam AS (SELECT list(func) || (SELECT list(sym) FROM _rmap_dispatch_frames) AS f FROM _rmap_walkers),
+raw AS (
+    -- paired and unpaired starts
+    SELECT run_id, label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
+           CASE WHEN nxt_d = -1 THEN nxt_ts END AS end_ns,
+           nxt_d IS NOT DISTINCT FROM -1 AS paired,
+           coalesce(callchain, CASE WHEN nxt_d = -1 THEN nxt_callchain END) AS cc,
+           line_no AS start_line, CASE WHEN nxt_d = -1 THEN nxt_line END AS end_line
+    FROM _tp_pairs WHERE d = 1
+    UNION ALL
+    -- unmatched ends (start before the trace began, or lost)
+    SELECT run_id, label, line_no, page_type, pid, comm, NULL::INTEGER, NULL::BIGINT, ts_ns, false, callchain,
+           NULL::BIGINT, line_no
+    FROM _tp_pairs WHERE d = -1 AND level IS NULL
+    UNION ALL
+    -- v4: one event at the end of the walk, start = end - duration_ns
+    SELECT run_id, label, line_no, page_type, pid, comm, cpu,
+           ts_ns - TRY_CAST(duration_txt AS BIGINT), ts_ns, true, callchain, line_no, line_no
+    FROM _tp_rows WHERE event = 'rmap_walk'
+)
+SELECT run_id, label, walk_id, 'tracepoint' AS evidence, page_type, pid, comm, cpu, start_ns, end_ns,
+       end_ns - start_ns AS duration_ns, paired,
+       NULL::BIGINT AS n_windows, NULL::BIGINT AS max_hold_ns, NULL::BIGINT AS total_hold_ns,
+       NULL::BIGINT AS iterations, NULL::BIGINT AS max_window_iterations, NULL::BIGINT AS rmap_one,
+       NULL::BIGINT AS skipped, NULL::BIGINT AS skip_addr, NULL::BIGINT AS skip_mm,
+       -- (a) caller: first frame outward from rmap_walk* that is not one of the rmap_walk family
+       _caller_after(cc, fam.f, fam.f) AS caller,
+       NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
+       NULL::BOOLEAN AS early_exit, NULL::BIGINT AS n_events, start_line, end_line
+FROM raw, fam;

@@ -1,0 +1,65 @@
+-- ksmtrace standard views, part 2b: the anon_vma read-lock windows of every walk (issue #4).
+
+-- @view lock_windows
+-- One row per lock window of a walk: one anon_vma read-lock acquisition (per rmap_item per pass), from the
+-- return of the successful down_read_trylock (or of down_read on the slow path) to the entry of up_read.
+-- function_graph and kprobes give them directly; counter lines give one window each (and become the
+-- windows of a walk of another kind that has none of its own, e.g. an rmap tracepoint walk); for
+-- perf-callchain walks a window is the gap between two consecutive events of the walk (a proxy for one
+-- window, kernel.md §6.4). Join to walks on (run_id, walk_id).
+-- @needs function_graph with rmap_walk_ksm as graph function and the lock functions traced, kprobes/fprobes on the lock functions, perf -g callchains on migrate events, or counter lines
+-- @column run_id VARCHAR run the window belongs to
+-- @column label VARCHAR label of that run
+-- @column walk_id BIGINT the walk (walks.walk_id)
+-- @column window_no BIGINT 1-based position of the window in its walk
+-- @column start_ns BIGINT lock acquired (trylock/down_read return; counters: end - hold_ns; perf-callchain: previous event)
+-- @column end_ns BIGINT up_read entry (counters: the line's timestamp; perf-callchain: this event); NULL when not seen
+-- @column hold_ns BIGINT end_ns - start_ns (counters: the printed hold)
+-- @column iterations BIGINT interval-tree iterations in the window (NULL when the iterators were not traced)
+-- @column rmap_one BIGINT rmap_one callbacks in the window
+-- @column skipped BIGINT iterations - rmap_one - invalid
+-- @column skip_addr BIGINT address skips (counters, argument-fetching probes)
+-- @column skip_mm BIGINT mm skips (counters, argument-fetching probes)
+-- @column invalid BIGINT invalid_vma rejections in the window
+-- @column slow BOOLEAN acquired with down_read after a failed trylock (NULL when the evidence cannot tell)
+-- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters
+-- @column counters_consistent BOOLEAN counter lines: skip_addr + skip_mm + rmap_one (+ invalid) = iterations (NULL unless all present)
+CREATE OR REPLACE VIEW lock_windows AS
+WITH own AS (
+    SELECT run_id, walk_id, window_no, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
+           skip_mm, invalid, slow, 'function-graph' AS evidence, NULL::BOOLEAN AS counters_consistent
+    FROM _lock_windows_function_graph
+    UNION ALL
+    SELECT run_id, walk_id, window_no, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
+           skip_mm, invalid, slow, 'kprobe', NULL
+    FROM _lock_windows_kprobe
+    UNION ALL
+    SELECT run_id, walk_id, window_no, start_ns, end_ns, end_ns - start_ns, NULL, NULL, NULL, NULL, NULL, NULL,
+           NULL, 'perf-callchain', NULL
+    FROM _lock_windows_callchain
+), counters AS (
+    -- lines of counter walks
+    SELECT run_id, walk_id, line_no, ts_ns, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
+           skip_mm, invalid, counters_consistent
+    FROM _counter_free
+    UNION ALL
+    -- lines inside a walk of another kind that has no windows of its own
+    SELECT o.run_id, o.walk_id, o.line_no, o.ts_ns, o.start_ns, o.end_ns, o.hold_ns, o.iterations, o.rmap_one,
+           o.skipped, o.skip_addr, o.skip_mm, o.invalid, o.counters_consistent
+    FROM _counter_owned o JOIN _walks_kinds w ON w.run_id = o.run_id AND w.walk_id = o.walk_id
+    WHERE coalesce(w.n_windows, 0) = 0
+), all_w AS (
+    SELECT * FROM own
+    UNION ALL
+    SELECT run_id, walk_id,
+           row_number() OVER (PARTITION BY run_id, walk_id ORDER BY ts_ns, line_no) AS window_no,
+           start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr, skip_mm, invalid,
+           NULL::BOOLEAN, 'counters', counters_consistent
+    FROM counters
+)
+SELECT a.run_id, r.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
+       a.start_ns::BIGINT AS start_ns, a.end_ns::BIGINT AS end_ns, a.hold_ns::BIGINT AS hold_ns,
+       a.iterations::BIGINT AS iterations, a.rmap_one::BIGINT AS rmap_one, a.skipped::BIGINT AS skipped,
+       a.skip_addr::BIGINT AS skip_addr, a.skip_mm::BIGINT AS skip_mm, a.invalid::BIGINT AS invalid,
+       a.slow, a.evidence, a.counters_consistent
+FROM all_w a JOIN (SELECT run_id, label FROM runs) r USING (run_id);
