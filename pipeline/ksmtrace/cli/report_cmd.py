@@ -1,0 +1,45 @@
+"""ksmtrace report: before/after comparison of walks, lock holds and lock waits."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import StoreOpt, store_of
+
+
+def report(
+    before: str = typer.Option(..., "--before", "-b", help="Label of the runs before the change."),
+    after: str = typer.Option(..., "--after", "-a", help="Label of the runs after the change."),
+    store: Optional[Path] = StoreOpt,
+    page_type: str = typer.Option("ksm", "--page-type", help="Walks to compare: ksm, anon, file or all."),
+    fmt: str = typer.Option("text", "--format", "-f", help="text, lkml (76-column ASCII for a commit message), "
+                            "markdown, html (one self-contained file) or json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report here instead of stdout "
+                                       "(text/lkml/markdown: figures go beside it as PNG)."),
+    benchstat: Optional[Path] = typer.Option(None, "--benchstat", help="Also write run-level metrics in Go "
+                                             "benchmark format (compare: benchstat -col label FILE)."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write the figures (PNG) into this directory."),
+) -> None:
+    """Compare the walks of two labels: the original patch table, distributions, tests and figures.
+
+    Each label may hold several runs; with at least two runs per side the run is the unit of the
+    verdict. Statistics use complete walks only; cells the evidence cannot give read n/a.
+    """
+    from .. import api
+    from ..report import FORMATS, PAGE_TYPES, build_report, write
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    if page_type not in PAGE_TYPES:
+        raise typer.BadParameter(f"{page_type!r} is not one of {', '.join(PAGE_TYPES)}", param_hint="--page-type")
+    with api.connect(store_of(store)) as con:
+        rep = build_report(con, before, after, page_type)
+    for p in write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat):
+        print(f"wrote {p}", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)

@@ -1,0 +1,502 @@
+"""The before/after report model: what every renderer prints.
+
+``build_report(con, before, after, page_type)`` reads the views ``walks``, ``lock_windows``,
+``lock_waits`` and ``runs`` of a DuckDB connection (and nothing else). All metric logic lives in
+the SQL views; this module only selects rows, aggregates them (max, count, percentiles) and runs
+the statistics of :mod:`ksmtrace.report.stats`.
+
+Choices written down here (and in the README):
+
+* Every statistic uses **complete walks only** (``walks.complete``), and the lock windows of
+  complete walks. Incomplete walks are counted per side (``incomplete_walks``) and otherwise left
+  out: a walk cut by a lost event or the trace border has an unknown duration, and its windows
+  may be merged or cut too.
+* A side with no walks of the page type is not an error: the report is produced, its cells
+  read n/a, and a warning names the page types that label does have.
+* The verdict's unit is the **run** when both sides have at least two runs with walks (tests on
+  per-run medians / p99s, ratios of the medians of the per-run values). Otherwise the walks (for
+  holds: the windows) are pooled and a warning says the samples are not independent.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+
+from ..errors import KsmtraceError
+from . import stats
+
+PAGE_TYPES = ("ksm", "anon", "file", "all")
+SIDES = ("before", "after")
+MIN_WALKS = 10
+
+EVIDENCE_NAMES = {
+    "tracepoint": "tracepoints",
+    "function-graph": "function_graph",
+    "kprobe": "kprobes",
+    "perf-callchain": "perf callchains, a lower bound",
+    "counters": "counters",
+}
+HOLD_REAL = "longest lock-window hold"
+HOLD_PROXY = "largest gap between mapping events (perf callchains, proxy for a window)"
+NA_ITER = "needs function_graph with the iterators traced, iterator probes or counters"
+NA_SKIP = "needs counters or argument-fetching probes"
+NA_HOLD = "needs lock windows (function_graph, probes, counters or perf callchains)"
+
+#: runs.meta keys whose values must match between the sides (capture settings)
+PROVENANCE_META_KEYS = ("options", "trace_options", "trace_clock", "clock", "tracer_options", "filters",
+                        "set_ftrace_filter", "set_graph_function", "events", "perf_events", "preempt",
+                        "preemption", "buffer_size_kb")
+#: runs columns whose values must match between the sides
+PROVENANCE_COLUMNS = ("tracer", "kernel", "n_cpus", "ts_resolution_ns", "ts_unit")
+
+
+class UnknownLabel(KsmtraceError):
+    """A --before/--after label that no run carries."""
+
+
+class ReportError(KsmtraceError):
+    """The report cannot be built from this store."""
+
+
+@dataclass
+class SideSamples:
+    """Raw arrays behind one side's numbers (for plots and tests; not part of the JSON)."""
+
+    walk_ns: np.ndarray  # durations of complete walks
+    walk_t_s: np.ndarray  # walk start (else end) relative to its run's first event, seconds
+    walk_run: np.ndarray  # run index (0..runs-1) of each walk
+    hold_ns: np.ndarray  # hold_ns of the windows of complete walks
+    hold_run: np.ndarray
+    window_iterations: np.ndarray
+    iter_run: np.ndarray
+    run_ids: list[str]
+
+    def per_run(self, values: np.ndarray, runs: np.ndarray) -> list[np.ndarray]:
+        return [values[runs == i] for i in range(len(self.run_ids)) if np.any(runs == i)]
+
+
+@dataclass
+class Report:
+    model: dict  # the JSON model
+    samples: dict = field(default_factory=dict)  # side -> SideSamples
+
+    def to_json(self) -> str:
+        return json.dumps(self.model, indent=2, default=_json_default, allow_nan=False) + "\n"
+
+
+def _json_default(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return None if math.isnan(v) else float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return str(v)
+
+
+# --------------------------------------------------------------------------- SQL helpers
+
+def _columns(con, view: str) -> set[str] | None:
+    try:
+        return {r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()}
+    except duckdb.Error:
+        return None
+
+
+def _opt(cols: set[str], name: str, alias: str | None = None, prefix: str = "") -> str:
+    """A column if the view has it, else a typed NULL (extras are optional)."""
+    alias = alias or name
+    return f"{prefix}{name} AS {alias}" if name in cols else f"NULL AS {alias}"
+
+
+def _labels(con) -> dict[str, int]:
+    for view, expr in (("runs", "count(*)"), ("walks", "count(DISTINCT run_id)")):
+        if _columns(con, view) is not None:
+            return dict(con.execute(f"SELECT label, {expr} FROM {view} GROUP BY label ORDER BY label").fetchall())
+    raise ReportError("the store has neither a runs nor a walks view")
+
+
+# --------------------------------------------------------------------------- main entry
+
+def build_report(con: duckdb.DuckDBPyConnection, before: str, after: str, page_type: str = "ksm",
+                 alpha: float = stats.ALPHA, seed: int = stats.SEED, n_boot: int = stats.N_BOOT) -> Report:
+    """Build the before/after report model from the views of ``con``."""
+    if page_type not in PAGE_TYPES:
+        raise ReportError(f"unknown page type {page_type!r}: use one of {', '.join(PAGE_TYPES)}")
+    labels = _labels(con)
+    for side, lab in (("--before", before), ("--after", after)):
+        if lab not in labels:
+            present = ", ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in labels.items()) or "none"
+            raise UnknownLabel(f"{side} {lab!r}: no such label; labels present: {present}")
+    if before == after:
+        raise ReportError(f"--before and --after are both {before!r}: compare two different labels")
+    for v in ("walks", "lock_windows"):
+        if _columns(con, v) is None:
+            raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
+
+    b = _Builder(con, page_type)
+    try:
+        b.materialise([before, after])
+        sides = {name: b.side(lab) for name, lab in zip(SIDES, (before, after))}
+        waits = {name: b.lock_waits(lab) for name, lab in zip(SIDES, (before, after))}
+    finally:
+        b.drop()
+
+    model: dict = {}
+    samples = {}
+    for name in SIDES:
+        side_model, smp = sides[name]
+        side_model["lock_waits"] = waits[name]
+        model[name] = side_model
+        samples[name] = smp
+    warnings: list[str] = []
+    model["comparison"] = _compare(model, samples, alpha, seed, n_boot, warnings)
+    warnings[:0] = _side_warnings(model, page_type, b.other_types)
+    warnings.extend(_provenance_warnings(model))
+    model["warnings"] = warnings
+    model["page_type"] = page_type
+    model["alpha"] = alpha
+    model["bootstrap"] = {"seed": seed, "replicates": n_boot, "confidence": stats.CONFIDENCE,
+                          "percentiles": "nearest rank"}
+    model["generated_by"] = "ksmtrace report"
+    return Report(model=model, samples=samples)
+
+
+class _Builder:
+    """Runs the queries of one report over temp tables holding just the two labels' rows."""
+
+    _n = itertools.count()
+
+    def __init__(self, con, page_type: str):
+        self.con = con
+        self.page_type = page_type
+        k = next(self._n)
+        self.t_walks = f"_ksmtrace_report_walks_{k}"
+        self.t_windows = f"_ksmtrace_report_windows_{k}"
+        self.other_types: dict[str, dict[str, int]] = {}
+        self.run_cols = _columns(con, "runs") or set()
+
+    def materialise(self, labels: list[str]) -> None:
+        con = self.con
+        wc = _columns(con, "walks")
+        lc = _columns(con, "lock_windows")
+        pt = "" if self.page_type == "all" else "AND page_type = $pt"
+        params = {"a": labels[0], "b": labels[1]}
+        if pt:
+            params["pt"] = self.page_type
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.t_walks} AS
+            SELECT run_id, label, walk_id, evidence, page_type, start_ns, end_ns, duration_ns,
+                   coalesce(complete, false) AS complete, max_hold_ns, max_window_iterations,
+                   {_opt(wc, 'caller')}
+            FROM walks WHERE label IN ($a, $b) {pt}""", params)
+        ev = "coalesce(lw.evidence, w.evidence)" if "evidence" in lc else "w.evidence"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
+            SELECT w.run_id, w.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm,
+                   {ev} AS evidence
+            FROM lock_windows lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
+            WHERE w.complete""")
+        if self.page_type != "all":
+            for lab, ptype, n in con.execute(
+                    "SELECT label, page_type, count(*) FROM walks WHERE label IN ($a, $b) "
+                    "GROUP BY ALL ORDER BY 3 DESC", {"a": labels[0], "b": labels[1]}).fetchall():
+                self.other_types.setdefault(lab, {})[str(ptype)] = int(n)
+
+    def drop(self) -> None:
+        for t in (self.t_walks, self.t_windows):
+            try:
+                self.con.execute(f"DROP TABLE IF EXISTS {t}")
+            except duckdb.Error:
+                pass
+
+    # ---------------------------------------------------------------- runs
+    def _runs(self, label: str) -> list[dict]:
+        rc = self.run_cols
+        if not rc:
+            ids = [r[0] for r in self.con.execute(
+                f"SELECT DISTINCT run_id FROM {self.t_walks} WHERE label = ? ORDER BY 1", [label]).fetchall()]
+            return [{"run_id": i} for i in ids]
+        want = ["run_id", "source", "format", "tracer", "kernel", "n_cpus", "n_lost_events", "lost_unknown",
+                "partial", "ts_resolution_ns", "ts_unit", "first_ts_ns", "meta"]
+        sel = ", ".join(c if c in rc else f"NULL AS {c}" for c in want)
+        cur = self.con.execute(f"SELECT {sel} FROM runs WHERE label = ? ORDER BY run_id", [label])
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            r = dict(zip(names, row))
+            try:
+                r["meta"] = json.loads(r["meta"]) if r["meta"] else {}
+            except (TypeError, ValueError):
+                r["meta"] = {}
+            out.append(r)
+        return out
+
+    # ---------------------------------------------------------------- one side
+    def side(self, label: str) -> tuple[dict, SideSamples]:
+        con, W, L = self.con, self.t_walks, self.t_windows
+        runs = self._runs(label)
+        run_ids = [r["run_id"] for r in runs]
+        idx = {r: i for i, r in enumerate(run_ids)}
+
+        # walk counts per run and per evidence kind
+        per_run = {r: (int(n), int(c)) for r, n, c in con.execute(
+            f"SELECT run_id, count(*), count(*) FILTER (complete) FROM {W} WHERE label = ? GROUP BY run_id",
+            [label]).fetchall()}
+        for r in per_run:  # walks of runs the runs view does not list (tests without runs)
+            if r not in idx:
+                idx[r] = len(run_ids)
+                run_ids.append(r)
+                runs.append({"run_id": r})
+        for r in runs:
+            r["walks"], r["complete_walks"] = per_run.get(r["run_id"], (0, 0))
+        evidence = {str(e): int(n) for e, n in con.execute(
+            f"SELECT evidence, count(*) FROM {W} WHERE label = ? GROUP BY evidence ORDER BY 2 DESC, 1",
+            [label]).fetchall()}
+
+        # complete walks: durations and trace time (relative to the run's first event)
+        first = "r.first_ts_ns" if "first_ts_ns" in self.run_cols else "NULL"
+        join = "LEFT JOIN runs r ON r.run_id = w.run_id" if "first_ts_ns" in self.run_cols else ""
+        res = con.execute(f"""
+            SELECT list_position($ids, w.run_id) - 1 AS run_ix, w.duration_ns,
+                   coalesce(w.start_ns, w.end_ns)
+                     - coalesce({first}, min(coalesce(w.start_ns, w.end_ns)) OVER (PARTITION BY w.run_id)) AS t_ns
+            FROM {W} w {join}
+            WHERE w.label = $label AND w.complete AND w.duration_ns IS NOT NULL
+            ORDER BY run_ix, t_ns""", {"label": label, "ids": run_ids}).fetchnumpy()
+        walk_run = np.asarray(res["run_ix"], dtype=np.int64)
+        walk_ns = np.asarray(res["duration_ns"], dtype=np.int64)
+        walk_t = np.asarray(res["t_ns"], dtype=np.float64) / 1e9
+
+        res = con.execute(f"""
+            SELECT list_position($ids, run_id) - 1 AS run_ix, hold_ns FROM {L}
+            WHERE label = $label AND hold_ns IS NOT NULL""", {"label": label, "ids": run_ids}).fetchnumpy()
+        hold_run = np.asarray(res["run_ix"], dtype=np.int64)
+        hold_ns = np.asarray(res["hold_ns"], dtype=np.int64)
+        res = con.execute(f"""
+            SELECT list_position($ids, run_id) - 1 AS run_ix, iterations FROM {L}
+            WHERE label = $label AND iterations IS NOT NULL""", {"label": label, "ids": run_ids}).fetchnumpy()
+        win_it = np.asarray(res["iterations"], dtype=np.int64)
+        iter_run = np.asarray(res["run_ix"], dtype=np.int64)
+
+        window_evidence = {str(e): int(n) for e, n in con.execute(
+            f"SELECT evidence, count(*) FROM {L} WHERE label = ? AND hold_ns IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
+            [label]).fetchall()}
+
+        seed, notes = self._seed(label, evidence, window_evidence)
+        n_walks = sum(evidence.values())
+        n_complete = sum(r["complete_walks"] for r in runs)
+        model = {
+            "label": label,
+            "runs": len(runs),
+            "walks": n_walks,
+            "complete_walks": n_complete,
+            "incomplete_walks": n_walks - n_complete,
+            "evidence": sorted(evidence),
+            "evidence_walks": evidence,
+            "seed": seed,
+            "seed_notes": notes,
+            "walk_duration_ns": stats.distribution(walk_ns),
+            "hold_ns": stats.distribution(hold_ns),
+            "hold_quantity": _hold_quantity(window_evidence),
+            "window_iterations": stats.distribution(win_it),
+            "callers": self._callers(label),
+            "run_ids": run_ids,
+            "run_details": [_run_public(r) for r in runs],
+        }
+        smp = SideSamples(walk_ns=walk_ns, walk_t_s=walk_t, walk_run=walk_run, hold_ns=hold_ns,
+                          hold_run=hold_run, window_iterations=win_it, iter_run=iter_run, run_ids=run_ids)
+        return model, smp
+
+    def _callers(self, label: str) -> dict:
+        return {str(c) if c is not None else "unknown": int(n) for c, n in self.con.execute(
+            f"SELECT caller, count(*) FROM {self.t_walks} WHERE label = ? AND complete GROUP BY 1 ORDER BY 2 DESC, 1",
+            [label]).fetchall()}
+
+    def _seed(self, label: str, evidence: dict, window_evidence: dict) -> tuple[dict, dict]:
+        con = self.con
+        w_hold, w_iter, w_dur, n_complete = con.execute(
+            f"SELECT max(max_hold_ns), max(max_window_iterations), max(duration_ns), count(*) "
+            f"FROM {self.t_walks} WHERE label = ? AND complete", [label]).fetchone()
+        l_hold, l_iter, l_saddr, l_smm = con.execute(
+            f"SELECT max(hold_ns), max(iterations), max(skip_addr), max(skip_mm) FROM {self.t_windows} "
+            f"WHERE label = ?", [label]).fetchone()
+        notes: dict[str, str] = {}
+        seed: dict = {}
+        hold = _max(w_hold, l_hold)
+        if n_complete == 0:
+            why = "no complete walks"
+            for k in ("time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"):
+                seed[k] = None
+                notes[k] = why
+            return seed, notes
+        if hold is not None:
+            seed["time_ms"] = hold / 1e6
+            notes["time_ms"] = _hold_quantity(window_evidence)
+        elif w_dur is not None:
+            seed["time_ms"] = w_dur / 1e6
+            kinds = [e for e in evidence if e is not None] or ["unknown"]
+            notes["time_ms"] = ("longest walk duration (" + ", ".join(EVIDENCE_NAMES.get(e, e) for e in kinds)
+                                + ") stands in: no lock windows")
+        else:
+            seed["time_ms"] = None
+            notes["time_ms"] = NA_HOLD
+        seed["nr_iteration_total"] = _max(w_iter, l_iter)
+        if seed["nr_iteration_total"] is None:
+            notes["nr_iteration_total"] = NA_ITER
+        seed["skip_addr_out_of_range"] = _int(l_saddr)
+        seed["skip_mm_mismatch"] = _int(l_smm)
+        for k in ("skip_addr_out_of_range", "skip_mm_mismatch"):
+            if seed[k] is None:
+                notes[k] = NA_SKIP
+        return seed, notes
+
+    # ---------------------------------------------------------------- lock waits
+    def lock_waits(self, label: str) -> dict | None:
+        cols = _columns(self.con, "lock_waits")
+        if cols is None:
+            return None
+        caller = _opt(cols, "caller")
+        total_all = self.con.execute("SELECT count(*) FROM lock_waits WHERE label = ?", [label]).fetchone()[0]
+        cnt, mx, tot = self.con.execute(
+            "SELECT count(*), max(wait_ns), sum(wait_ns) FROM lock_waits WHERE label = ? AND anon_vma_lock",
+            [label]).fetchone()
+        cur = self.con.execute(f"""
+            SELECT comm, pid, {caller}, flags, count(*) AS count, sum(wait_ns) AS total_ns, max(wait_ns) AS max_ns
+            FROM lock_waits WHERE label = ? AND anon_vma_lock
+            GROUP BY ALL ORDER BY total_ns DESC NULLS LAST, count DESC, comm, pid LIMIT 10""", [label])
+        names = [d[0] for d in cur.description]
+        waiters = [{k: _int(v) if k in ("pid", "count", "total_ns", "max_ns") else v for k, v in zip(names, row)}
+                   for row in cur.fetchall()]
+        return {"count": int(cnt), "max_ns": _int(mx), "total_ns": _int(tot), "waiters": waiters,
+                "all_lock_waits": int(total_all)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _max(*vals):
+    vals = [int(v) for v in vals if v is not None]
+    return max(vals) if vals else None
+
+
+def _int(v):
+    return None if v is None else int(v)
+
+
+def _hold_quantity(window_evidence: dict) -> str | None:
+    if not window_evidence:
+        return None
+    kinds = set(window_evidence)
+    if kinds == {"perf-callchain"}:
+        return HOLD_PROXY
+    if "perf-callchain" in kinds:
+        return HOLD_REAL + " (mixed with perf-callchain gaps, a proxy)"
+    return HOLD_REAL
+
+
+def _run_public(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k != "first_ts_ns"}
+
+
+# --------------------------------------------------------------------------- comparison and warnings
+
+def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
+    sb, sa = samples["before"], samples["after"]
+    runs_b = sb.per_run(sb.walk_ns, sb.walk_run)
+    runs_a = sa.per_run(sa.walk_ns, sa.walk_run)
+    by_run = len(runs_b) >= 2 and len(runs_a) >= 2
+    out = {}
+    if by_run:
+        out["walk_duration_ns"] = stats.compare_runs(runs_b, runs_a, alpha, seed, n_boot)
+        hb, ha = sb.per_run(sb.hold_ns, sb.hold_run), sa.per_run(sa.hold_ns, sa.hold_run)
+        if len(hb) >= 2 and len(ha) >= 2:
+            out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot)
+        else:
+            out["hold_ns"] = stats.compare_walks(sb.hold_ns, sa.hold_ns, alpha, seed + 1, n_boot, unit="window")
+    else:
+        out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk")
+        out["hold_ns"] = stats.compare_walks(sb.hold_ns, sa.hold_ns, alpha, seed + 1, n_boot, unit="window")
+    res = {}
+    for k, c in out.items():
+        for w in c.warnings:
+            warnings.append(f"{k}: {w}")
+        res[k] = c.as_dict()
+    seed_ratio = {}
+    for k in ("time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"):
+        bv, av = model["before"]["seed"].get(k), model["after"]["seed"].get(k)
+        same = model["before"]["seed_notes"].get(k) == model["after"]["seed_notes"].get(k)
+        seed_ratio[k] = stats.ratio(av, bv) if same else None
+    res["seed_ratio"] = seed_ratio
+    res["unit"] = "run" if by_run else "walk"
+    res["unit_note"] = (
+        "the run is the unit: tests on per-run medians (p_value) and per-run p99s (p99_p_value); "
+        "ratios compare the medians of the per-run values" if by_run else
+        "walks (holds: windows) are pooled as samples; they are not independent, so treat p-values as optimistic")
+    return res
+
+
+def _side_warnings(model, page_type, other_types) -> list[str]:
+    w = []
+    for side_name in SIDES:
+        s = model[side_name]
+        lab = s["label"]
+        name = side_name if lab == side_name else f"{side_name} {lab!r}"
+        if s["walks"] == 0:
+            others = {k: v for k, v in other_types.get(lab, {}).items() if k != page_type}
+            hint = ("; walks present: " + ", ".join(f"{k} {v}" for k, v in others.items())
+                    + f"; try --page-type {next(iter(others))}") if others else "; this label has no walks at all"
+            w.append(f"{name}: no walks of page type {page_type}{hint}")
+        elif s["walk_duration_ns"]["count"] < MIN_WALKS:
+            w.append(f"{name}: only {s['walk_duration_ns']['count']} complete walks "
+                     f"(fewer than {MIN_WALKS}); the statistics are anecdotal")
+        if s["incomplete_walks"]:
+            w.append(f"{name}: {s['incomplete_walks']} incomplete walks (unpaired, cut by the trace "
+                     f"border or a lost event) are left out of every statistic")
+        if s["runs"] == 1 and s["walks"]:
+            w.append(f"{name}: only one run; its walks are not independent samples (one boot, one "
+                     f"workload): record several runs per side to make the run the unit of the verdict")
+        for r in s["run_details"]:
+            lost, unk = r.get("n_lost_events"), r.get("lost_unknown")
+            if (lost or 0) > 0 or unk:
+                n = f"{lost} events" if lost else "events"
+                w.append(f"{name}: run {r['run_id']} lost {n}{' (count unknown)' if unk else ''}; "
+                         f"walks overlapping a loss are incomplete")
+            if r.get("partial"):
+                w.append(f"{name}: run {r['run_id']} was truncated (ingested with --partial)")
+    return w
+
+
+def _provenance(side: dict) -> dict:
+    p: dict = {"evidence": tuple(side["evidence"])}
+    for c in PROVENANCE_COLUMNS:
+        p[c] = tuple(sorted({str(r.get(c)) for r in side["run_details"] if r.get(c) is not None}))
+    for k in PROVENANCE_META_KEYS:
+        vals = {json.dumps(r.get("meta", {}).get(k), sort_keys=True) for r in side["run_details"]
+                if isinstance(r.get("meta"), dict) and k in r["meta"]}
+        if vals:
+            p["meta." + k] = tuple(sorted(vals))
+    return p
+
+
+def _provenance_warnings(model) -> list[str]:
+    pb, pa = _provenance(model["before"]), _provenance(model["after"])
+    model["before"]["provenance"] = {k: list(v) for k, v in pb.items()}
+    model["after"]["provenance"] = {k: list(v) for k, v in pa.items()}
+    w = []
+    for k in dict.fromkeys(list(pb) + list(pa)):
+        vb, va = pb.get(k, ()), pa.get(k, ())
+        if k == "evidence" and (not vb or not va):
+            continue
+        if vb != va and (vb or va):
+            fb = ", ".join(vb) or "unknown"
+            fa = ", ".join(va) or "unknown"
+            extra = (" (expected when comparing kernels; make sure nothing else changed)" if k == "kernel" else
+                     "; compare only traces captured the same way" if k != "evidence" else
+                     "; the sides measure different quantities")
+            w.append(f"provenance differs: {k}: before {fb}, after {fa}{extra}")
+    return w

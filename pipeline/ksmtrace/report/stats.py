@@ -1,0 +1,261 @@
+"""Statistics on the rows of the walk views: percentiles, Mann-Whitney U, bootstrap CIs, verdicts.
+
+Nothing here knows what a walk is; it works on plain arrays of numbers.
+
+Conventions (kept in one place so that every renderer agrees):
+
+* Percentiles are *nearest-rank* (numpy ``method="inverted_cdf"``): p50 of n values is the
+  ``ceil(0.5 n)``-th smallest one. Every reported percentile is therefore a value that was
+  actually measured (integer ns stay integer ns).
+* The A/B test is a two-sided Mann-Whitney U test (scipy), as benchstat does it.
+* Confidence intervals for a ratio of quantiles are percentile-bootstrap intervals with a fixed
+  seed. With walks as the unit, the bootstrap of a nearest-rank quantile is sampled *exactly*
+  from order statistics (see :func:`boot_quantile`), so a million walks cost a sort, not a
+  million-element resample per replicate.
+* Warning texts that benchstat also prints are reused word for word.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ALPHA = 0.05
+CONFIDENCE = 0.95
+N_BOOT = 10_000
+SEED = 20260611  # fixed: reports are reproducible
+
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p999": 0.999}
+DIST_KEYS = ("count", "min", "p50", "p90", "p99", "p999", "max", "mean")
+
+
+def _num(v):
+    """numpy scalar -> plain Python int/float (ints stay ints)."""
+    if v is None:
+        return None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        f = float(v)
+        return int(f) if f.is_integer() and abs(f) < 2**53 else f
+    return v
+
+
+def quantile(sorted_x: np.ndarray, q: float):
+    """Nearest-rank quantile of an already sorted, non-empty array."""
+    n = len(sorted_x)
+    k = max(1, math.ceil(q * n - 1e-9))
+    return sorted_x[min(k, n) - 1]
+
+
+def distribution(x: np.ndarray) -> dict:
+    """count, min, p50, p90, p99, p999, max, mean of x (None values when x is empty)."""
+    x = np.asarray(x)
+    n = int(len(x))
+    if n == 0:
+        return {"count": 0, **{k: None for k in DIST_KEYS if k != "count"}}
+    s = np.sort(x, kind="stable")
+    out = {"count": n, "min": _num(s[0])}
+    for k, q in QUANTILES.items():
+        out[k] = _num(quantile(s, q))
+    out["max"] = _num(s[-1])
+    out["mean"] = float(np.mean(s, dtype=np.float64))
+    return out
+
+
+# --------------------------------------------------------------------------- tests
+
+def mwu_min_p(n1: int, n2: int) -> float:
+    """Smallest two-sided p-value an exact Mann-Whitney U test can reach with these sizes."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    if n1 + n2 > 1000:  # C(n1+n2, n1) >= n1+n2 > 1000 -> p < 0.002; avoid huge integers
+        return 2.0 / (n1 + n2)
+    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
+
+
+def mwu_needed(alpha: float = ALPHA) -> int:
+    """Smallest n (equal sizes) with which a difference can be detected at level alpha."""
+    n = 1
+    while mwu_min_p(n, n) > alpha:
+        n += 1
+    return n
+
+
+def ci_needed(confidence: float = CONFIDENCE) -> int:
+    """Smallest n for a distribution-free (order statistics) CI of the median at this level."""
+    n = 1
+    while 1 - 2 * 0.5 ** n < confidence:
+        n += 1
+    return n
+
+
+def warn_need_ci(confidence: float = CONFIDENCE) -> str:
+    return f"need >= {ci_needed(confidence)} samples for confidence interval at level {confidence:g}"
+
+
+def warn_need_diff(alpha: float = ALPHA) -> str:
+    return f"need >= {mwu_needed(alpha)} samples to detect a difference at alpha level {alpha:g}"
+
+
+WARN_ALL_EQUAL = "all samples are equal"
+
+
+def mann_whitney(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Two-sided Mann-Whitney U p-value; None when a side is empty; 1.0 when all values are equal."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return None
+    if np.all(a == a[0]) and np.all(b == a[0]):
+        return 1.0
+    from scipy.stats import mannwhitneyu
+
+    method = "exact" if (len(a) <= 8 and len(b) <= 8
+                         and len(np.unique(np.concatenate([a, b]))) == len(a) + len(b)) else "asymptotic"
+    res = mannwhitneyu(b, a, alternative="two-sided", method=method)
+    p = float(res.pvalue)
+    return None if math.isnan(p) else min(1.0, p)
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+def boot_quantile(sorted_x: np.ndarray, q: float, rng: np.random.Generator, n_boot: int = N_BOOT) -> np.ndarray:
+    """Bootstrap replicates of the nearest-rank q-quantile of sorted_x, sampled exactly.
+
+    A resample draws n indices i = ceil(n U) with U uniform; its r-th smallest value is
+    x[ceil(n U_(r))] where U_(r), the r-th order statistic of n uniforms, is Beta(r, n - r + 1).
+    Drawing U_(r) directly gives the same distribution as resampling the whole array.
+    """
+    n = len(sorted_x)
+    r = max(1, math.ceil(q * n - 1e-9))
+    u = rng.beta(r, n - r + 1, size=n_boot)
+    idx = np.clip(np.ceil(u * n).astype(np.int64), 1, n) - 1
+    return sorted_x[idx].astype(np.float64)
+
+
+def boot_quantile_of_units(values: np.ndarray, q: float, rng: np.random.Generator,
+                           n_boot: int = N_BOOT) -> np.ndarray:
+    """Bootstrap replicates of the q-quantile of a few unit values (e.g. per-run medians), plain resampling."""
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    res = np.sort(v[rng.integers(0, n, size=(n_boot, n))], axis=1)
+    k = max(1, math.ceil(q * n - 1e-9)) - 1
+    return res[:, k]
+
+
+def ratio_ci(rep_before: np.ndarray, rep_after: np.ndarray, confidence: float = CONFIDENCE):
+    """Percentile CI of after/before from paired-by-index independent replicates; None if undefined."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = rep_after / rep_before
+    r = r[np.isfinite(r)]
+    if len(r) < 0.9 * len(rep_before):  # the before quantile is 0 too often: no meaningful ratio
+        return None
+    lo, hi = np.quantile(r, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
+    return [float(lo), float(hi)]
+
+
+def ratio(after, before):
+    if after is None or before is None or before == 0:
+        return None
+    return float(after) / float(before)
+
+
+# --------------------------------------------------------------------------- comparison
+
+@dataclass
+class Comparison:
+    """One metric compared between two sides (the JSON ``comparison.<metric>`` object)."""
+
+    median_ratio: float | None = None
+    median_ratio_ci: list | None = None
+    p99_ratio: float | None = None
+    p99_ratio_ci: list | None = None
+    p_value: float | None = None
+    significant: bool | None = None
+    unit: str = "walk"  # what one sample is: "walk" (or "window") or "run"
+    n_before: int = 0
+    n_after: int = 0
+    p99_p_value: float | None = None  # run unit only: the test on per-run p99s
+    p99_significant: bool | None = None
+    verdict: str = "n/a"  # benchstat style: "~", "-99.83%", "+4.10%" or "n/a"
+    warnings: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "significant",
+            "unit", "n_before", "n_after", "p99_p_value", "p99_significant", "verdict", "warnings")}
+
+
+def verdict(ratio_value: float | None, significant: bool | None) -> str:
+    if ratio_value is None or significant is None:
+        return "n/a"
+    if not significant:
+        return "~"
+    return f"{(ratio_value - 1) * 100:+.2f}%"
+
+
+def _unit_warnings(na: int, nb: int, a: np.ndarray, b: np.ndarray, alpha: float, what: str) -> list[str]:
+    w = []
+    if na and nb and mwu_min_p(na, nb) > alpha:
+        w.append(warn_need_diff(alpha))
+    if 0 < min(na, nb) < ci_needed():
+        w.append(warn_need_ci())
+    if na and nb and np.all(a == a[0]) and np.all(b == a[0]):
+        w.append(WARN_ALL_EQUAL)
+    return w
+
+
+def compare_walks(before: np.ndarray, after: np.ndarray, alpha: float = ALPHA, seed: int = SEED,
+                  n_boot: int = N_BOOT, unit: str = "walk") -> Comparison:
+    """Compare two pooled samples, each value one unit (walks, or windows)."""
+    a = np.sort(np.asarray(before, dtype=np.float64))
+    b = np.sort(np.asarray(after, dtype=np.float64))
+    c = Comparison(unit=unit, n_before=len(a), n_after=len(b))
+    if len(a) == 0 or len(b) == 0:
+        return c
+    rng = np.random.default_rng(seed)
+    c.median_ratio = ratio(quantile(b, 0.5), quantile(a, 0.5))
+    c.p99_ratio = ratio(quantile(b, 0.99), quantile(a, 0.99))
+    if c.median_ratio is not None:
+        c.median_ratio_ci = ratio_ci(boot_quantile(a, 0.5, rng, n_boot), boot_quantile(b, 0.5, rng, n_boot))
+    if c.p99_ratio is not None:
+        c.p99_ratio_ci = ratio_ci(boot_quantile(a, 0.99, rng, n_boot), boot_quantile(b, 0.99, rng, n_boot))
+    c.p_value = mann_whitney(a, b)
+    c.significant = None if c.p_value is None else bool(c.p_value < alpha)
+    c.verdict = verdict(c.median_ratio, c.significant)
+    c.warnings = _unit_warnings(len(a), len(b), a, b, alpha, unit)
+    return c
+
+
+def compare_runs(before_runs: list[np.ndarray], after_runs: list[np.ndarray], alpha: float = ALPHA,
+                 seed: int = SEED, n_boot: int = N_BOOT) -> Comparison:
+    """The run is the unit: test per-run medians (and per-run p99s); ratios of the medians over runs."""
+    def per_run(runs, q):
+        return np.array([quantile(np.sort(np.asarray(r, dtype=np.float64)), q) for r in runs if len(r)],
+                        dtype=np.float64)
+
+    med_a, med_b = per_run(before_runs, 0.5), per_run(after_runs, 0.5)
+    p99_a, p99_b = per_run(before_runs, 0.99), per_run(after_runs, 0.99)
+    c = Comparison(unit="run", n_before=len(med_a), n_after=len(med_b))
+    if len(med_a) == 0 or len(med_b) == 0:
+        return c
+    rng = np.random.default_rng(seed)
+    sa, sb = np.sort(med_a), np.sort(med_b)
+    c.median_ratio = ratio(quantile(sb, 0.5), quantile(sa, 0.5))
+    if c.median_ratio is not None:
+        c.median_ratio_ci = ratio_ci(boot_quantile_of_units(med_a, 0.5, rng, n_boot),
+                                     boot_quantile_of_units(med_b, 0.5, rng, n_boot))
+    qa, qb = np.sort(p99_a), np.sort(p99_b)
+    c.p99_ratio = ratio(quantile(qb, 0.5), quantile(qa, 0.5))
+    if c.p99_ratio is not None:
+        c.p99_ratio_ci = ratio_ci(boot_quantile_of_units(p99_a, 0.5, rng, n_boot),
+                                  boot_quantile_of_units(p99_b, 0.5, rng, n_boot))
+    c.p_value = mann_whitney(med_a, med_b)
+    c.significant = None if c.p_value is None else bool(c.p_value < alpha)
+    c.p99_p_value = mann_whitney(p99_a, p99_b)
+    c.p99_significant = None if c.p99_p_value is None else bool(c.p99_p_value < alpha)
+    c.verdict = verdict(c.median_ratio, c.significant)
+    c.warnings = _unit_warnings(len(med_a), len(med_b), med_a, med_b, alpha, "run")
+    return c

@@ -1,0 +1,141 @@
+"""Synthetic walks / lock_windows / lock_waits / runs tables for tests and the report benchmark.
+
+They carry exactly the contract columns of the views (walk_rules.md) so that
+``build_report`` can be exercised without a store: ``create_tables(con, ...)`` makes plain
+DuckDB tables named like the views.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+WALK_COLS = [
+    ("run_id", "VARCHAR"), ("label", "VARCHAR"), ("walk_id", "BIGINT"), ("evidence", "VARCHAR"),
+    ("page_type", "VARCHAR"), ("pid", "INTEGER"), ("comm", "VARCHAR"), ("cpu", "INTEGER"),
+    ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("duration_ns", "BIGINT"), ("complete", "BOOLEAN"),
+    ("n_windows", "BIGINT"), ("max_hold_ns", "BIGINT"), ("total_hold_ns", "BIGINT"), ("iterations", "BIGINT"),
+    ("max_window_iterations", "BIGINT"), ("rmap_one", "BIGINT"), ("skipped", "BIGINT"), ("skip_addr", "BIGINT"),
+    ("skip_mm", "BIGINT"), ("caller", "VARCHAR"),
+]
+WINDOW_COLS = [
+    ("run_id", "VARCHAR"), ("label", "VARCHAR"), ("walk_id", "BIGINT"), ("window_no", "BIGINT"),
+    ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("hold_ns", "BIGINT"), ("iterations", "BIGINT"),
+    ("rmap_one", "BIGINT"), ("skipped", "BIGINT"), ("skip_addr", "BIGINT"), ("skip_mm", "BIGINT"),
+]
+WAIT_COLS = [
+    ("run_id", "VARCHAR"), ("label", "VARCHAR"), ("pid", "INTEGER"), ("comm", "VARCHAR"), ("lock_addr", "VARCHAR"),
+    ("flags", "VARCHAR"), ("start_ns", "BIGINT"), ("end_ns", "BIGINT"), ("wait_ns", "BIGINT"),
+    ("anon_vma_lock", "BOOLEAN"), ("caller", "VARCHAR"),
+]
+RUN_COLS = [
+    ("run_id", "VARCHAR"), ("label", "VARCHAR"), ("source", "VARCHAR"), ("format", "VARCHAR"),
+    ("n_lost_events", "BIGINT"), ("first_ts_ns", "BIGINT"), ("last_ts_ns", "BIGINT"), ("tracer", "VARCHAR"),
+    ("n_cpus", "INTEGER"), ("kernel", "VARCHAR"), ("ts_unit", "VARCHAR"), ("ts_resolution_ns", "BIGINT"),
+    ("partial", "BOOLEAN"), ("lost_unknown", "BOOLEAN"), ("meta", "VARCHAR"),
+]
+
+
+def _create(con, name: str, cols, df: pd.DataFrame | None, extra_ok: bool = True) -> None:
+    df = pd.DataFrame(columns=[c for c, _ in cols]) if df is None else df
+    tmp = f"_src_{name}"
+    con.register(tmp, df)
+    sel = ", ".join(f"CAST({c} AS {t}) AS {c}" if c in df.columns else f"CAST(NULL AS {t}) AS {c}"
+                    for c, t in cols)
+    extra = [c for c in df.columns if c not in {c for c, _ in cols}] if extra_ok else []
+    if extra:
+        sel += ", " + ", ".join(extra)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {sel} FROM {tmp}")
+    con.unregister(tmp)
+
+
+def create_tables(con, walks: pd.DataFrame | None = None, windows: pd.DataFrame | None = None,
+                  waits: pd.DataFrame | None = None, runs: pd.DataFrame | None = None) -> None:
+    """Tables walks, lock_windows, lock_waits, runs with the contract columns (missing ones NULL)."""
+    _create(con, "walks", WALK_COLS, walks)
+    _create(con, "lock_windows", WINDOW_COLS, windows)
+    _create(con, "lock_waits", WAIT_COLS, waits)
+    _create(con, "runs", RUN_COLS, runs)
+
+
+def gen_side(label: str, n_runs: int = 1, walks_per_run: int = 100, walk_median_ns: float = 500e6,
+             windows_per_walk: int = 2, iterations: int = 20000, evidence: str = "function-graph",
+             sigma: float = 0.3, seed: int = 1, page_type: str = "ksm", kernel: str = "6.18.0",
+             skips: bool = False, lost: int = 0, resolution: int = 1000) -> dict[str, pd.DataFrame]:
+    """One label's rows: lognormal walk durations, windows splitting ~90% of each walk.
+
+    Durations are multiples of ``resolution`` (µs text by default), like real traces.
+    Evidence ``tracepoint`` produces walks without windows; ``perf-callchain`` windows without iterations.
+    """
+    rng = np.random.default_rng(seed)
+    walks, wins, runs = [], [], []
+    for r in range(n_runs):
+        run_id = f"{label}-{r:010x}"
+        n = walks_per_run
+        t0 = 1_000_000_000_000 + r * 10**12
+        dur = np.maximum(resolution, (rng.lognormal(np.log(walk_median_ns), sigma, n) // resolution) * resolution)
+        dur = dur.astype(np.int64)
+        gap = (rng.exponential(1e6, n) // resolution * resolution).astype(np.int64) + resolution
+        start = t0 + np.cumsum(gap + np.concatenate([[0], dur[:-1]]))
+        w = pd.DataFrame({
+            "run_id": run_id, "label": label, "walk_id": np.arange(1, n + 1), "evidence": evidence,
+            "page_type": page_type, "pid": 33, "comm": "kcompactd0", "cpu": 0, "start_ns": start,
+            "end_ns": start + dur, "duration_ns": dur, "complete": True,
+            "caller": np.where(np.arange(n) % 2, "try_to_migrate", "remove_migration_ptes"),
+        })
+        if evidence != "tracepoint":
+            k = windows_per_walk
+            share = rng.dirichlet(np.ones(k), n) * 0.9
+            hold = ((dur[:, None] * share) // resolution * resolution).astype(np.int64)
+            hold = np.maximum(hold, resolution)
+            wstart = start[:, None] + np.cumsum(np.concatenate([np.zeros((n, 1), np.int64), hold[:, :-1]], 1), 1)
+            lw = pd.DataFrame({
+                "run_id": run_id, "label": label, "walk_id": np.repeat(np.arange(1, n + 1), k),
+                "window_no": np.tile(np.arange(1, k + 1), n), "start_ns": wstart.ravel(),
+                "end_ns": (wstart + hold).ravel(), "hold_ns": hold.ravel(),
+            })
+            if evidence != "perf-callchain":
+                it = np.maximum(1, rng.poisson(iterations, n * k)).astype(np.int64)
+                lw["iterations"] = it
+                lw["rmap_one"] = 1
+                lw["skipped"] = it - 1
+                if skips:
+                    lw["skip_addr"] = it - 1
+                    lw["skip_mm"] = 0
+                w["iterations"] = it.reshape(n, k).sum(1)
+                w["max_window_iterations"] = it.reshape(n, k).max(1)
+            w["n_windows"] = k
+            w["max_hold_ns"] = hold.max(1)
+            w["total_hold_ns"] = hold.sum(1)
+            wins.append(lw)
+        walks.append(w)
+        runs.append({"run_id": run_id, "label": label, "source": f"{label}-{r}.txt", "format": "ftrace",
+                     "n_lost_events": lost, "first_ts_ns": t0, "last_ts_ns": int(start[-1] + dur[-1]),
+                     "tracer": "function_graph" if evidence == "function-graph" else "nop", "n_cpus": 2,
+                     "kernel": kernel, "ts_unit": "ns", "ts_resolution_ns": resolution, "partial": False,
+                     "lost_unknown": False, "meta": json.dumps({"options": ["funcgraph-abstime"]})})
+    return {"walks": pd.concat(walks, ignore_index=True),
+            "windows": pd.concat(wins, ignore_index=True) if wins else None,
+            "runs": pd.DataFrame(runs)}
+
+
+def gen_waits(label: str, run_id: str, n: int = 5, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = 1_000_000_000_000 + np.cumsum(rng.integers(1000, 10**6, n))
+    wait = rng.integers(1000, 5 * 10**6, n)
+    return pd.DataFrame({
+        "run_id": run_id, "label": label, "pid": np.where(np.arange(n) % 3 == 0, 33, 1234),
+        "comm": np.where(np.arange(n) % 3 == 0, "kcompactd0", "java"), "lock_addr": "ffff8881aa00",
+        "flags": np.where(np.arange(n) % 3 == 0, "READ", "WRITE"), "start_ns": start, "end_ns": start + wait,
+        "wait_ns": wait, "anon_vma_lock": np.arange(n) % 4 != 3,
+        "caller": np.where(np.arange(n) % 3 == 0, "rmap_walk_ksm", "vma_prepare"),
+    })
+
+
+def combine(*parts: dict) -> dict[str, pd.DataFrame]:
+    out = {}
+    for key in ("walks", "windows", "runs", "waits"):
+        dfs = [p[key] for p in parts if p.get(key) is not None]
+        out[key] = pd.concat(dfs, ignore_index=True) if dfs else None
+    return out
