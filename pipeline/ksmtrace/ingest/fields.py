@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,32 +68,112 @@ _FLAG_GROUPS = {"ksm_page"}
 _KV = pl.Struct({"key": pl.String, "value": pl.String})
 
 
-def _generic(p: pl.Expr) -> pl.Expr:
-    """payload -> list[struct{key, value}] by the generic rule."""
-    toks = p.str.replace_all(_BOUNDARY, _SENT + "${1}").str.split(_SENT)
-    return toks.list.eval(
-        pl.element().filter(pl.element().str.contains(_TOKEN_OK))
-    ).list.eval(
-        pl.struct(
-            key=pl.element().str.extract(r"^([^=]*)=", 1),
-            value=pl.element().str.replace(r"^[^=]*=", "").str.strip_chars_end(" \t").str.strip_suffix(","),
+def _generic_long(payload: pl.Series) -> pl.DataFrame:
+    """Generic rule, in long form: one (row, ord, key, value) row per field.
+
+    Split at single spaces, mark the tokens that start with ``key=``; a token that does
+    not continues the previous field's value (``comm=my prog-x``), except at the start
+    of a payload, where the text before the first key is not a field.
+    """
+    toks = (
+        pl.DataFrame({"t": payload.str.split(" ")})
+        .with_row_index("row")
+        .explode("t")
+        .filter(pl.col("t").is_not_null())
+        .with_columns(
+            _k=pl.col("t").str.contains(_TOKEN_OK),
+            _rs=pl.col("row") != pl.col("row").shift(1, fill_value=-1),
         )
+        .filter(pl.col("t") != "==>")
+        .with_columns(_start=pl.col("_k") | pl.col("_rs"))
+        .with_columns(_gid=pl.col("_start").cum_sum())
+        # groups opened by a non-key token at the payload start are not fields
+        .filter(pl.when(pl.col("_start")).then(pl.col("_k")).otherwise(None).forward_fill())
+    )
+    if toks.height == 0:
+        return pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.UInt32, "key": pl.String, "value": pl.String})
+    if not toks.get_column("_start").all():
+        # rare: values with spaces; join the continuation tokens of those groups
+        multi = toks.filter(~pl.col("_start")).get_column("_gid").unique()
+        many = toks.filter(pl.col("_gid").is_in(multi.implode()))
+        joined = many.group_by("_gid", maintain_order=True).agg(pl.col("row").first(), pl.col("t").str.join(" "))
+        single = toks.filter(~pl.col("_gid").is_in(multi.implode())).select("_gid", "row", "t")
+        toks = pl.concat([single, joined.select("_gid", "row", "t")]).sort("_gid")
+    else:
+        toks = toks.select("_gid", "row", "t")
+    pos = pl.col("t").str.find("=", literal=True)
+    return toks.select(
+        "row",
+        pl.col("_gid").cast(pl.UInt32).alias("ord"),
+        pl.col("t").str.slice(0, pos).alias("key"),
+        pl.col("t").str.slice(pos + 1).str.strip_chars_end(" \t").str.strip_suffix(",")
+        .str.strip_chars_end(" \t").alias("value"),
     )
 
 
-def _pattern(p: pl.Expr, pattern: str) -> pl.Expr:
-    """payload -> list[struct{key, value}] from a named-group pattern (empty list if no match)."""
-    names = re.compile(pattern).groupindex
-    groups = p.str.extract_groups(pattern)
-    items = []
-    for name in names:
-        v = groups.struct.field(name)
+def _pattern_long(payload: pl.Series, rows: pl.Series, pattern: str) -> pl.DataFrame:
+    """Per-event pattern on a subset of rows, long form (row, ord, key, value)."""
+    names = list(re.compile(pattern).groupindex)
+    sub = payload.gather(rows)
+    g = sub.str.extract_groups(pattern)
+    matched = sub.str.contains(pattern)
+    parts = []
+    for i, name in enumerate(names):
+        v = g.struct.field(name)
         if name in _FLAG_GROUPS:
-            v = pl.when(v.is_null()).then(pl.lit("false")).otherwise(pl.lit("true"))
-            v = pl.when(p.str.contains(pattern)).then(v).otherwise(pl.lit(None, pl.String))
-        items.append(pl.struct(key=pl.lit(name, pl.String), value=v))
-    lst = pl.concat_list(items)
-    return lst.list.eval(pl.element().filter(pl.element().struct.field("value").is_not_null()))
+            v = pl.select(pl.when(v.is_null()).then(pl.lit("false")).otherwise(pl.lit("true"))).to_series()
+            v = pl.select(pl.when(matched).then(v)).to_series()
+        parts.append(pl.DataFrame({"row": rows, "ord": pl.Series([i] * len(rows), dtype=pl.UInt32),
+                                   "key": pl.Series([name] * len(rows), dtype=pl.String), "value": v}))
+    out = pl.concat(parts).filter(pl.col("value").is_not_null())
+    return out
+
+
+def _prefix_long(payload: pl.Series) -> pl.DataFrame:
+    pref = payload.str.extract(_PREFIXED, 1)
+    idx = pref.is_not_null().arg_true()
+    return pl.DataFrame({"row": idx.cast(pl.UInt32), "ord": pl.Series([0] * len(idx), dtype=pl.UInt32),
+                         "key": pl.Series(["prefix"] * len(idx), dtype=pl.String), "value": pref.gather(idx)})
+
+
+def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFrame:
+    """All fields of ``payload`` as a long frame (row, key, value), rows in order, fields in order."""
+    payload = payload.cast(pl.String)
+    special = None
+    parts = []
+    if event is not None:
+        event = event.cast(pl.String)
+        present = set(event.unique().drop_nulls().to_list()) & set(EVENT_PATTERNS)
+        if present:
+            special = event.is_in(sorted(present)).fill_null(False)
+            for name in sorted(present):
+                rows = (event == name).fill_null(False).arg_true().cast(pl.UInt32)
+                parts.append(_pattern_long(payload, rows, EVENT_PATTERNS[name]).with_columns(
+                    pl.col("ord") + 1))
+    gen_payload = payload if special is None else pl.select(
+        pl.when(special).then(pl.lit(None, pl.String)).otherwise(payload)).to_series()
+    if payload.str.contains(":", literal=True).any():
+        parts.append(_prefix_long(gen_payload))
+    g = _generic_long(gen_payload)
+    parts.append(g.with_columns(pl.col("ord") + 1))
+    parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.UInt32), "key", "value") for p in parts]
+    if len(parts) == 1:
+        return parts[0]
+    return pl.concat(parts).sort(["row", "ord"], maintain_order=True)
+
+
+def long_to_map(long: pl.DataFrame, n: int) -> pa.Array:
+    """(row, key, value) frame sorted by row -> arrow map array of length n (empty maps elsewhere)."""
+    counts = np.bincount(long.get_column("row").to_numpy(), minlength=n)[:n] if long.height else np.zeros(n, np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    keys = long.get_column("key").to_arrow()
+    vals = long.get_column("value").to_arrow()
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    if isinstance(vals, pa.ChunkedArray):
+        vals = vals.combine_chunks()
+    return pa.MapArray.from_arrays(pa.array(offsets), keys.cast(pa.string()), vals.cast(pa.string()), type=MAP_TYPE)
 
 
 def _to_map(s: pl.Series) -> pa.Array:
@@ -111,46 +192,16 @@ def _to_map(s: pl.Series) -> pa.Array:
     return pa.MapArray.from_arrays(offsets, keys, vals, type=MAP_TYPE)
 
 
-def fields_expr(payload: pl.Expr, event: pl.Expr | None = None) -> pl.Expr:
-    """The polars expression behind ``parse_fields`` (list[struct{key, value}])."""
-    out = _generic(payload)
-    pref = payload.str.extract(_PREFIXED, 1)
-    out = pl.when(pref.is_not_null()).then(
-        pl.concat_list([pl.concat_list([pl.struct(key=pl.lit("prefix", pl.String), value=pref)]), out])
-    ).otherwise(out)
-    if event is not None:
-        for name, pat in EVENT_PATTERNS.items():
-            out = pl.when(event == name).then(_pattern(payload, pat)).otherwise(out)
-    return out
-
-
 def parse_fields(payload: pl.Series, event: pl.Series | None = None) -> pa.Array:
     """Parse a column of payloads into an Arrow ``map<string, string>`` array (empty map where nothing parses)."""
     if not isinstance(payload, pl.Series):
         payload = pl.Series("payload", payload, dtype=pl.String)
-    cols = {"p": payload.cast(pl.String)}
-    if event is not None:
-        if not isinstance(event, pl.Series):
-            event = pl.Series("event", event, dtype=pl.String)
-        cols["e"] = event.cast(pl.String)
-    df = pl.DataFrame(cols)
-    if df.height == 0:
+    if event is not None and not isinstance(event, pl.Series):
+        event = pl.Series("event", event, dtype=pl.String)
+    n = len(payload)
+    if n == 0:
         return pa.array([], MAP_TYPE)
-    if event is not None:
-        # only build the per-event branches for events present (keeps the plan small)
-        present = set(df.get_column("e").unique().drop_nulls().to_list()) & set(EVENT_PATTERNS)
-        expr = _generic_then(pl.col("p"), pl.col("e"), present)
-    else:
-        expr = fields_expr(pl.col("p"), None)
-    res = df.select(expr.alias("f")).get_column("f")
-    return _to_map(res)
-
-
-def _generic_then(payload: pl.Expr, event: pl.Expr, present: set[str]) -> pl.Expr:
-    out = fields_expr(payload, None)
-    for name in sorted(present):
-        out = pl.when(event == name).then(_pattern(payload, EVENT_PATTERNS[name])).otherwise(out)
-    return out
+    return long_to_map(fields_long(payload, event), n)
 
 
 def normalize_ptr(s: pl.Expr) -> pl.Expr:
@@ -163,4 +214,4 @@ def normalize_ptr(s: pl.Expr) -> pl.Expr:
     return pl.when(t.str.contains(r"^[0-9a-f]{1,16}$")).then(t.str.zfill(16)).otherwise(pl.lit(None, pl.String))
 
 
-__all__ = ["parse_fields", "fields_expr", "normalize_ptr", "EVENT_PATTERNS", "MAP_TYPE", "KEY_RE"]
+__all__ = ["parse_fields", "fields_long", "long_to_map", "normalize_ptr", "EVENT_PATTERNS", "MAP_TYPE", "KEY_RE"]

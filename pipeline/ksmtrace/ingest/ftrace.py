@@ -265,7 +265,8 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
         if "_v" not in ex.columns:
             ex = ex.with_columns(pl.lit(None, pl.String).alias("_v"))
         ev = pl.concat([ev, ex], how="diagonal_relaxed")
-    ev = ev.sort("line_no")
+    if len(parts) > 1 or extra:
+        ev = ev.sort("line_no")
 
     # ---- callchains: frames belong to the closest preceding stack record
     ev, n_frames, orphans = _attach_frames(ev, frames)
@@ -501,16 +502,72 @@ class FtraceParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         counters: dict[str, int] = {}
         stats.meta.setdefault("ts_unit", "ns")
-        for df in iter_line_frames(source):
-            ev = parse_lines(df, stats, counters)
-            if ev.height:
-                yield _to_arrow(ev)
+
+        def work(df: pl.DataFrame):
+            st, cn = ParseStats(), {}
+            ev = parse_lines(df, st, cn)
+            return (_to_arrow(ev) if ev.height else None), st, cn
+
+        # chunks are parsed in worker threads (polars and pyarrow release the GIL) while the
+        # caller writes the previous table; results are merged in input order
+        for table, st, cn in ordered_map(work, iter_line_frames(source)):
+            merge_stats(stats, st)
+            for k, v in cn.items():
+                counters[k] = counters.get(k, 0) + v
+            if table is not None and table.num_rows:
+                yield table
         for k, v in counters.items():
             stats.meta[k] = v
         if stats.meta.get("ts_unit") == "counter":
             stats.meta.pop("ts_resolution_ns", None)
         elif "ts_resolution_ns" not in stats.meta:
             stats.meta["ts_resolution_ns"] = 1000
+
+
+def ordered_map(fn, items, workers: int | None = None, ahead: int = 2):
+    """``map(fn, items)`` on a small thread pool, in order, with at most ``ahead`` pending results."""
+    import collections
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        pending: collections.deque = collections.deque()
+        for it in items:
+            pending.append(ex.submit(fn, it))
+            while len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+_FIRST_WINS = ("tracer", "n_cpus", "kernel", "entries_in_buffer", "entries_written", "latency_us")
+
+
+def merge_stats(into: ParseStats, part: ParseStats) -> None:
+    """Fold one chunk's ParseStats into the run's (chunks merged in input order)."""
+    into.n_malformed += part.n_malformed
+    room = 20 - len(into.malformed_examples)
+    if room > 0:
+        into.malformed_examples.extend(part.malformed_examples[:room])
+    into.n_lost_events += part.n_lost_events
+    into.lost_unknown = into.lost_unknown or part.lost_unknown
+    for k, v in part.meta.items():
+        if k in _FIRST_WINS:
+            into.meta.setdefault(k, v)
+        elif k == "ts_resolution_ns":
+            cur = into.meta.get(k)
+            into.meta[k] = v if cur is None else min(cur, v)
+        elif k == "ts_unit":
+            if v == "counter":
+                into.meta[k] = v
+        elif k in ("overwritten", "overruns"):
+            into.meta[k] = into.meta.get(k, 0) + v if k == "overwritten" else max(into.meta.get(k, 0), v)
+        else:
+            into.meta[k] = v
 
 
 PARSERS = [FtraceParser]

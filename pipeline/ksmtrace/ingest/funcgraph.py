@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import Parser, ParseStats
-from .fields import _to_map, fields_expr
+from .fields import fields_long, long_to_map
 from .ftrace import _HDR_TRACER, _to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from .source import TraceSource, is_probably_binary
 
@@ -197,6 +197,12 @@ class FuncGraphParser(Parser):
         # ---- merge banners in line order, then the sequential depth pass
         cols = ["line_no", "kind", "func", "cpu", "pid", "comm", "_ind"]
         seq = graph.select(cols)
+        resets = other.filter(pl.col("l").str.contains(r"^#\s*tracer:")).select(
+            "line_no", pl.lit("__reset").alias("kind"), pl.lit(None, pl.String).alias("func"),
+            pl.lit(None, pl.Int32).alias("cpu"), pl.lit(None, pl.Int32).alias("pid"),
+            pl.lit(None, pl.String).alias("comm"), pl.lit(0, pl.Int64).alias("_ind"))
+        if resets.height:
+            seq = pl.concat([seq, resets], how="vertical_relaxed").sort("line_no")
         if banners is not None and banners.height:
             seq = pl.concat([seq, banners.select(
                 "line_no", pl.lit("__switch").alias("kind"), pl.col("next").alias("func"), "cpu",
@@ -210,28 +216,29 @@ class FuncGraphParser(Parser):
             _pid=pl.Series(pids, dtype=pl.Int32), _comm=pl.Series(comms, dtype=pl.String),
             _unm=pl.Series(unmatched, dtype=pl.Boolean))
 
-        out = graph.join(seq.filter(pl.col("kind") != "__switch").drop("kind"), on="line_no", how="left")
+        out = graph.join(seq.filter(~pl.col("kind").is_in(["__switch", "__reset"])).drop("kind"), on="line_no",
+                         how="left")
         out = out.with_columns(
             func=pl.coalesce("func", "_func"),
             pid=pl.coalesce("pid", "_pid"),
             comm=pl.coalesce("comm", "_comm"),
         )
-        # fields: args (funcgraph-args), module, comment key=values, unmatched marker
-        fexpr = fields_expr(pl.coalesce(pl.col("_cpay"), pl.col("_cmt"), pl.col("_args")),
-                            None)
-        out = out.with_columns(
-            _f=pl.concat_list([
-                fexpr,
-                pl.when(pl.col("_mod").is_not_null()).then(
-                    pl.concat_list([pl.struct(key=pl.lit("module"), value=pl.col("_mod"))]))
-                .otherwise(pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))),
-                pl.when(pl.col("_unm").fill_null(False)).then(
-                    pl.concat_list([pl.struct(key=pl.lit("unmatched"), value=pl.lit("true"))]))
-                .otherwise(pl.lit([], dtype=pl.List(pl.Struct({"key": pl.String, "value": pl.String})))),
-            ]),
-        )
+        # fields: args (funcgraph-args), comment key=values, module, unmatched marker
+        out = out.sort("line_no").with_columns(
+            _ftext=pl.coalesce(pl.col("_cpay"), pl.col("_cmt"), pl.col("_args").str.replace_all(r",\s+", " ")),
+            _fev=pl.col("_cev"))
+        fl = fields_long(out.get_column("_ftext"), out.get_column("_fev"))
+        extra = out.with_row_index("row").select(
+            pl.col("row").cast(pl.UInt32), pl.lit(1 << 30, pl.UInt32).alias("ord"),
+            pl.col("_mod"), pl.col("_unm").fill_null(False))
+        mods = extra.filter(pl.col("_mod").is_not_null()).select(
+            "row", "ord", pl.lit("module").alias("key"), pl.col("_mod").alias("value"))
+        unm = extra.filter(pl.col("_unm")).select(
+            "row", (pl.col("ord") + 1).alias("ord"), pl.lit("unmatched").alias("key"), pl.lit("true").alias("value"))
+        fl = pl.concat([fl.select("row", "ord", "key", "value"), mods, unm]).sort(["row", "ord"], maintain_order=True)
         keep = ["line_no", "ts_ns", "cpu", "pid", "comm", "flags", "event", "payload", "func", "parent",
-                "depth", "kind", "duration_ns", "retval", "_f"]
+                "depth", "kind", "duration_ns", "retval"]
+        gmap = long_to_map(fl, out.height)
         out = out.select(keep)
         if banners is not None and banners.height:
             bsw = banners.join(seq.filter(pl.col("kind") == "__switch").select("line_no", "_pid"), on="line_no",
@@ -240,17 +247,25 @@ class FuncGraphParser(Parser):
             bsw = bsw.with_columns(
                 pid=nx.struct.field("p").cast(pl.Int32, strict=False), comm=nx.struct.field("c"),
                 event=pl.lit("__task_switch"), payload=pl.format("{} => {}", "prev", "next"),
-                _f=pl.concat_list([pl.struct(key=pl.lit("prev"), value=pl.col("prev")),
-                                   pl.struct(key=pl.lit("next"), value=pl.col("next"))]),
-            ).select("line_no", "cpu", "pid", "comm", "event", "payload", "_f")
-            out = pl.concat([out, bsw], how="diagonal_relaxed")
+            ).select("line_no", "cpu", "pid", "comm", "event", "payload", "prev", "next")
+            bl = bsw.with_row_index("row").select(pl.col("row").cast(pl.UInt32), "prev", "next")
+            bl = pl.concat([bl.select("row", pl.lit(0, pl.UInt32).alias("ord"), pl.lit("prev").alias("key"),
+                                      pl.col("prev").alias("value")),
+                            bl.select("row", pl.lit(1, pl.UInt32).alias("ord"), pl.lit("next").alias("key"),
+                                      pl.col("next").alias("value"))]).sort(["row", "ord"])
+            bt = pa.table({c: bsw.get_column(c).to_arrow() for c in ["line_no", "cpu", "pid", "comm", "event",
+                                                                      "payload"]})
+            bt = bt.append_column("fields", long_to_map(bl, bsw.height))
+        else:
+            bt = None
 
         tables = []
         if out.height:
-            out = out.sort("line_no")
-            t = pa.table({c: out.get_column(c).to_arrow() for c in out.columns if c != "_f"})
-            t = t.append_column("fields", _to_map(out.get_column("_f")))
+            t = pa.table({c: out.get_column(c).to_arrow() for c in out.columns})
+            t = t.append_column("fields", gmap)
             tables.append(t)
+        if bt is not None:
+            tables.append(bt)
         if other.height:
             ev = parse_lines(other, stats, counters)
             if ev.height:
@@ -286,6 +301,10 @@ class _DepthState:
             k = kinds[i]
             pid = pids[i]
             cpu = cpus[i]
+            if k == "__reset":
+                stacks.clear()
+                cpu_task.clear()
+                continue
             if k == "__switch":
                 m = _COMM_PID.match(funcs[i] or "")
                 if m:
