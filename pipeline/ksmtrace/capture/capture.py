@@ -1,0 +1,467 @@
+"""ksmtrace capture: record a trace with the best method the kernel offers, then restore everything.
+
+Methods (kernel.md §6): ``rmap-tracepoints`` (a), ``function-graph`` (b), ``kprobes`` (c),
+``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains).
+The trace text goes to ``--out``; provenance to ``OUT.meta.json``. An interrupted capture keeps
+what it recorded as ``NAME.partial.EXT`` with ``"partial": true`` in its sidecar.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import doctor, env, recipes, tracefs
+
+METHODS = ("auto", "rmap-tracepoints", "function-graph", "kprobes", "perf-callchain", "events")
+PERF_EVENTS = ("migrate:set_migration_pte", "migrate:remove_migration_pte", "migrate:mm_migrate_pages_start",
+               "migrate:mm_migrate_pages", "compaction:mm_compaction_begin", "compaction:mm_compaction_end",
+               "lock:contention_begin", "lock:contention_end")
+PERF_SCRIPT_FIELDS = "comm,pid,tid,cpu,time,event,trace,ip,sym"
+FG_FUNCS = ("rmap_walk_ksm", "down_read_trylock", "down_read", "up_read", "try_to_migrate_one",
+            "remove_migration_pte", "try_to_unmap_one", "folio_referenced_one", "page_idle_clear_pte_refs_one",
+            "damon_folio_mkold_one", "damon_folio_young_one", "folio_not_mapped", "page_not_mapped",
+            "invalid_folio_referenced_vma", "__cond_resched")
+FG_OPTIONS = ("funcgraph-abstime", "funcgraph-proc", "funcgraph-tail", "funcgraph-retval", "funcgraph-retaddr")
+KPROBE_DEFS = ("p:ksmp/rmap_walk_ksm rmap_walk_ksm folio=%di rwc=%si", "r:ksmp/rmap_walk_ksm_ret rmap_walk_ksm",
+               "r:ksmp/rd_try_ret down_read_trylock ret=$retval", "r:ksmp/rd_slow_ret down_read",
+               "p:ksmp/rd_up up_read sem=%di", "p:ksmp/mig_one try_to_migrate_one",
+               "p:ksmp/rm_pte remove_migration_pte")
+
+
+def parse_range(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        a, b = text.replace(":", "-").split("-", 1)
+        lo, hi = int(a, 16 if not a.startswith("0x") else 0), int(b, 16 if not b.startswith("0x") else 0)
+    except ValueError:
+        raise env.CaptureError(f"--filter-addr {text!r}: expected START-END in hex, e.g. "
+                               f"0x600000000000-0x600004e20000") from None
+    if hi <= lo:
+        raise env.CaptureError(f"--filter-addr {text!r}: END must be above START")
+    return lo, hi
+
+
+@dataclass
+class CaptureOptions:
+    out: Path | None
+    method: str = "auto"
+    duration: float | None = None
+    command: list[str] = field(default_factory=list)
+    keep_data: bool = True
+    filter_addr: tuple[int, int] | None = None
+    buffer_kb: int = 16384
+    perf_mmap: str = "16M"             # perf record -m: ring buffer per CPU (lost chunks otherwise)
+
+    def validate(self, need_out: bool = True) -> "CaptureOptions":
+        if self.method not in METHODS:
+            raise env.CaptureError(f"--method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if need_out and self.out is None:
+            raise env.CaptureError("--out FILE is required (or use --print)")
+        if self.command and self.duration is not None:
+            raise env.CaptureError("give either --duration or a COMMAND after --, not both")
+        if not self.command and self.duration is None and need_out:
+            raise env.CaptureError("nothing to record: give a COMMAND after -- (e.g. -- ksmtrace repro --vmas "
+                                   "20000) or --duration SECONDS")
+        if self.duration is not None and self.duration <= 0:
+            raise env.CaptureError(f"--duration must be positive (got {self.duration})")
+        if self.buffer_kb < 64:
+            raise env.CaptureError(f"--buffer-kb must be at least 64 (got {self.buffer_kb})")
+        return self
+
+
+def print_recipe(opts: CaptureOptions) -> str:
+    opts.validate(need_out=False)
+    workload = shlex.join(opts.command) if opts.command else (
+        f"sleep {opts.duration:g}" if opts.duration else "ksmtrace repro --vmas 20000")
+    return recipes.render(opts.method, out=str(opts.out or "trace.txt"), workload=workload,
+                          buffer_kb=opts.buffer_kb, addr_range=opts.filter_addr, events=tracefs.STOCK_EVENTS)
+
+
+def partial_name(out: Path) -> Path:
+    """split.txt -> split.partial.txt (the suffix stays, so format detection still works)."""
+    return out.with_name(f"{out.stem}.partial{out.suffix}" if out.suffix else f"{out.name}.partial")
+
+
+def meta_path(out: Path) -> Path:
+    return out.with_name(out.name + ".meta.json")
+
+
+class _Interrupted(BaseException):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Capture:
+    def __init__(self, opts: CaptureOptions) -> None:
+        self.o = opts.validate()
+        self.out = Path(opts.out)
+        self.meta: dict[str, Any] = {}
+        self.proc: subprocess.Popen | None = None
+        self.cleanups: list = []
+        self.repro_meta: list[dict] = []
+        self.command_output_tail: list[str] = []
+        self.interrupted: int | None = None
+        self._old: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------- driver
+    def run(self) -> dict[str, Any]:
+        env.require_root("ksmtrace capture")
+        if not self.out.parent.exists():
+            raise env.CaptureError(f"{self.out.parent}: no such directory for --out")
+        started = time.time()
+        self.meta = {
+            "ksmtrace_capture": 1, "partial": False, "method_requested": self.o.method,
+            "kernel": env.kernel_release(), "kernel_version": env.kernel_version(),
+            "preemption": env.preemption_model(), "cpus": env.cpu_count(), "numa_nodes": env.numa_nodes(),
+            "command": self.o.command, "duration": self.o.duration,
+            "options": {"keep_data": self.o.keep_data, "buffer_kb": self.o.buffer_kb,
+                        "filter_addr": [hex(x) for x in self.o.filter_addr] if self.o.filter_addr else None},
+            "started": _dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"),
+            "tools": {t: env.tool_version(t) for t in ("perf", "trace-cmd")},
+        }
+        from .. import __version__ as ksmtrace_version  # noqa: F401
+        self.meta["tools"]["ksmtrace"] = ksmtrace_version
+        self.meta["tools"]["python"] = sys.version.split()[0]
+        self._install_handlers()
+        mounted = tracefs.Mounted()
+        try:
+            t = mounted.__enter__()
+            self.cleanups.append(lambda: mounted.__exit__(None, None, None) or [])
+            method = self._choose(t)
+            self.meta["method"] = method
+            self.meta["trace_clock"] = tracefs.trace_clock(t)
+            self.meta["tracefs"] = str(t)
+            getattr(self, "_run_" + method.replace("-", "_"))(t)
+        except _Interrupted as i:
+            self.interrupted = i.signum
+        finally:
+            problems = self._cleanup()
+            self._restore_handlers()
+        self.meta["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.meta["elapsed_s"] = round(time.time() - started, 3)
+        self.meta["repro"] = self.repro_meta[-1] if self.repro_meta else None
+        self.meta["command_output_tail"] = self.command_output_tail[-40:]
+        if problems:
+            self.meta["restore_problems"] = problems
+            for p in problems:
+                print(f"ksmtrace: warning: {p}", file=sys.stderr)
+        return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
+        out = self.out
+        if self.interrupted is not None:
+            self.meta["partial"] = True
+            self.meta["interrupted_by"] = signal.Signals(self.interrupted).name
+            if out.exists():
+                part = partial_name(out)
+                out.replace(part)
+                for key in ("perf_data", "bufstats"):
+                    p = self.meta.get(key)
+                    if p and Path(p).exists():
+                        newp = partial_name(Path(p))
+                        Path(p).replace(newp)
+                        self.meta[key] = str(newp)
+                self.meta["trace"] = str(part)
+                meta_path(part).write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str) + "\n")
+                raise env.CaptureInterrupted(f"capture interrupted; partial trace kept in {part} "
+                                             f"(marked partial in {meta_path(part).name})")
+            self.meta["trace"] = None
+            meta_path(out).write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str) + "\n")
+            raise env.CaptureInterrupted("capture interrupted before any trace was saved")
+        self.meta["trace"] = str(out)
+        meta_path(out).write_text(json.dumps(self.meta, indent=2, sort_keys=True, default=str) + "\n")
+        rc = self.meta.get("command_exit")
+        size = out.stat().st_size if out.exists() else 0
+        print(f"capture: {self.meta['method']} trace {out} ({size / 1e6:.1f} MB); provenance {meta_path(out).name}",
+              file=sys.stderr)
+        if rc not in (None, 0):
+            raise env.CaptureError(f"the command exited with status {rc}; trace kept in {out} "
+                                   f"(see {meta_path(out).name})")
+        return self.meta
+
+    def _choose(self, t: Path) -> str:
+        info = {"tracefs": {"path": str(t), **doctor._probe_tracefs(t)},
+                "tools": {"perf": env.tool_version("perf"), "bpftrace": None}, "btf": env.PATHS.btf.exists()}
+        ev = doctor.evidence(info)
+        ok = {doctor.METHOD_OF[k]: ev[k]["available"] for k in doctor.METHOD_OF}
+        ok["events"] = bool(info["tracefs"]["events"].get("migrate"))
+        self.meta["evidence_available"] = {k: v["available"] for k, v in ev.items()}
+        if self.o.method == "auto":
+            for m in doctor.METHOD_ORDER:
+                if ok.get(m):
+                    return m
+            raise env.MethodUnavailable("this kernel offers no way to record KSM walks (no rmap/migrate events, "
+                                        "no function_graph, no kprobes); see 'ksmtrace capture --print'")
+        if not ok.get(self.o.method):
+            avail = [m for m in doctor.METHOD_ORDER if ok.get(m)]
+            key = next((k for k, m in doctor.METHOD_OF.items() if m == self.o.method), None)
+            why = ev[key]["why"] if key else "no migrate:* events"
+            raise env.MethodUnavailable(f"method {self.o.method} is not available on this kernel ({why}); "
+                                        f"available: {', '.join(avail) or 'none'}"
+                                        + (f"; try --method {avail[0]}" if avail else ""))
+        return self.o.method
+
+    # ---------------------------------------------------------------- signals and cleanup
+    def _install_handlers(self) -> None:
+        def handler(signum, frame):
+            if self.interrupted is None:
+                self.interrupted = signum
+            p = self.proc
+            if p is not None and p.poll() is None:  # let the recorder/workload stop and save what it has
+                try:
+                    p.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+                except OSError:
+                    pass
+                return
+            raise _Interrupted(signum)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._old[s] = signal.signal(s, handler)
+            except ValueError:
+                pass
+
+    def _restore_handlers(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old.clear()
+
+    def _cleanup(self) -> list[str]:
+        problems: list[str] = []
+        p = self.proc
+        if p is not None and p.poll() is None:
+            try:
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        while self.cleanups:
+            fn = self.cleanups.pop()
+            try:
+                problems.extend(fn() or [])
+            except Exception as e:  # noqa: BLE001 - restoring must go on
+                problems.append(f"{type(e).__name__}: {e}")
+        return problems
+
+    # ---------------------------------------------------------------- running the workload
+    def _workload(self) -> list[str]:
+        return list(self.o.command) if self.o.command else ["sleep", f"{self.o.duration:g}"]
+
+    def _spawn(self, argv: list[str]) -> int:
+        """Run argv, echo its stdout, keep 'repro-meta:' lines; returns its exit status."""
+        try:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                         start_new_session=False)
+        except OSError as e:
+            raise env.CaptureError(f"cannot run {argv[0]}: {e.strerror or e}") from None
+
+        def pump():
+            for raw in self.proc.stdout:
+                line = raw.decode(errors="replace")
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                self.command_output_tail.append(line.rstrip("\n"))
+                if len(self.command_output_tail) > 200:
+                    del self.command_output_tail[:100]
+                if line.startswith("repro-meta: "):
+                    try:
+                        self.repro_meta.append(json.loads(line[len("repro-meta: "):]))
+                    except ValueError:
+                        pass
+        th = threading.Thread(target=pump, daemon=True)
+        th.start()
+        while True:
+            try:
+                rc = self.proc.wait()
+                break
+            except _Interrupted as i:  # handler already forwarded the signal; wait for the child to finish
+                self.interrupted = i.signum
+        th.join(timeout=10)
+        return rc
+
+    def _check_interrupt(self) -> None:
+        if self.interrupted is not None:
+            raise _Interrupted(self.interrupted)
+
+    # ---------------------------------------------------------------- methods
+    def _run_perf_callchain(self, t: Path) -> None:
+        perf = env.require_tool("perf", "install linux-perf / linux-tools, or use --method events")
+        data = self.out.with_name(self.out.name + ".perf.data")
+        argv = [perf, "record", "-a", "-g", "-m", self.o.perf_mmap, "-o", str(data)]
+        flt = self._addr_filter()
+        for e in PERF_EVENTS:
+            argv += ["-e", e]
+            if flt and e in ("migrate:set_migration_pte", "migrate:remove_migration_pte"):
+                argv += ["--filter", flt]
+        argv += ["--", *self._workload()]
+        self.meta["events"] = list(PERF_EVENTS)
+        self.meta["recorder"] = shlex.join(argv)
+        self.meta["perf_data"] = str(data)
+        rc = self._spawn(argv)
+        self.meta["command_exit"] = rc
+        self.proc = None
+        if not data.exists() or data.stat().st_size == 0:
+            raise env.CaptureError(f"perf record wrote no data (exit {rc}); is perf allowed to trace "
+                                   f"(perf_event_paranoid) and are the events present?")
+        script = [perf, "script", "-i", str(data), "--ns", "--show-lost-events", "-F", PERF_SCRIPT_FIELDS]
+        self.meta["converter"] = shlex.join(script)
+        with open(self.out, "wb") as f:
+            p = subprocess.run(script, stdout=f, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            raise env.CaptureError(f"perf script failed: {p.stderr.decode(errors='replace').strip()[:300]}")
+        hdr = subprocess.run([perf, "script", "-i", str(data), "--header-only"], capture_output=True, text=True)
+        self.meta["perf_header"] = [ln for ln in hdr.stdout.splitlines()
+                                    if any(k in ln for k in ("os release", "perf version", "nrcpus", "cmdline",
+                                                             "captured on", "cpudesc", "total memory"))]
+        lost = subprocess.run([perf, "report", "-i", str(data), "--stats"], capture_output=True, text=True)
+        self.meta["perf_stats"] = [ln.strip() for ln in lost.stdout.splitlines()
+                                   if "LOST" in ln or "SAMPLE" in ln or "lost" in ln.lower()][:20]
+        if not self.o.keep_data:
+            data.unlink(missing_ok=True)
+            self.meta["perf_data"] = None
+        self._check_interrupt()
+
+    def _addr_filter(self) -> str | None:
+        if not self.o.filter_addr:
+            return None
+        lo, hi = self.o.filter_addr
+        return f"addr >= {lo:#x} && addr < {hi:#x}"
+
+    def _instance_capture(self, t: Path, events: tuple[str, ...], stacktrace: bool = True) -> None:
+        inst = tracefs.Instance(t).create()
+        self.cleanups.append(inst.remove)
+        inst.set("buffer_size_kb", self.o.buffer_kb)
+        enabled = [e for e in events if inst.enable(e)]
+        if not enabled:
+            raise env.MethodUnavailable("none of the trace events exist on this kernel")
+        inst.option("hash-ptr", 0)
+        flt = self._addr_filter()
+        if flt:
+            for e in tracefs.ADDR_FILTERED:
+                if e in enabled:
+                    inst.filter(e, flt)
+        if stacktrace and "lock/contention_begin" in enabled:
+            try:
+                inst.trigger("lock/contention_begin", "stacktrace if flags & 2")
+            except env.CaptureError:
+                pass  # no trigger support: waits stay unattributed
+        self.meta["events"] = enabled
+        self.meta["tracefs_instance"] = str(inst.dir)
+        self.meta["tracefs_options"] = {"hash-ptr": 0, "buffer_size_kb": self.o.buffer_kb,
+                                        "filter": flt, "stacktrace_trigger": bool(inst.triggers)}
+        inst.set("tracing_on", 1)
+        try:
+            self.meta["command_exit"] = self._spawn(self._workload())
+            self.proc = None
+        finally:
+            inst.set("tracing_on", 0)
+            inst.dump(self.out)
+            stats = self.out.with_name(self.out.name + ".bufstats.txt")
+            stats.write_text(inst.cpu_stats())
+            self.meta["bufstats"] = str(stats)
+            self.meta["overrun"] = _overruns(stats.read_text())
+        self._check_interrupt()
+
+    def _run_events(self, t: Path) -> None:
+        self._instance_capture(t, tracefs.STOCK_EVENTS)
+
+    def _run_rmap_tracepoints(self, t: Path) -> None:
+        self._instance_capture(t, tracefs.RMAP_EVENTS + tracefs.STOCK_EVENTS)
+
+    def _run_function_graph(self, t: Path) -> None:
+        st = tracefs.SavedState(t)
+        st.save("tracing_on", "current_tracer", "set_graph_function", "set_ftrace_filter", "max_graph_depth",
+                "buffer_size_kb", *[f"options/{o}" for o in FG_OPTIONS])
+        self.cleanups.append(st.restore)
+        env.write(t / "tracing_on", 0)
+        env.write(t / "current_tracer", "nop")
+        env.write(t / "set_graph_function", "rmap_walk_ksm")
+        env.write(t / "set_ftrace_filter", "rmap_walk_ksm")
+        missing = []
+        for f in FG_FUNCS[1:]:
+            try:
+                with open(t / "set_ftrace_filter", "a") as fh:
+                    fh.write(f + "\n")
+            except OSError:
+                missing.append(f)
+        env.write(t / "max_graph_depth", 0)
+        env.write(t / "buffer_size_kb", self.o.buffer_kb)
+        opts = {}
+        for o in FG_OPTIONS:
+            p = t / "options" / o
+            if p.exists():
+                env.write(p, 1)
+                opts[o] = 1
+        self.meta["events"] = ["function_graph:" + f for f in FG_FUNCS if f not in missing]
+        self.meta["not_traceable"] = missing
+        self.meta["tracefs_options"] = opts
+        env.write(t / "trace", "")
+        env.write(t / "current_tracer", "function_graph")
+        env.write(t / "tracing_on", 1)
+        try:
+            self.meta["command_exit"] = self._spawn(self._workload())
+            self.proc = None
+        finally:
+            env.write(t / "tracing_on", 0)
+            with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
+                while b := src.read(1 << 20):
+                    dst.write(b)
+            env.write(t / "current_tracer", "nop")
+        self._check_interrupt()
+
+    def _run_kprobes(self, t: Path) -> None:
+        kp = t / "kprobe_events"
+        added: list[str] = []
+
+        def remove() -> list[str]:
+            probs = []
+            try:
+                env.write(t / "events" / "ksmp" / "enable", 0)
+            except env.CaptureError:
+                pass
+            for d in reversed(added):
+                try:
+                    with open(kp, "a") as f:
+                        f.write("-:" + d.split()[0].split(":", 1)[1] + "\n")
+                except OSError as e:
+                    probs.append(f"cannot remove kprobe {d.split()[0]}: {e.strerror}")
+            return probs
+        self.cleanups.append(remove)
+        for d in KPROBE_DEFS:
+            try:
+                with open(kp, "a") as f:
+                    f.write(d + "\n")
+                added.append(d)
+            except OSError as e:
+                self.meta.setdefault("probe_errors", []).append(f"{d}: {e.strerror}")
+        if not added:
+            raise env.MethodUnavailable("no kprobe could be placed (see probe_errors in the sidecar)")
+        self.meta["probes"] = added
+        self._instance_capture(t, ("ksmp",) + tracefs.STOCK_EVENTS[5:], stacktrace=True)
+        self.meta["kprobe_profile"] = (env.read(t / "kprobe_profile") or "").splitlines()
+
+
+def _overruns(stats_text: str) -> dict[str, int]:
+    out, cpu = {}, None
+    for line in stats_text.splitlines():
+        if line.startswith("== "):
+            cpu = line[3:].strip()
+        elif line.startswith("overrun:") and cpu:
+            out[cpu] = int(line.split()[1])
+    return out
+
+
+def run(opts: CaptureOptions) -> dict[str, Any]:
+    return Capture(opts).run()
