@@ -315,6 +315,8 @@ class Simulator:
                             cand.append(held_gap_at)
                         nxt = min(cand)
                         t += (nxt - pos - 1) * c.iter_ns  # silent iterations (and their loop bodies)
+                        cnt["iterations"] += nxt - pos - 1  # all of them address skips
+                        cnt["skip_addr"] += nxt - pos - 1
                     pos = nxt
                     fn = ITER_FIRST if pos == 1 else ITER_NEXT
                     ret_chain = pos <= n
