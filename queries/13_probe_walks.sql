@@ -9,6 +9,10 @@
 CREATE OR REPLACE VIEW _pr_rows AS
 SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, func, parent, kind, fields,
        coalesce(fields['ret'], fields['retval'], fields['arg1'], fields['$retval']) AS ret,
+       -- probe offset of an entry, from the payload "(sym+0xOFF/0xSIZE) ..."; a walker entry is a walk
+       -- start only at the function entry (offset <= 0x10: +0x0, +0x4 with x86 IBT/ENDBR, arm64 BTI ...);
+       -- a larger offset is a source-line probe inside the walk (e.g. the project's ksm_item probe)
+       _hex(regexp_extract(payload, '^\(\S+?\+(0x[0-9a-fA-F]+)/', 1)) AS probe_off,
        row_number() OVER (PARTITION BY run_id, pid ORDER BY ts_ns, line_no) AS rn
 FROM events
 WHERE kind IN ('entry', 'return') AND event NOT IN ('funcgraph_entry', 'funcgraph_exit', 'function')
@@ -20,6 +24,7 @@ CREATE OR REPLACE VIEW _pr_pairs AS
 WITH s AS (
     SELECT r.*, k.page_type, CASE WHEN kind = 'entry' THEN 1 ELSE -1 END AS d
     FROM _pr_rows r JOIN _rmap_walkers k ON r.func = k.func
+    WHERE r.kind = 'return' OR r.probe_off IS NULL OR r.probe_off <= 16
 ), p AS (
     SELECT *, sum(d) OVER k AS psum
     FROM s WINDOW k AS (PARTITION BY run_id, pid, func ORDER BY rn ROWS UNBOUNDED PRECEDING)

@@ -88,14 +88,25 @@ def add_run(store: Store, label: str, rows: list[dict]) -> str:
     return run_id
 
 
+_CONS: dict[str, object] = {}
+
+
+def connection(store: Store):
+    """One connection per store (defining the views costs ~1 s; tests reuse it)."""
+    key = str(Path(store.root).resolve())
+    if key not in _CONS:
+        if len(_CONS) > 4:
+            for c in _CONS.values():
+                c.close()
+            _CONS.clear()
+        _CONS[key] = db.connect(store)
+    return _CONS[key]
+
+
 def query(store: Store, sql: str) -> list[dict]:
-    con = db.connect(store)
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
+    cur = connection(store).execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
 def one_run(tmp_path: Path, rows: list[dict], label: str = "t") -> tuple[Store, str]:
