@@ -375,7 +375,7 @@ class Simulator:
                     arrive = t_lock + (t_unlock - t_lock) * float(rng.uniform(0.2, 0.9))
                     got = t_unlock + 300
                     hold = float(rng.uniform(5_000, 60_000))
-                    self.rec(arrive, PT, pid, cpu, "writer", (arrive, got, got + hold, wid))
+                    self.rec(arrive, PT, pid, cpu, "writer", (int(arrive), int(got), int(got + hold), wid))
                     writer_pending = got + hold
                 if exited:
                     wt.early_exit = True

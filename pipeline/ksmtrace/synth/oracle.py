@@ -13,6 +13,11 @@ import pandas as pd
 from .model import CALLBACKS, ITER_FIRST, ITER_NEXT, WALK
 
 ITERS = (ITER_FIRST, ITER_NEXT)
+#: rmap_one callback -> the caller it implies (10_config.sql _rmap_one_callbacks)
+CALLBACK_CALLER = {"try_to_migrate_one": "try_to_migrate", "remove_migration_pte": "remove_migration_ptes",
+                   "try_to_unmap_one": "try_to_unmap", "folio_referenced_one": "folio_referenced",
+                   "page_idle_clear_pte_refs_one": "page_idle", "damon_folio_mkold_one": "damon",
+                   "damon_folio_young_one": "damon"}
 INVALID_FNS = ("invalid_folio_referenced_vma",)
 WALKERS = {"rmap_walk_ksm": "ksm", "rmap_walk_anon": "anon", "rmap_walk_file": "file"}
 NOT_CALLER = {"rmap_walk", "rmap_walk_locked", "rmap_walk_ksm", "rmap_walk_anon", "rmap_walk_file"}
@@ -217,6 +222,7 @@ def attach_counters(walks, wins_of, rows, losses):
             d = int(obj.f["walk_ns"])
             w = dict(evidence="counters", page_type="ksm", pid=obj.pid, comm=obj.comm, cpu=grp[0]["_cpu"],
                      start_ns=obj.ts - d, end_ns=obj.ts, duration_ns=d, complete=True,
+                     caller=CALLBACK_CALLER.get((obj.f.get("cb") or "").split("+")[0]),
                      rmap_one=_sum([x["rmap_one"] for x in grp]), n_events=len(grp))
             new.append((w, grp))
     for pid, grp in pending.items():
@@ -439,8 +445,11 @@ def oracle_kprobe(rows):
                     wins.append(cur)
                     cur = None
             elif r.func in ITERS and r.kind == "return":
-                if cur is not None and _num(r.f.get("ret")) != 0:
-                    cur["it"].append(r)
+                hit = _num(r.f.get("ret")) != 0
+                if cur is not None:
+                    cur["last_hit"] = hit
+                    if hit:
+                        cur["it"].append(r)
             elif r.func in CALLBACKS and r.kind == "entry":
                 rmap_one += 1
                 if cur is not None:
@@ -455,7 +464,7 @@ def oracle_kprobe(rows):
             n_it = len(x["it"])
             sk = n_it - x["ro"] - x["inv"]
             sa = sm = None
-            if x["addr"] is not None and x["it"] and all("vm_start" in r.f and "vm_end" in r.f for r in x["it"]):
+            if x["addr"] is not None and all("vm_start" in r.f and "vm_end" in r.f for r in x["it"]):
                 a = x["addr"]
                 sa = sum(1 for r in x["it"] if not (int(r.f["vm_start"], 16) <= a < int(r.f["vm_end"], 16)))
                 sm = sk - sa
@@ -463,13 +472,22 @@ def oracle_kprobe(rows):
                             iterations=n_it, rmap_one=x["ro"], invalid=x["inv"], skipped=sk, skip_addr=sa,
                             skip_mm=sm, slow=x["slow"], evidence="kprobe", counters_consistent=None, pid=w["pid"]))
         _finish_walk(w, out)
-        w.update(rmap_one=rmap_one, invalid=invalid, slow_windows=sum(1 for x in out if x["slow"]))
+        # extras (not fixed by walk_rules.md; as the SQL does): bailout = the walk's last event inside it is a
+        # failed trylock; early_exit = the last window's last iterator return was non-zero
+        last = evs[-1] if evs else None
+        bail = (last is not None and last.func == "down_read_trylock" and last.kind == "return"
+                and _num(last.f.get("ret")) == 0)
+        w.update(rmap_one=rmap_one, invalid=invalid, slow_windows=sum(1 for x in out if x["slow"]),
+                 bailout=bool(bail) and w["end_ns"] is not None,
+                 early_exit=wins[-1].get("last_hit") if wins else None)
         all_w.extend(out)
     return walks, all_w
 
 
 # --------------------------------------------------------------------------- (d) perf callchains
 SEPARATORS = {"mm_migrate_pages", "mm_migrate_pages_start"}
+#: never perf-callchain evidence: they are kinds (a) and (f) (10_config.sql _callchain_ignored_events)
+IGNORED_CC = {"rmap_walk", "rmap_walk_start", "rmap_walk_end", "contention_begin", "contention_end"}
 
 
 def page_key(name, f):
@@ -491,7 +509,7 @@ def oracle_perf_callchain(rows):
     for r in rows:
         n = _name(r.ev)
         sysname = r.ev.split(":", 1)[0] if ":" in (r.ev or "") else None
-        walker = next((s for s in (r.chain or ()) if s in WALKERS), None)
+        walker = None if n in IGNORED_CC else next((s for s in (r.chain or ()) if s in WALKERS), None)
         if walker:
             per_pid[r.pid].append(("sel", r, walker))
         elif n in SEPARATORS or sysname == "compaction" or (n or "").startswith("mm_compaction"):

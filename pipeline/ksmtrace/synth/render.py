@@ -378,7 +378,7 @@ def counters_rows(ctx: Ctx, style: str) -> list[Row]:
             pl = "walk_ns=%d windows=%d iters=%d rmap_one=%d hold_max_ns=%d cb=%s" % (
                 walk_ns, len(ws), sum(x.iterations for x in ws), sum(x.rmap_one for x in ws),
                 max((x.hold_ns for x in ws), default=0), CALLERS[w.caller][0])
-            row = Row(r[0] - 40, r[1], r[4], r[3], ctx.comm[r[3]], "ksm_walk", dict(walk_ns=walk_ns, _summary=True))
+            row = Row(r[0] - 40, r[1], r[4], r[3], ctx.comm[r[3]], "ksm_walk", dict(walk_ns=walk_ns, _summary=True, cb=CALLERS[w.caller][0]))
             row.lines = pl
             rows.append(row)
     return rows
@@ -567,7 +567,7 @@ def fg_rows(ctx: Ctx, *, retval: str | None, tail: bool, retaddr: bool, cut: tup
     for idxs in by_cpu.values():
         for a, b in zip(idxs, idxs[1:]):
             ra, rb = recs[a][0], recs[b][0]
-            if ra[2] == E and rb[2] == X and ra[3] == rb[3] and ra[5] == rb[5] and ra[6] == rb[6]:
+            if ra[2] == E and rb[2] == X and _match(sim).get(rb[1], (None,))[0] == ra[1]:
                 leaf_of[a] = b
                 merged.add(b)
     rows = []
@@ -578,7 +578,7 @@ def fg_rows(ctx: Ctx, *, retval: str | None, tail: bool, retaddr: bool, cut: tup
         t, seq, kind, pid, cpu = r[:5]
         comm = ctx.comm[pid]
         if kind == IRQ_IN or kind == IRQ_OUT:
-            row = Row(t, seq, cpu, pid, comm, "funcgraph_entry", kind="irq_enter" if kind == IRQ_IN else "irq_exit")
+            row = Row(t, seq, cpu, pid, comm[:7], "funcgraph_entry", kind="irq_enter" if kind == IRQ_IN else "irq_exit")
             row.lines = "  ==========> |" if kind == IRQ_IN else "  <========== |"
             rows.append(row)
             continue
@@ -604,13 +604,13 @@ def fg_rows(ctx: Ctx, *, retval: str | None, tail: bool, retaddr: bool, cut: tup
                 if retval:
                     cm.append(("ret=0x%x" if retval == "6.13" else "= 0x%x") % rv)
                 txt = "%s%s();" % (ind, fn) + (" /* %s */" % " ".join(cm) if cm else "")
-                row = Row(t, seq, cpu, pid, comm, "funcgraph_entry", kind="leaf", func=fn, depth=depth, dur=dval,
+                row = Row(t, seq, cpu, pid, comm[:7], "funcgraph_entry", kind="leaf", func=fn, depth=depth, dur=dval,
                           ret=("0x%x" % rv) if retval else None, parent=parent)
                 row.lines = (graph_mark(rx[0] - t) + " " + dtxt, txt)
             else:
                 enter_funcs[cpu][depth] = fn
                 txt = "%s%s() {" % (ind, fn) + (" /* <-%s */" % parent if parent else "")
-                row = Row(t, seq, cpu, pid, comm, "funcgraph_entry", kind="entry", func=fn, depth=depth,
+                row = Row(t, seq, cpu, pid, comm[:7], "funcgraph_entry", kind="entry", func=fn, depth=depth,
                           parent=parent)
                 row.lines = (None, txt)
             rows.append(row)
@@ -627,7 +627,7 @@ def fg_rows(ctx: Ctx, *, retval: str | None, tail: bool, retaddr: bool, cut: tup
             else:
                 txt = "%s}" % ind
             enter_funcs[cpu].pop(depth, None)
-            row = Row(t, seq, cpu, pid, comm, "funcgraph_exit", kind="exit", func=fn, depth=depth, dur=dval,
+            row = Row(t, seq, cpu, pid, comm[:7], "funcgraph_exit", kind="exit", func=fn, depth=depth, dur=dval,
                       ret=("0x%x" % rv) if retval else None)
             row.lines = (graph_mark(t - ent_t) + " " + dtxt, txt)
             rows.append(row)
@@ -648,10 +648,10 @@ def fg_text(ctx: Ctx, rows: list[Row]) -> list[str]:
         lp = last_pid.get(row.cpu)
         if lp is not None and lp != row.pid:
             out.append(" ------------------------------------------\n")
-            out.append(" %*d) %s => %s\n" % (cw, row.cpu, graph_proc(ctx.comm[lp], lp), graph_proc(row.comm, row.pid)))
+            out.append(" %*d) %s => %s\n" % (cw, row.cpu, graph_proc(ctx.comm[lp], lp), graph_proc(ctx.comm[row.pid], row.pid)))
             out.append(" ------------------------------------------\n\n")
         last_pid[row.cpu] = row.pid
-        pre = "%s |  %*d) %s | " % (ftrace_ts(row.t), cw, row.cpu, graph_proc(row.comm, row.pid))
+        pre = "%s |  %*d) %s | " % (ftrace_ts(row.t), cw, row.cpu, graph_proc(ctx.comm[row.pid], row.pid))
         if row.kind in ("irq_enter", "irq_exit"):
             out.append(pre + row.lines + "\n")
             continue
@@ -663,20 +663,24 @@ def fg_text(ctx: Ctx, rows: list[Row]) -> list[str]:
     return out
 
 
-_ENTRY_CACHE = {}
+_MATCH_CACHE: dict = {}
 
 
-def _entry_time(sim, xrec):
-    """time of the entry record matching an exit record (same pid, func, depth; LIFO)."""
+def _match(sim):
+    """exit record seq -> (entry seq, entry time): LIFO per (pid, func, depth)."""
     key = id(sim)
-    if key not in _ENTRY_CACHE:
+    if _MATCH_CACHE.get("key") != key or _MATCH_CACHE.get("sim") is not sim:
         stacks = defaultdict(list)
         m = {}
         for r in sim.recs:
             if r[2] == E:
-                stacks[(r[3], r[5], r[6])].append(r[0])
+                stacks[(r[3], r[5], r[6])].append((r[1], r[0]))
             elif r[2] == X:
                 m[r[1]] = stacks[(r[3], r[5], r[6])].pop()
-        _ENTRY_CACHE.clear()
-        _ENTRY_CACHE[key] = m
-    return _ENTRY_CACHE[key][xrec[1]]
+        _MATCH_CACHE.clear()
+        _MATCH_CACHE.update(key=key, sim=sim, m=m)
+    return _MATCH_CACHE["m"]
+
+
+def _entry_time(sim, xrec):
+    return _match(sim)[xrec[1]][1]
