@@ -114,6 +114,13 @@ class FuncGraphParser(Parser):
     def _chunk(self, df: pl.DataFrame, stats: ParseStats, counters: dict, state: "_DepthState"):
         df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
         g = df.with_columns(m=pl.col("l").str.extract_groups(GRAPH_RE)).unnest("m")
+        # "N us |" first on a line is a REL TIME column only when a duration column follows; else it is the duration
+        swap = pl.col("rel").is_not_null() & pl.col("dcol").is_null()
+        g = g.with_columns(
+            dur=pl.when(swap).then(pl.col("rel")).otherwise(pl.col("dur")),
+            dcol=pl.when(swap).then(pl.lit("|")).otherwise(pl.col("dcol")),
+            rel=pl.when(swap).then(pl.lit(None, pl.String)).otherwise(pl.col("rel")),
+        )
         t = pl.col("text")
         g = g.with_columns(
             call=t.str.extract_groups(CALL_RE),
@@ -126,9 +133,15 @@ class FuncGraphParser(Parser):
         is_cmt = pl.col("cm").struct.field("c").is_not_null()
         is_irq = pl.col("irq").is_not_null() & t.is_null()
         # a graph line needs some graph prologue (cpu, abstime, duration column) or a call/exit text
-        has_pro = pl.col("cpu").is_not_null() | pl.col("dcol").is_not_null() | pl.col("abs").is_not_null()
+        has_pro = (pl.col("cpu").is_not_null() | pl.col("dcol").is_not_null() | pl.col("abs").is_not_null()
+                   | pl.col("pid").is_not_null() | pl.col("rel").is_not_null())
+        # a bare "/* ... */" line (no prologue columns at all) counts once the input has shown graph lines
+        g = g.with_columns(_ce=(is_call | is_exit).fill_null(False))
+        if g.get_column("_ce").any():
+            self._seen_graph = True
+        bare_ok = pl.lit(getattr(self, "_seen_graph", False))
         g = g.with_columns(
-            _graph=((is_call | is_exit | (is_cmt & has_pro)) & (has_pro | is_call | is_exit) | is_irq).fill_null(False),
+            _graph=(pl.col("_ce") | (is_cmt & (has_pro | bare_ok)) | is_irq).fill_null(False),
         )
         graph = g.filter(pl.col("_graph"))
         other = g.filter(~pl.col("_graph")).select("line_no", "l")
@@ -309,12 +322,13 @@ class _DepthState:
                 m = _COMM_PID.match(funcs[i] or "")
                 if m:
                     cpu_task[cpu] = (int(m.group(2)), m.group(1).strip())
+                    cpu_task["last"] = cpu_task[cpu]  # for lines printed without the CPU column
                     opid[i] = int(m.group(2))
                 continue
             if pid is not None:
                 key = pid
             else:
-                task = cpu_task.get(cpu)
+                task = cpu_task.get(cpu) if cpu is not None else cpu_task.get("last")
                 if task is not None:
                     key = task[0]
                     opid[i], ocomm[i] = task
