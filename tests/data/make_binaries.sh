@@ -25,3 +25,8 @@ unshare -m sh -c "mount --bind /dev/null /proc/kallsyms && trace-cmd extract -B 
 rmdir "$I" 2>/dev/null || true
 chmod 644 ./*.perf.data ./*.trace.dat
 ls -l ./*.perf.data ./*.trace.dat
+
+# 4. the same trace as trace.dat file version 6 (uncompressed pages), gzip-wrapped to keep it small;
+#    ksmtrace decompresses it and hands the .dat to trace-cmd
+trace-cmd convert -i sched_stack.trace.dat --file-version 6 -o sched_stack_v6.trace.dat
+gzip -9 -f sched_stack_v6.trace.dat

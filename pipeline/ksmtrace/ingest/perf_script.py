@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from ..schema import FRAME
 from .base import Parser, ParseStats
-from .source import TraceSource
+from .source import CHUNK_BYTES, TraceSource
 
 # -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
 
@@ -48,6 +48,13 @@ FRAME_RE = (
 )
 #: sample modifiers after the event name (cycles:uppp, cpu-clock:uhH): not a "sys:" prefix
 MODIFIERS_RE = r"^[ukhIGHpPSDWeb]+$"
+#: hardware/software/cache event names (perf list) that take modifiers; tracepoint systems are C identifiers,
+#: so a prefix with "-" or "/" is never a tracepoint system either
+PMU_EVENTS = ["cycles", "instructions", "branches", "branch-instructions", "branch-misses", "bus-cycles",
+              "cache-references", "cache-misses", "ref-cycles", "cpu-cycles", "cpu-clock", "task-clock",
+              "page-faults", "faults", "minor-faults", "major-faults", "context-switches", "cs",
+              "cpu-migrations", "migrations", "alignment-faults", "emulation-faults", "dummy", "bpf-output",
+              "mem-loads", "mem-stores", "slots", "topdown-retiring", "msr", "power"]
 LOST_RE = re.compile(r"PERF_RECORD_(?P<kind>[A-Z_]+)(?P<rest>.*)$")
 LOST_COUNT_RE = re.compile(r"\blost:?\s+(\d+)")
 HEADER_KV_RE = re.compile(r"^#\s*(?P<key>[^:]+?)\s*:\s?(?P<val>.*)$")
@@ -172,6 +179,9 @@ class PerfScriptParser(Parser):
             return 85 if n_ev >= 2 or n_frame else 60
         return 0
 
+    #: bytes per chunk read from the source (tests lower it to exercise records straddling chunks)
+    chunk_bytes = CHUNK_BYTES
+
     def __init__(self):
         self.meta_header: dict = {}
         self.resolution: int | None = None
@@ -210,7 +220,7 @@ class PerfScriptParser(Parser):
         stats.meta.setdefault("ts_unit", "ns")
         carry: pl.Series | None = None
         carry_no: np.ndarray | None = None
-        for chunk in source.chunks():
+        for chunk in source.chunks(self.chunk_bytes):
             lines = lines_of(chunk.data.decode("utf-8", "replace"))
             nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
             if carry is not None:
@@ -290,8 +300,10 @@ class PerfScriptParser(Parser):
         is_rec = evs.get_column("perfrec").to_numpy()
         g = evs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "perfrec").unnest("g")
         evname = pl.col("ev")
+        prefix = evname.str.extract(r"^([^:]*):", 1)
+        pmu_like = prefix.is_in(PMU_EVENTS) | prefix.str.contains(r"[-/]")
         has_sys = evname.str.contains(":", literal=True) & ~evname.str.contains("/", literal=True) & \
-            ~evname.str.replace(r"^[^:]*:", "").str.contains(MODIFIERS_RE)
+            ~(pmu_like & evname.str.replace(r"^[^:]*:", "").str.contains(MODIFIERS_RE))
         g = g.with_columns(
             ts_ns=ts_ns_expr(pl.col("sec"), pl.col("frac")),
             cpu=pl.col("cpu").cast(pl.Int32, strict=False),

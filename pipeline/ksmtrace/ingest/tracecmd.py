@@ -29,7 +29,7 @@ import pyarrow as pa
 from ..schema import FRAME
 from .base import Parser, ParseStats
 from .perf_script import build_callchain, fields_for, lines_of, ts_ns_expr
-from .source import TraceSource
+from .source import CHUNK_BYTES, TraceSource
 
 EVENT_RE = (
     r"^\s*(?:(?P<buf>[A-Za-z0-9_.-]+): +)?(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
@@ -137,6 +137,9 @@ class TraceCmdReportParser(Parser):
             return 70
         return 0
 
+    #: bytes per chunk read from the source (tests lower it to exercise records straddling chunks)
+    chunk_bytes = CHUNK_BYTES
+
     def __init__(self):
         self.resolution: int | None = None
 
@@ -145,7 +148,7 @@ class TraceCmdReportParser(Parser):
         stats.meta.setdefault("ts_unit", "ns")
         carry: pl.Series | None = None
         carry_no: np.ndarray | None = None
-        for chunk in source.chunks():
+        for chunk in source.chunks(self.chunk_bytes):
             lines = lines_of(chunk.data.decode("utf-8", "replace"))
             nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
             if carry is not None:
