@@ -167,10 +167,10 @@ class Capture:
             if out.exists():
                 part = partial_name(out)
                 out.replace(part)
-                for key in ("perf_data", "bufstats"):
+                for key, suffix in (("perf_data", ".perf.data"), ("bufstats", ".bufstats.txt")):
                     p = self.meta.get(key)
                     if p and Path(p).exists():
-                        newp = partial_name(Path(p))
+                        newp = part.with_name(part.name + suffix)
                         Path(p).replace(newp)
                         self.meta[key] = str(newp)
                 self.meta["trace"] = str(part)

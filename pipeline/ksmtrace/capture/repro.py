@@ -210,8 +210,11 @@ class Repro:
         self._install_handlers()
         try:
             return self._run()
-        except _Stop as s:
-            raise KeyboardInterrupt(f"signal {s.signum}") from None
+        except (_Stop, KeyboardInterrupt) as s:
+            name = signal.Signals(s.signum).name if isinstance(s, _Stop) else "SIGINT"
+            self._interrupted = name
+            raise env.CaptureInterrupted(f"repro interrupted by {name}; children reaped, KSM knobs restored") \
+                from None
         finally:
             self.cleanup()
             self._restore_handlers()

@@ -6,6 +6,9 @@ from typing import List, Optional
 
 import typer
 
+# typer.BadParameter (vendored click) escapes the CLI's error handler as a traceback: raise ours instead
+from ..capture.env import CaptureError
+
 
 def _int_auto(text: Optional[str], opt: str) -> Optional[int]:
     if text is None:
@@ -13,7 +16,7 @@ def _int_auto(text: Optional[str], opt: str) -> Optional[int]:
     try:
         return int(text, 0)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an integer (decimal or 0x...)", param_hint=opt) from None
+        raise CaptureError(f"{opt} {text!r} is not an integer (decimal or 0x...)") from None
 
 
 def repro(
@@ -56,7 +59,7 @@ def doctor(
     from ..capture import doctor as d
 
     if fmt not in ("text", "json"):
-        raise typer.BadParameter(f"{fmt!r} is not one of text, json", param_hint="--format")
+        raise CaptureError(f"--format {fmt!r} is not one of text, json")
     print(d.render(d.probe(), fmt))
 
 
