@@ -122,10 +122,12 @@ def _cut(sim, truncate):
     return lo, hi
 
 
-def _insert_loss(rows, sim):
-    """Insert one CPU:N [LOST M EVENTS] marker where the previous and next line lie in the same walks."""
+def _insert_loss(rows, sim, window_walks: bool):
+    """Insert one CPU:N [LOST M EVENTS] marker where the previous and next line lie in the same walks.
+
+    window_walks: counter lines can make walks of single windows, so window bounds count too."""
     bounds = sorted([b for w in sim.walks for b in (w.start_ns, w.end_ns)] +
-                    [b for x in sim.windows for b in (x.start_ns, x.end_ns)])
+                    ([b for x in sim.windows for b in (x.start_ns, x.end_ns)] if window_walks else []))
     import bisect
     n = len(rows)
     for i in list(range(n // 2, n)) + list(range(1, n // 2)):
@@ -217,7 +219,7 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
         for r in rows:
             r.ts = r.t if (fmt == "perf-script" and ns) else R.us_floor(r.t)
     if loss and fmt in ("ftrace", "function-graph"):
-        rows = _insert_loss(rows, sim)
+        rows = _insert_loss(rows, sim, evidence == "counters" or tracepoint_counters)
     # text
     if fmt == "function-graph":
         lines = R.fg_text(ctx, rows)

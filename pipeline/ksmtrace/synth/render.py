@@ -651,7 +651,7 @@ def fg_text(ctx: Ctx, rows: list[Row]) -> list[str]:
             out.append(" %*d) %s => %s\n" % (cw, row.cpu, graph_proc(ctx.comm[lp], lp), graph_proc(ctx.comm[row.pid], row.pid)))
             out.append(" ------------------------------------------\n\n")
         last_pid[row.cpu] = row.pid
-        pre = "%s |  %*d) %s | " % (ftrace_ts(row.t), cw, row.cpu, graph_proc(ctx.comm[row.pid], row.pid))
+        pre = "%s |   %*d) %s | " % (ftrace_ts(row.t), cw, row.cpu, graph_proc(ctx.comm[row.pid], row.pid))
         if row.kind in ("irq_enter", "irq_exit"):
             out.append(pre + row.lines + "\n")
             continue
