@@ -89,3 +89,29 @@ def test_vectorised_many_rows_keep_row_alignment():
     for i, g in enumerate(got):
         assert g == ([("a", str(i)), ("b", "x y")] if i % 3 else [])
     assert isinstance(parse_fields(pl.Series(pays)), pa.Array)
+
+
+def test_template_fast_path_matches_generic(monkeypatch):
+    """Events with many rows take the split/slice template path; results equal the generic rule,
+    including rows that do not fit the template (spaces in values, other keys)."""
+    import sys
+
+    F = sys.modules[parse_fields.__module__]
+
+    pays = []
+    for i in range(200):
+        if i % 17 == 0:
+            pays.append(f"comm=my prog-{i} pid={i} prio=120")
+        elif i % 13 == 0:
+            pays.append(f"other={i}")
+        else:
+            pays.append(f"comm=prog{i} pid={i} prio=120")
+    sw = [f"prev_comm=a prev_pid={i} prev_state=R ==> next_comm=b next_pid={i + 1}" for i in range(100)]
+    p = pl.Series(pays + sw)
+    e = pl.Series(["sched_wakeup"] * 200 + ["sched_switch"] * 100)
+    fast = parse_fields(p, e).to_pylist()
+    monkeypatch.setattr(F, "TEMPLATE_MIN_ROWS", 10**9)
+    slow = parse_fields(p, e).to_pylist()
+    assert fast == slow
+    assert fast[17] == [("comm", "my prog-17"), ("pid", "17"), ("prio", "120")]
+    assert fast[200][2] == ("prev_state", "R") and fast[200][3] == ("next_comm", "b")

@@ -136,30 +136,98 @@ def _prefix_long(payload: pl.Series) -> pl.DataFrame:
                          "key": pl.Series(["prefix"] * len(idx), dtype=pl.String), "value": pref.gather(idx)})
 
 
+_TOKEN_RE = re.compile(_TOKEN_OK)
+#: events with at least this many rows in a chunk get the template fast path
+TEMPLATE_MIN_ROWS = 32
+
+
+def _template_of(sample: str) -> list[str | None] | None:
+    """Key sequence of a payload whose tokens are all ``key=value`` (or the ``==>`` separator), else None."""
+    toks = sample.split(" ")
+    keys: list[str | None] = []
+    for t in toks:
+        if t == "==>":
+            keys.append(None)
+            continue
+        m = _TOKEN_RE.match(t)
+        if not m:
+            return None
+        keys.append(t[: t.index("=")])
+    named = [k for k in keys if k is not None]
+    return keys if named and len(set(named)) == len(named) else None
+
+
+def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) -> tuple[pl.DataFrame, pl.Series]:
+    """Fast path for rows whose payload is exactly ``k1=v1 k2=v2 ...`` with the template's keys and no
+    spaces inside values: one literal split and fixed-offset slices. Returns (long frame, rows that did not fit)."""
+    sub = pl.DataFrame({"row": rows, "p": payload.gather(rows)})
+    k = len(keys)
+    parts = sub.get_column("p").str.splitn(" ", k).struct.unnest() if k > 1 else \
+        pl.DataFrame({"field_0": sub.get_column("p")})
+    ok = pl.lit(True)
+    for i, key in enumerate(keys):
+        c = pl.col(f"field_{i}")
+        ok = ok & (c == "==>" if key is None else c.str.starts_with(key + "="))
+    ok = ok & ~pl.col(f"field_{k - 1}").str.contains(" ", literal=True)
+    parts = pl.concat([sub, parts], how="horizontal").with_columns(_ok=ok.fill_null(False))
+    good = parts.filter(pl.col("_ok"))
+    bad_rows = parts.filter(~pl.col("_ok")).get_column("row")
+    longs = []
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        longs.append(good.select(
+            "row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(key, pl.String).alias("key"),
+            pl.col(f"field_{i}").str.slice(len(key) + 1).str.strip_suffix(",").alias("value")))
+    return (pl.concat(longs) if longs else _EMPTY_LONG.clone()), bad_rows
+
+
+_EMPTY_LONG = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.UInt32, "key": pl.String, "value": pl.String})
+
+
 def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFrame:
-    """All fields of ``payload`` as a long frame (row, key, value), rows in order, fields in order."""
+    """All fields of ``payload`` as a long frame (row, ord, key, value), sorted by row then field order."""
     payload = payload.cast(pl.String)
-    special = None
+    n = len(payload)
     parts = []
+    generic_mask = payload.is_not_null()
     if event is not None:
         event = event.cast(pl.String)
-        present = set(event.unique().drop_nulls().to_list()) & set(EVENT_PATTERNS)
-        if present:
-            special = event.is_in(sorted(present)).fill_null(False)
-            for name in sorted(present):
-                rows = (event == name).fill_null(False).arg_true().cast(pl.UInt32)
-                parts.append(_pattern_long(payload, rows, EVENT_PATTERNS[name]).with_columns(
-                    pl.col("ord") + 1))
-    gen_payload = payload if special is None else pl.select(
-        pl.when(special).then(pl.lit(None, pl.String)).otherwise(payload)).to_series()
-    if payload.str.contains(":", literal=True).any():
-        parts.append(_prefix_long(gen_payload))
-    g = _generic_long(gen_payload)
-    parts.append(g.with_columns(pl.col("ord") + 1))
-    parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.UInt32), "key", "value") for p in parts]
-    if len(parts) == 1:
+        counts = pl.DataFrame({"e": event}).group_by("e").len().filter(pl.col("e").is_not_null())
+        present = set(counts.get_column("e").to_list())
+        for name in sorted(present & set(EVENT_PATTERNS)):
+            rows = (event == name).fill_null(False).arg_true().cast(pl.UInt32)
+            parts.append(_pattern_long(payload, rows, EVENT_PATTERNS[name]))
+            generic_mask = generic_mask & (event != name).fill_null(True)
+        big = counts.filter((pl.col("len") >= TEMPLATE_MIN_ROWS) & ~pl.col("e").is_in(list(EVENT_PATTERNS)))
+        if big.height:
+            idx = pl.DataFrame({"e": event, "p": payload}).with_row_index("row").filter(
+                pl.col("e").is_in(big.get_column("e").implode()) & pl.col("p").is_not_null())
+            for name, grp in idx.group_by("e"):
+                rows = grp.get_column("row").cast(pl.UInt32)
+                keys = _template_of(grp.get_column("p")[0])
+                if keys is None:
+                    continue
+                lg, bad = _template_long(payload, rows, keys)
+                parts.append(lg)
+                # rows of this event that fit the template leave the generic path
+                fit = np.zeros(n, dtype=bool)
+                fit[rows.to_numpy()] = True
+                if len(bad):
+                    fit[bad.to_numpy()] = False
+                generic_mask = generic_mask & ~pl.Series(fit)
+    gen_payload = pl.select(pl.when(generic_mask).then(payload).otherwise(pl.lit(None, pl.String))).to_series()
+    if gen_payload.str.contains(":", literal=True).any():
+        parts.append(_prefix_long(gen_payload).with_columns(pl.col("ord").cast(pl.Int64) - 1))
+    generic_only = not parts
+    if generic_mask.any():
+        parts.append(_generic_long(gen_payload))
+    parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key", "value") for p in parts]
+    if not parts:
+        return _EMPTY_LONG.clone()
+    if len(parts) == 1 and generic_only:
         return parts[0]
-    return pl.concat(parts).sort(["row", "ord"], maintain_order=True)
+    return pl.concat(parts).sort(["row", "ord"])
 
 
 def long_to_map(long: pl.DataFrame, n: int) -> pa.Array:

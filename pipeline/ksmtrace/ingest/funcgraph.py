@@ -248,7 +248,8 @@ class FuncGraphParser(Parser):
             "row", "ord", pl.lit("module").alias("key"), pl.col("_mod").alias("value"))
         unm = extra.filter(pl.col("_unm")).select(
             "row", (pl.col("ord") + 1).alias("ord"), pl.lit("unmatched").alias("key"), pl.lit("true").alias("value"))
-        fl = pl.concat([fl.select("row", "ord", "key", "value"), mods, unm]).sort(["row", "ord"], maintain_order=True)
+        fl = pl.concat([x.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key", "value")
+                        for x in (fl, mods, unm)]).sort(["row", "ord"], maintain_order=True)
         keep = ["line_no", "ts_ns", "cpu", "pid", "comm", "flags", "event", "payload", "func", "parent",
                 "depth", "kind", "duration_ns", "retval"]
         gmap = long_to_map(fl, out.height)
