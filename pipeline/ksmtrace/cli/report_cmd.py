@@ -29,12 +29,13 @@ def report(
     verdict. Statistics use complete walks only; cells the evidence cannot give read n/a.
     """
     from .. import api
+    from ..errors import KsmtraceError
     from ..report import FORMATS, PAGE_TYPES, build_report, write
 
     if fmt not in FORMATS:
-        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+        raise KsmtraceError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if page_type not in PAGE_TYPES:
-        raise typer.BadParameter(f"{page_type!r} is not one of {', '.join(PAGE_TYPES)}", param_hint="--page-type")
+        raise KsmtraceError(f"--page-type {page_type!r} is not one of {', '.join(PAGE_TYPES)}")
     with api.connect(store_of(store)) as con:
         rep = build_report(con, before, after, page_type)
     for p in write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat):

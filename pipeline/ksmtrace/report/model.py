@@ -102,6 +102,14 @@ def _json_default(v):
 # --------------------------------------------------------------------------- SQL helpers
 
 def _columns(con, view: str) -> set[str] | None:
+    """Column names of a table or view (None when absent), from the catalogue: no view is planned."""
+    try:
+        rows = con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT internal",
+                           [view]).fetchall()
+    except duckdb.Error:
+        rows = []
+    if rows:
+        return {r[0] for r in rows}
     try:
         return {r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()}
     except duckdb.Error:
@@ -178,38 +186,48 @@ class _Builder:
         k = next(self._n)
         self.t_walks = f"_ksmtrace_report_walks_{k}"
         self.t_windows = f"_ksmtrace_report_windows_{k}"
+        self.t_excl = f"_ksmtrace_report_excluded_{k}"
         self.other_types: dict[str, dict[str, int]] = {}
         self.run_cols = _columns(con, "runs") or set()
 
     def materialise(self, labels: list[str]) -> None:
+        """Evaluate the walks and lock_windows views once, for the two labels only."""
         con = self.con
         wc = _columns(con, "walks")
         lc = _columns(con, "lock_windows")
-        pt = "" if self.page_type == "all" else "AND page_type = $pt"
         params = {"a": labels[0], "b": labels[1]}
-        if pt:
-            params["pt"] = self.page_type
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_walks} AS
             SELECT run_id, label, walk_id, evidence, page_type, start_ns, end_ns, duration_ns,
                    coalesce(complete, false) AS complete, max_hold_ns, max_window_iterations,
                    {_opt(wc, 'caller')}
-            FROM walks WHERE label IN ($a, $b) {pt}""", params)
-        ev = "coalesce(lw.evidence, w.evidence)" if "evidence" in lc else "w.evidence"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
-            SELECT w.run_id, w.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm,
-                   {ev} AS evidence
-            FROM lock_windows lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
-            WHERE w.complete""")
+            FROM walks WHERE label IN ($a, $b)""", params)
+        for lab, ptype, n in con.execute(
+                f"SELECT label, page_type, count(*) FROM {self.t_walks} GROUP BY ALL ORDER BY 3 DESC, 2").fetchall():
+            self.other_types.setdefault(lab, {})[str(ptype)] = int(n)
+        # walks whose windows the statistics leave out: incomplete, or of another page type
+        keep = "complete" if self.page_type == "all" else "complete AND page_type IS NOT DISTINCT FROM $pt"
+        kp = {} if self.page_type == "all" else {"pt": self.page_type}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {self.t_excl} AS SELECT run_id, walk_id FROM {self.t_walks} "
+                    f"WHERE NOT ({keep})", kp)
         if self.page_type != "all":
-            for lab, ptype, n in con.execute(
-                    "SELECT label, page_type, count(*) FROM walks WHERE label IN ($a, $b) "
-                    "GROUP BY ALL ORDER BY 3 DESC", {"a": labels[0], "b": labels[1]}).fetchall():
-                self.other_types.setdefault(lab, {})[str(ptype)] = int(n)
+            con.execute(f"DELETE FROM {self.t_walks} WHERE page_type IS DISTINCT FROM $pt", kp)
+        if "evidence" in lc:
+            # an anti-join against the (usually few) excluded walks: much cheaper than joining every window
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
+                SELECT lw.run_id, lw.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
+                FROM lock_windows lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
+                WHERE lw.label IN ($a, $b)""", params)
+        else:  # no window evidence column: take the walk's
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
+                SELECT w.run_id, w.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, w.evidence
+                FROM lock_windows lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
+                WHERE w.complete AND lw.label IN ($a, $b)""", params)
 
     def drop(self) -> None:
-        for t in (self.t_walks, self.t_windows):
+        for t in (self.t_walks, self.t_windows, self.t_excl):
             try:
                 self.con.execute(f"DROP TABLE IF EXISTS {t}")
             except duckdb.Error:
@@ -268,19 +286,21 @@ class _Builder:
                      - coalesce({first}, min(coalesce(w.start_ns, w.end_ns)) OVER (PARTITION BY w.run_id)) AS t_ns
             FROM {W} w {join}
             WHERE w.label = $label AND w.complete AND w.duration_ns IS NOT NULL
-            ORDER BY run_ix, t_ns""", {"label": label, "ids": run_ids}).fetchnumpy()
+            ORDER BY w.duration_ns""", {"label": label, "ids": run_ids}).fetchnumpy()
         walk_run = np.asarray(res["run_ix"], dtype=np.int64)
         walk_ns = np.asarray(res["duration_ns"], dtype=np.int64)
         walk_t = np.asarray(res["t_ns"], dtype=np.float64) / 1e9
 
         res = con.execute(f"""
             SELECT list_position($ids, run_id) - 1 AS run_ix, hold_ns FROM {L}
-            WHERE label = $label AND hold_ns IS NOT NULL""", {"label": label, "ids": run_ids}).fetchnumpy()
+            WHERE label = $label AND hold_ns IS NOT NULL ORDER BY hold_ns""",
+            {"label": label, "ids": run_ids}).fetchnumpy()
         hold_run = np.asarray(res["run_ix"], dtype=np.int64)
         hold_ns = np.asarray(res["hold_ns"], dtype=np.int64)
         res = con.execute(f"""
             SELECT list_position($ids, run_id) - 1 AS run_ix, iterations FROM {L}
-            WHERE label = $label AND iterations IS NOT NULL""", {"label": label, "ids": run_ids}).fetchnumpy()
+            WHERE label = $label AND iterations IS NOT NULL ORDER BY iterations""",
+            {"label": label, "ids": run_ids}).fetchnumpy()
         win_it = np.asarray(res["iterations"], dtype=np.int64)
         iter_run = np.asarray(res["run_ix"], dtype=np.int64)
 

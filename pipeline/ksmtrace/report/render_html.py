@@ -89,7 +89,7 @@ def render(model: dict, plots: dict | None = None) -> str:
     P.append("<h2>Before/after</h2>")
     P.append(f"<p class=note>Mann-Whitney U at alpha {model['alpha']:g}; bootstrap 95% CIs of after/before (seed "
              f"{model['bootstrap']['seed']}, {model['bootstrap']['replicates']} replicates). "
-             f"{escape(c.get('unit_note', ''))}.</p>")
+             f"{escape(c.get('unit_note', '').capitalize())}.</p>")
     rows = []
     for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
         x = c[key]

@@ -48,7 +48,7 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
     L += ["## Before/after", "",
           f"Mann-Whitney U at alpha {model['alpha']:g}; bootstrap 95% CIs of after/before "
           f"(seed {model['bootstrap']['seed']}, {model['bootstrap']['replicates']} replicates). "
-          + c.get("unit_note", "") + ".", ""]
+          + c.get("unit_note", "").capitalize() + ".", ""]
     rows = []
     for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
         x = c[key]

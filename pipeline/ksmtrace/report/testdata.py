@@ -62,7 +62,8 @@ def create_tables(con, walks: pd.DataFrame | None = None, windows: pd.DataFrame 
 def gen_side(label: str, n_runs: int = 1, walks_per_run: int = 100, walk_median_ns: float = 500e6,
              windows_per_walk: int = 2, iterations: int = 20000, evidence: str = "function-graph",
              sigma: float = 0.3, seed: int = 1, page_type: str = "ksm", kernel: str = "6.18.0",
-             skips: bool = False, lost: int = 0, resolution: int = 1000) -> dict[str, pd.DataFrame]:
+             skips: bool = False, lost: int = 0, resolution: int = 1000,
+             window_evidence: bool = True) -> dict[str, pd.DataFrame]:
     """One label's rows: lognormal walk durations, windows splitting ~90% of each walk.
 
     Durations are multiples of ``resolution`` (µs text by default), like real traces.
@@ -95,6 +96,8 @@ def gen_side(label: str, n_runs: int = 1, walks_per_run: int = 100, walk_median_
                 "window_no": np.tile(np.arange(1, k + 1), n), "start_ns": wstart.ravel(),
                 "end_ns": (wstart + hold).ravel(), "hold_ns": hold.ravel(),
             })
+            if window_evidence:  # the views' extra column
+                lw["evidence"] = evidence
             if evidence != "perf-callchain":
                 it = np.maximum(1, rng.poisson(iterations, n * k)).astype(np.int64)
                 lw["iterations"] = it
