@@ -190,44 +190,45 @@ def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFr
     payload = payload.cast(pl.String)
     n = len(payload)
     parts = []
-    generic_mask = payload.is_not_null()
+    handled = np.zeros(n, dtype=bool)
     if event is not None:
-        event = event.cast(pl.String)
-        counts = pl.DataFrame({"e": event}).group_by("e").len().filter(pl.col("e").is_not_null())
-        present = set(counts.get_column("e").to_list())
-        for name in sorted(present & set(EVENT_PATTERNS)):
-            rows = (event == name).fill_null(False).arg_true().cast(pl.UInt32)
-            parts.append(_pattern_long(payload, rows, EVENT_PATTERNS[name]))
-            generic_mask = generic_mask & (event != name).fill_null(True)
-        big = counts.filter((pl.col("len") >= TEMPLATE_MIN_ROWS) & ~pl.col("e").is_in(list(EVENT_PATTERNS)))
-        if big.height:
-            idx = pl.DataFrame({"e": event, "p": payload}).with_row_index("row").filter(
-                pl.col("e").is_in(big.get_column("e").implode()) & pl.col("p").is_not_null())
-            for name, grp in idx.group_by("e"):
-                rows = grp.get_column("row").cast(pl.UInt32)
-                keys = _template_of(grp.get_column("p")[0])
+        groups = (pl.DataFrame({"e": event.cast(pl.String)}).with_row_index("row")
+                  .group_by("e").agg(pl.col("row"), pl.len().alias("n")).filter(pl.col("e").is_not_null()))
+        rows_col = groups.get_column("row")
+        for i, (name, cnt) in enumerate(zip(groups.get_column("e").to_list(), groups.get_column("n").to_list())):
+            if name in EVENT_PATTERNS:
+                r = rows_col[i]
+                parts.append(_pattern_long(payload, r, EVENT_PATTERNS[name]))
+                handled[r.to_numpy()] = True
+            elif cnt >= TEMPLATE_MIN_ROWS:
+                r = rows_col[i]
+                first = payload[int(r[0])]
+                keys = _template_of(first) if first is not None else None
                 if keys is None:
                     continue
-                lg, bad = _template_long(payload, rows, keys)
+                lg, bad = _template_long(payload, r, keys)
                 parts.append(lg)
-                # rows of this event that fit the template leave the generic path
-                fit = np.zeros(n, dtype=bool)
-                fit[rows.to_numpy()] = True
+                handled[r.to_numpy()] = True
                 if len(bad):
-                    fit[bad.to_numpy()] = False
-                generic_mask = generic_mask & ~pl.Series(fit)
-    gen_payload = pl.select(pl.when(generic_mask).then(payload).otherwise(pl.lit(None, pl.String))).to_series()
-    if gen_payload.str.contains(":", literal=True).any():
-        parts.append(_prefix_long(gen_payload).with_columns(pl.col("ord").cast(pl.Int64) - 1))
+                    handled[bad.to_numpy()] = False
+    rest = pl.Series(np.flatnonzero(~handled), dtype=pl.UInt32) if handled.any() else None
+    sub = payload if rest is None else payload.gather(rest)
     generic_only = not parts
-    if generic_mask.any():
-        parts.append(_generic_long(gen_payload))
+    if len(sub):
+        for lg in (_prefix_long(sub).with_columns(pl.col("ord").cast(pl.Int64) - 1)
+                   if sub.str.contains(":", literal=True).any() else None, _generic_long(sub)):
+            if lg is None or lg.height == 0:
+                continue
+            if rest is not None:
+                lg = lg.with_columns(row=rest.gather(lg.get_column("row")))
+            parts.append(lg)
     parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key", "value") for p in parts]
     if not parts:
         return _EMPTY_LONG.clone()
     if len(parts) == 1 and generic_only:
         return parts[0]
-    return pl.concat(parts).sort(["row", "ord"])
+    # stable sort on the row alone: within a row, parts and fields are already in order
+    return pl.concat(parts).sort("row", maintain_order=True)
 
 
 def long_to_map(long: pl.DataFrame, n: int) -> pa.Array:
