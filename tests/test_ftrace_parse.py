@@ -253,5 +253,7 @@ def test_sniff():
     assert FtraceParser.sniff("", b"\x17\x08Dtracing6\x00\x00") == 0
     perf = "ksm_rmap_repro  9000 [000]   375.395548:                         ksm:ksm_enter: mm 0xffff88810b1cabc0\n" * 5
     assert FtraceParser.sniff(perf, perf.encode()) == 0
+    tcmd = "cpus=4\n       trace-cmd-86689 [003] 11370.816169: sched_waking:         comm=smbd pid=2965 prio=120\n"
+    assert FtraceParser.sniff(tcmd, tcmd.encode()) == 0
     fg = "# tracer: function_graph\n#\n 0)   0.172 us    |        xen_write_msr_safe();\n"
     assert detect(fg, fg.encode()).name == "function-graph"

@@ -484,7 +484,7 @@ class FtraceParser(Parser):
         n_perf = len(re.findall(r"(?m)^\s*\S.*?\s+\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+\S+:\S+: ", sample))
         n_tcmd = len(re.findall(r"(?m)^cpus=\d+\s*$", sample))
         if n_tcmd and not tracer:
-            return 5
+            return 0  # trace-cmd report text: its own parser
         if re.search(r"(?m)^\s*\d+\)\s.*\|", sample) and re.search(r"FUNCTION CALLS", sample):
             return 10
         if tracer:
