@@ -147,7 +147,7 @@ def test_truncated_compressed_needs_partial(tmp_path, store_dir):
     assert "PARTIAL" in r.out
     r = run_cli("sql", "SELECT partial, n_events FROM runs", "--store", str(store_dir), "-f", "csv")
     partial, n = r.out.strip().splitlines()[1].split(",")
-    assert partial == "True" and 4 < int(n) < 20004
+    assert partial == "true" and 4 < int(n) < 20004
 
 
 def test_concurrent_ingests_do_not_corrupt(tmp_path, store_dir):
@@ -175,8 +175,10 @@ def test_interrupted_ingest_leaves_no_visible_run(tmp_path, store_dir, trace_fil
     # a slow input: a pipe fed by a sleeping writer; kill the ingest mid-way
     env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline"))
     writer = subprocess.Popen(["bash", "-c", f"cat {trace_file}; sleep 30"], stdout=subprocess.PIPE)
+    # (a shell's background jobs ignore SIGINT: give the child the default disposition, as a terminal would)
     ing = subprocess.Popen([sys.executable, "-m", "ksmtrace", "ingest", "-", "--store", str(store_dir), "-l", "x"],
-                           stdin=writer.stdout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                           stdin=writer.stdout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(3)
     ing.send_signal(signal.SIGINT)
     code = ing.wait(30)
@@ -187,3 +189,18 @@ def test_interrupted_ingest_leaves_no_visible_run(tmp_path, store_dir, trace_fil
     after_runs = run_cli("sql", "SELECT count(*) FROM runs", "--store", str(store_dir), "-f", "csv").out
     assert after_runs == before_runs
     assert not (store_dir / ".tmp").exists() or not any((store_dir / ".tmp").iterdir())
+
+
+def test_sigterm_also_cleans_up(tmp_path, store_dir, trace_file):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline"))
+    writer = subprocess.Popen(["bash", "-c", f"cat {trace_file}; sleep 30"], stdout=subprocess.PIPE)
+    ing = subprocess.Popen([sys.executable, "-m", "ksmtrace", "ingest", "-", "--store", str(store_dir)],
+                           stdin=writer.stdout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    ing.terminate()
+    code = ing.wait(30)
+    writer.kill()
+    writer.wait()
+    assert code == 143
+    assert b"Traceback" not in ing.stderr.read()
+    assert not store_dir.exists()

@@ -6,6 +6,7 @@ from typing import Callable, Iterable
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from . import db
 from .ingest.run import IngestResult, ingest_one
@@ -34,11 +35,17 @@ def connect(store: Store | str | None = None, threads: int | None = None) -> duc
     return db.connect(_store(store), threads=threads)
 
 
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with Arrow-backed dtypes: integers stay exact (no float NaN for NULL ns values)."""
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
 def runs(store: Store | str | None = None) -> pd.DataFrame:
     with connect(store) as con:
-        return con.execute("SELECT * FROM runs ORDER BY ingested_at, run_id").df()
+        return to_frame(con.sql("SELECT * FROM runs ORDER BY ingested_at, run_id").to_arrow_table())
 
 
 def sql(query: str, store: Store | str | None = None) -> pd.DataFrame:
+    """Run ``query`` over the store's views; exact integers (Arrow dtypes) in the result."""
     with connect(store) as con:
-        return con.execute(query).df()
+        return to_frame(con.sql(query).to_arrow_table())

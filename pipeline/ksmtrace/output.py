@@ -1,58 +1,92 @@
-"""Rendering result tables as a terminal table, CSV or JSON."""
+"""Rendering result tables (Arrow) as a terminal table, CSV or JSON, keeping integers exact."""
 from __future__ import annotations
 
-import io
+import csv
+import datetime as dt
+import decimal
 import json
 import math
 import sys
 
 import pandas as pd
+import pyarrow as pa
 
 FORMATS = ("table", "csv", "json")
 
 
-def _jsonable(v):
+def _plain(v, type_: pa.DataType | None = None):
+    """A JSON-able Python value: exact ints, maps as objects, times as ISO strings."""
     if v is None:
         return None
+    if type_ is not None and pa.types.is_map(type_) and isinstance(v, list):
+        return {str(k): _plain(x, type_.item_type) for k, x in v}
+    if isinstance(v, decimal.Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
     if isinstance(v, float) and math.isnan(v):
         return None
-    if isinstance(v, (pd.Timestamp,)):
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
-    if hasattr(v, "item"):
-        try:
-            return v.item()
-        except (ValueError, AttributeError):
-            pass
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "tolist"):
-        return _jsonable(v.tolist())
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
+        inner = type_.value_type if type_ is not None and pa.types.is_list(type_) else None
+        return [_plain(x, inner) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
     return v
 
 
-def render(df: pd.DataFrame, fmt: str = "table", out=None, title: str | None = None) -> None:
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _rows(t: pa.Table) -> list[list]:
+    types = [f.type for f in t.schema]
+    return [[_plain(v, ty) for v, ty in zip(r, types)] for r in zip(*[c.to_pylist() for c in t.columns])] \
+        if t.num_columns else []
+
+
+def as_arrow(data) -> pa.Table:
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    raise TypeError(f"cannot render {type(data)}")
+
+
+def render(data, fmt: str = "table", out=None, title: str | None = None) -> None:
     out = out or sys.stdout
+    t = as_arrow(data)
+    names = t.column_names
+    rows = _rows(t)
     if fmt == "csv":
-        buf = io.StringIO()
-        df.to_csv(buf, index=False)
-        out.write(buf.getvalue())
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(names)
+        for r in rows:
+            w.writerow([_cell(v) for v in r])
     elif fmt == "json":
-        rows = [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
-        out.write(json.dumps(rows, indent=1, default=str) + "\n")
+        out.write(json.dumps([dict(zip(names, r)) for r in rows], indent=1) + "\n")
     elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(title=title, show_lines=False, header_style="bold")
-        for c in df.columns:
-            t.add_column(str(c), overflow="fold",
-                         justify="right" if pd.api.types.is_numeric_dtype(df[c]) else "left")
-        for r in df.itertuples(index=False):
-            t.add_row(*["" if (v is None or (isinstance(v, float) and math.isnan(v))) else str(v) for v in r])
-        Console(file=out, width=max(100, Console().width)).print(t)
+        tab = Table(title=title, header_style="bold")
+        for f in t.schema:
+            numeric = pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
+            tab.add_column(f.name, overflow="fold", justify="right" if numeric else "left")
+        for r in rows:
+            tab.add_row(*[_cell(v) for v in r])
+        tty = hasattr(out, "isatty") and out.isatty()
+        Console(file=out, width=None if tty else 220, soft_wrap=False).print(tab)
+        if not rows:
+            out.write("(no rows)\n")
     else:
         raise ValueError(f"unknown output format {fmt}")

@@ -33,16 +33,33 @@ for _m in COMMAND_MODULES:
     _mod.register(app)
 
 
+class _Terminated(BaseException):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)  # unwind (and clean up staging) like Ctrl-C
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        rv = app(args=argv, standalone_mode=False)
+        if rv == 130:  # typer turns KeyboardInterrupt into a returned exit code
+            print("ksmtrace: interrupted", file=sys.stderr)
+        return rv if isinstance(rv, int) else 0
     except KsmtraceError as e:
         print(f"ksmtrace: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("ksmtrace: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("ksmtrace: terminated", file=sys.stderr)
+        return 143
     except SystemExit as e:  # typer/click exit paths
         return int(e.code or 0) if isinstance(e.code, int) else 1
     except Exception as e:  # click usage errors and the like
@@ -57,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.exceptions.Exit):
             return e.exit_code
         raise
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def entry() -> None:

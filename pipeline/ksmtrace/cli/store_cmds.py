@@ -75,8 +75,9 @@ def runs(store: Optional[Path] = StoreOpt, fmt: str = FormatOpt) -> None:
     check_format(fmt)
     df = api.runs(store_of(store))
     if fmt == "table":
-        df = df[["run_id", "label", "format", "n_events", "n_malformed", "n_lost_events", "first_ts_ns",
-                 "last_ts_ns", "tracer", "n_cpus", "kernel", "partial", "source"]]
+        df = df.assign(span_s=(df["last_ts_ns"] - df["first_ts_ns"]) / 1e9)[
+            ["run_id", "label", "format", "n_events", "n_malformed", "n_lost_events", "span_s", "tracer", "n_cpus",
+             "kernel", "partial", "source"]]
     render(df, fmt)
 
 
@@ -98,10 +99,12 @@ def sql(
 
     with api.connect(st) as con:
         try:
-            df = con.execute(query).df()
+            rel = con.sql(query)
+            table = rel.to_arrow_table() if rel is not None else None
         except duckdb.Error as e:
-            raise KsmtraceError("SQL: " + str(e).splitlines()[0]) from None
-    render(df, fmt)
+            raise KsmtraceError("SQL: " + " ".join(str(e).split())) from None
+    if table is not None:
+        render(table, fmt)
 
 
 def register(app: typer.Typer) -> None:
