@@ -65,7 +65,8 @@ INSERT OR IGNORE INTO _callchain_walk_breakers VALUES
 -- they are evidence of other kinds (rmap tracepoints (a), lock waits (f)).
 CREATE TABLE IF NOT EXISTS _callchain_ignored_events (event VARCHAR PRIMARY KEY);
 INSERT OR IGNORE INTO _callchain_ignored_events VALUES
-    ('rmap_walk'), ('rmap_walk_start'), ('rmap_walk_end'), ('contention_begin'), ('contention_end');
+    ('rmap_walk'), ('rmap_walk_start'), ('rmap_walk_end'), ('contention_begin'), ('contention_end'),
+    ('kernel_stack'), ('user_stack');  -- ftrace stack records: attached to their event instead (_stacks)
 
 -- helpers ---------------------------------------------------------------------------------------
 
@@ -102,3 +103,10 @@ SELECT run_id, ts_ns, line_no, cpu FROM events WHERE event = '__lost_events';
 -- first and last timestamp of every run (from the events themselves)
 CREATE OR REPLACE VIEW _run_bounds AS
 SELECT run_id, min(ts_ns) AS first_ts_ns, max(ts_ns) AS last_ts_ns FROM events GROUP BY run_id;
+
+-- ftrace `<stack trace>` records (stacktrace trigger or option): the parser makes them rows of their own
+-- (event kernel_stack) carrying the frames as callchain, on the line right after the event they belong to.
+-- _stacks attaches them to that event: host_line = the event's line, same pid.
+CREATE OR REPLACE VIEW _stacks AS
+SELECT run_id, line_no - 1 AS host_line, pid, callchain FROM events
+WHERE event = 'kernel_stack' AND callchain IS NOT NULL;

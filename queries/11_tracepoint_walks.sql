@@ -10,11 +10,13 @@
 -- the start is missing): unique within a run, and it points back into the trace file.
 
 CREATE OR REPLACE VIEW _tp_rows AS
-SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, event, callchain,
-       fields['folio'] AS folio, fields['rwc'] AS rwc, fields['page_type'] AS page_type,
-       fields['duration_ns'] AS duration_txt
-FROM events
-WHERE event IN ('rmap_walk_start', 'rmap_walk_end', 'rmap_walk') AND (system IS NULL OR system = 'rmap');
+SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
+       coalesce(e.callchain, s.callchain) AS callchain,  -- perf -g, or an ftrace <stack trace> record
+       e.fields['folio'] AS folio, e.fields['rwc'] AS rwc, e.fields['page_type'] AS page_type,
+       e.fields['duration_ns'] AS duration_txt
+FROM events e
+LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
+WHERE e.event IN ('rmap_walk_start', 'rmap_walk_end', 'rmap_walk') AND (e.system IS NULL OR e.system = 'rmap');
 
 -- v5+ pairing: per key (run, pid, folio, rwc) a LIFO stack in (ts, line_no) order. Done without joins:
 -- stack depth after each row S = P - min(0, running min of P), P = running sum of +1 (start) / -1 (end)
@@ -54,8 +56,8 @@ raw AS (
            line_no AS start_line, CASE WHEN nxt_d = -1 THEN nxt_line END AS end_line
     FROM _tp_pairs WHERE d = 1
     UNION ALL
-    -- unmatched ends (start before the trace began, or lost)
-    SELECT run_id, label, line_no, page_type, pid, comm, NULL::INTEGER, NULL::BIGINT, ts_ns, false, callchain,
+    -- unmatched ends (start before the trace began, or lost): cpu = the end's CPU (the only one seen)
+    SELECT run_id, label, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false, callchain,
            NULL::BIGINT, line_no
     FROM _tp_pairs WHERE d = -1 AND level IS NULL
     UNION ALL

@@ -106,19 +106,19 @@ WITH c AS (
     SELECT *, rn > start_rn AND rn < coalesce(close_rn, 9223372036854775807) AS inside FROM c
 )
 SELECT run_id, walk_id, wno AS window_no,
-       arg_min(ret_ns, rn) AS start_ns,
+       arg_min_null(ret_ns, rn) AS start_ns,
        min(ts_ns) FILTER (WHERE rn = close_rn) AS end_ns,
        -- iterations: with retval, iterator calls that returned non-zero; without retval all calls, minus the
        -- last one when it is directly followed by this window's up_read (it returned NULL and ended the loop)
        sum(CASE WHEN inside AND is_iter AND (retval IS NULL OR NOT _is_zero(retval)) THEN 1 ELSE 0 END)::BIGINT
-         - CASE WHEN arg_max(retval IS NULL AND next_func = 'up_read', rn) FILTER (WHERE inside AND is_iter)
+         - CASE WHEN arg_max_null(retval IS NULL AND next_func = 'up_read', rn) FILTER (WHERE inside AND is_iter)
                 THEN 1 ELSE 0 END AS iterations_raw,
        count(*) FILTER (WHERE inside AND is_cb) AS rmap_one,
        count(*) FILTER (WHERE inside AND inv_yes) AS invalid,
        -- slow window: acquired by down_read after a failed trylock
-       arg_min(is_dr, rn) AS slow,
+       arg_min_null(is_dr, rn) AS slow,
        -- the window's last iterator call returned a chain: followed by rmap_one/done, not by up_read
-       arg_max(CASE WHEN retval IS NOT NULL THEN NOT _is_zero(retval) ELSE next_func IS DISTINCT FROM 'up_read' END,
+       arg_max_null(CASE WHEN retval IS NOT NULL THEN NOT _is_zero(retval) ELSE next_func IS DISTINCT FROM 'up_read' END,
                rn) FILTER (WHERE inside AND is_iter) AS last_iter_hit
 FROM m
 GROUP BY run_id, walk_id, wno;
@@ -150,7 +150,7 @@ WITH w AS (
            sum(iterations_raw)::BIGINT AS iterations,
            max(iterations_raw) AS max_window_iterations,
            count(*) FILTER (WHERE slow) AS slow_windows,
-           arg_max(last_iter_hit, window_no) AS early_exit
+           arg_max_null(last_iter_hit, window_no) AS early_exit
     FROM _fg_windows GROUP BY run_id, walk_id
 ), ch AS (
     SELECT run_id, walk_id,
@@ -175,7 +175,8 @@ SELECT w.run_id, w.label, w.walk_id, 'function-graph' AS evidence, w.page_type, 
        CASE WHEN has_entry THEN coalesce(win.slow_windows, 0) END AS slow_windows,
        CASE WHEN has_entry THEN coalesce(ch.bailout_child, false) AND w.paired END AS bailout,
        CASE WHEN has_entry THEN coalesce(ch.invalid, 0) END AS invalid,
-       CASE WHEN it.run_id IS NOT NULL THEN win.early_exit END AS early_exit,
+       -- no window, or no iterator call in the last window: the walk did not return from inside the loop
+       CASE WHEN has_entry AND it.run_id IS NOT NULL THEN coalesce(win.early_exit, false) END AS early_exit,
        NULL::BIGINT AS n_events, w.start_line, w.end_line
 FROM w
 LEFT JOIN win USING (run_id, walk_id)

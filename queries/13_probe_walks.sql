@@ -88,7 +88,7 @@ WHERE func IN (SELECT func FROM _rmap_iterator_funcs) AND kind = 'return' AND re
 CREATE OR REPLACE VIEW _pr_windows AS
 WITH c AS (
     SELECT *, min(rn) OVER g AS start_rn, min(CASE WHEN is_up THEN rn END) OVER g AS close_rn,
-           arg_min(item_addr, rn) OVER g AS w_addr
+           arg_min_null(item_addr, rn) OVER g AS w_addr
     FROM _pr_inside WHERE wno > 0
     WINDOW g AS (PARTITION BY run_id, walk_id, wno)
 ), m AS (
@@ -97,19 +97,19 @@ WITH c AS (
     FROM c
 )
 SELECT run_id, walk_id, wno AS window_no,
-       arg_min(ts_ns, rn) AS start_ns,
+       arg_min_null(ts_ns, rn) AS start_ns,
        min(ts_ns) FILTER (WHERE rn = close_rn) AS end_ns,
        count(*) FILTER (WHERE inside AND iter_hit) AS iterations_raw,
        count(*) FILTER (WHERE inside AND is_cb) AS rmap_one,
        count(*) FILTER (WHERE inside AND inv_yes) AS invalid,
-       arg_min(dr_ret, rn) AS slow,
+       arg_min_null(dr_ret, rn) AS slow,
        -- skip split (project convention, walk_rules.md (c)): every counted iteration carries vm_start and
        -- vm_end, and an entry probe with addr came before the window start: iterations whose
        -- [vm_start, vm_end) does not contain addr are address skips
        CASE WHEN any_value(a) IS NOT NULL
              AND count(*) FILTER (WHERE inside AND iter_hit AND (vs IS NULL OR ve IS NULL)) = 0
             THEN count(*) FILTER (WHERE inside AND iter_hit AND NOT (vs <= a AND a < ve)) END AS skip_addr_raw,
-       arg_max(iter_hit, rn) FILTER (WHERE inside AND is_iter) AS last_iter_hit
+       arg_max_null(iter_hit, rn) FILTER (WHERE inside AND is_iter) AS last_iter_hit
 FROM m
 GROUP BY run_id, walk_id, wno;
 
@@ -122,7 +122,8 @@ WITH w AS (
            line_no AS start_line, CASE WHEN nxt_d = -1 THEN nxt_line END AS end_line, true AS has_entry
     FROM _pr_pairs WHERE d = 1
     UNION ALL
-    SELECT run_id, label, line_no, page_type, pid, comm, NULL::INTEGER, NULL::BIGINT, ts_ns, false,
+    -- a return without entry (the trace began inside the walk): cpu = the return's CPU
+    SELECT run_id, label, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false,
            _sym(parent), NULL::BIGINT, line_no, false
     FROM _pr_pairs WHERE d = -1 AND level IS NULL
 ), win AS (
@@ -131,12 +132,12 @@ WITH w AS (
            sum(iterations_raw)::BIGINT AS iterations, max(iterations_raw) AS max_window_iterations,
            count(*) FILTER (WHERE slow) AS slow_windows,
            CASE WHEN count(*) FILTER (WHERE skip_addr_raw IS NULL) = 0 THEN sum(skip_addr_raw)::BIGINT END AS skip_addr,
-           arg_max(last_iter_hit, window_no) AS early_exit
+           arg_max_null(last_iter_hit, window_no) AS early_exit
     FROM _pr_windows GROUP BY run_id, walk_id
 ), ch AS (
     SELECT run_id, walk_id, count(*) FILTER (WHERE is_cb) AS rmap_one, count(*) FILTER (WHERE inv_yes) AS invalid,
            -- bailout: the walk's last traced event is a failed trylock
-           arg_max(try_fail, rn) AS bailout_last
+           arg_max_null(try_fail, rn) AS bailout_last
     FROM _pr_inside GROUP BY run_id, walk_id
 )
 SELECT w.run_id, w.label, w.walk_id, 'kprobe' AS evidence, w.page_type, w.pid, w.comm, w.cpu,
@@ -154,6 +155,8 @@ SELECT w.run_id, w.label, w.walk_id, 'kprobe' AS evidence, w.page_type, w.pid, w
        END AS skip_mm,
        w.caller,
        CASE WHEN has_entry THEN coalesce(win.slow_windows, 0) END AS slow_windows,
+       -- extras, not fixed by walk_rules.md (c): bailout = the walk's last event inside it is a failed trylock;
+       -- early_exit = the last window's last iterator return was non-zero (it returned a chain)
        CASE WHEN has_entry THEN coalesce(ch.bailout_last, false) AND w.paired END AS bailout,
        CASE WHEN has_entry THEN coalesce(ch.invalid, 0) END AS invalid,
        CASE WHEN it.run_id IS NOT NULL THEN win.early_exit END AS early_exit,

@@ -11,14 +11,16 @@ WITH k AS (
            (SELECT list(sym) FROM _rmap_dispatch_frames) AS dispatch
 ), sel AS (
     SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.fields,
-           _walker_frame(e.callchain, k.walkers) AS walker,
+           _walker_frame(e.cc, k.walkers) AS walker,
            -- caller: first frame outward from the walker frame that is not rmap_walk / rmap_walk_locked
-           _caller_after(e.callchain, k.walkers, k.dispatch) AS caller
-    FROM events e, k
-    WHERE e.callchain IS NOT NULL AND len(e.callchain) > 0
+           _caller_after(e.cc, k.walkers, k.dispatch) AS caller
+    FROM (SELECT e.*, coalesce(e.callchain, s.callchain) AS cc  -- perf -g, or an ftrace <stack trace> record
+          FROM events e
+          LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid) e, k
+    WHERE e.cc IS NOT NULL AND len(e.cc) > 0
       AND e.kind IS NULL
       AND e.event NOT IN (SELECT event FROM _callchain_ignored_events)
-      AND list_has_any(list_transform(e.callchain, lambda f: f.sym), k.walkers)
+      AND list_has_any(list_transform(e.cc, lambda f: f.sym), k.walkers)
 )
 SELECT s.run_id, s.label, s.line_no, s.ts_ns, s.cpu, s.pid, s.comm, s.event, w.page_type, s.caller,
        s.fields['addr'] AS addr,
@@ -107,7 +109,7 @@ QUALIFY window_no >= 1;
 CREATE OR REPLACE VIEW _walks_callchain AS
 WITH w AS (
     SELECT run_id, any_value(label) AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
-           arg_min(comm, pos) AS comm, arg_min(cpu, pos) AS cpu,
+           arg_min_null(comm, pos) AS comm, arg_min_null(cpu, pos) AS cpu,
            min(ts_ns) AS start_ns, max(ts_ns) AS end_ns, count(*) AS n_events,
            any_value(caller) AS caller, min(line_no) AS start_line, max(line_no) AS end_line
     FROM _cc_walk_rows GROUP BY run_id, walk_id

@@ -111,7 +111,7 @@ LEFT JOIN closing cl ON cl.run_id = f.run_id AND cl.pid = f.pid AND cl.grp = g.g
 CREATE OR REPLACE VIEW _walks_counters AS
 WITH a AS (
     SELECT run_id, any_value(label) AS label, walk_id, any_value(pid) AS pid,
-           arg_min(comm, line_no) AS comm, arg_min(cpu, line_no) AS cpu,
+           arg_min_null(comm, line_no) AS comm, arg_min_null(cpu, line_no) AS cpu,
            any_value(summary_line) AS summary_line, any_value(summary_ts) AS summary_ts,
            any_value(walk_ns) AS walk_ns, any_value(cb) AS cb,
            min(start_ns) AS first_start_ns, max(end_ns) AS last_end_ns,

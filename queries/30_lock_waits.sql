@@ -2,11 +2,13 @@
 
 -- contention_begin / contention_end rows with their fields (lock_addr, flags / ret)
 CREATE OR REPLACE VIEW _lock_rows AS
-SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, event, callchain,
-       fields['lock_addr'] AS lock_addr, fields['flags'] AS flags, TRY_CAST(fields['ret'] AS INTEGER) AS ret,
-       CASE WHEN event = 'contention_begin' THEN 1 ELSE -1 END AS d
-FROM events
-WHERE event IN ('contention_begin', 'contention_end') AND (system IS NULL OR system = 'lock');
+SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
+       coalesce(e.callchain, s.callchain) AS callchain,  -- perf -g, or an ftrace <stack trace> record
+       e.fields['lock_addr'] AS lock_addr, e.fields['flags'] AS flags, TRY_CAST(e.fields['ret'] AS INTEGER) AS ret,
+       CASE WHEN e.event = 'contention_begin' THEN 1 ELSE -1 END AS d
+FROM events e
+LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
+WHERE e.event IN ('contention_begin', 'contention_end') AND (e.system IS NULL OR e.system = 'lock');
 
 -- Pairing: per (run, pid) an end closes the most recent open begin with the same lock_addr, i.e. a LIFO
 -- stack per (run, pid, lock_addr); nested spinlock waits inside an rwsem slow path have another address.
