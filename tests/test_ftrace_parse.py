@@ -186,6 +186,7 @@ def test_roundtrip_ftrace(case):
         lost_total += stats.meta["entries_written"] - stats.meta["entries_in_buffer"]
         assert stats.meta["tracer"] == "nop" and stats.meta["n_cpus"] == 4
     assert stats.n_lost_events == lost_total
+    assert stats.lost_unknown == any(e["event"] == "__lost_events" and e["lost"] is None for e in exp)
     assert src.n_lines == n_lines
     if any(e.get("clock") == "counter" for e in exp):
         assert stats.meta["ts_unit"] == "counter"

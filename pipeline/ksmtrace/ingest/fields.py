@@ -18,8 +18,12 @@
 Values are kept exactly as printed (pointers are not rewritten); ``normalize_ptr``
 gives a canonical form for joins when needed.
 
-Rust's regex engine has no look-around, so the split is done by replacing every
-token boundary with a sentinel character and splitting on it.
+Rust's regex engine has no look-around, so instead of a regex split the payloads are
+split at single spaces into one long column of tokens (a token that is not ``key=``
+continues the previous value); events with many rows in a chunk whose payloads have
+the same keys as their first row take a faster path (one ``splitn`` and fixed-offset
+slices). Results are built in long form (row, ord, key, value) and turned into the
+Arrow map with one offsets array.
 """
 from __future__ import annotations
 
@@ -65,7 +69,6 @@ EVENT_PATTERNS: dict[str, str] = {
 #: fields whose group matched a literal marker: the value is "true"/"false" rather than the text
 _FLAG_GROUPS = {"ksm_page"}
 
-_KV = pl.Struct({"key": pl.String, "value": pl.String})
 
 
 def _generic_long(payload: pl.Series) -> pl.DataFrame:

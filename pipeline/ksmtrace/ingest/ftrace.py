@@ -20,10 +20,11 @@ from typing import Iterator
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..schema import FRAME
 from .base import Parser, ParseStats
-from .fields import parse_fields
+from .fields import _to_map, parse_fields
 from .source import TraceSource, is_probably_binary
 
 # ---------------------------------------------------------------- patterns
@@ -116,8 +117,6 @@ def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
     """Columns ok/comm/pid/cpu/flags/ts/rest for the common fixed layout (ok=False elsewhere)."""
     l = pl.col("l")
     b = l.str.find("] ", literal=True)
-    head_len = b - 4
-    tail = l.str.slice(b + 2)
     out = df.lazy().with_columns(
         _b=b,
         _ascii=l.str.len_bytes() == l.str.len_chars(),
@@ -146,7 +145,6 @@ def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
             & (pl.col("flags").is_null() | pl.col("flags").str.len_bytes().is_between(4, 7))
             & pl.col("ts").str.contains(r"^\d+(?:\.\d+)?$")).fill_null(False),
     ).drop("_b", "_ascii", "_open", "_dash", "_hl", "_tail", "_p", "_fts", "_sp")
-    del head_len, tail
     return out.collect()
 
 
@@ -156,7 +154,6 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
     Returns a polars frame with the ``_SCHEMA`` columns plus ``fields`` (an Arrow map,
     attached later) and ``callchain``; updates ``stats`` and the non-event ``counters``.
     """
-    n = df.height
     df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
     fast = _fast_prefix(df)
     ev = fast.filter(pl.col("ok")).select(
@@ -274,7 +271,6 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
     if orphans is not None and orphans.height:
         stats.malformed_many(orphans.get_column("line_no").to_list(), orphans.get_column("l").to_list(),
                              "stack frame without a <stack trace> record")
-    del n
     return ev
 
 
@@ -379,9 +375,6 @@ def _to_arrow(ev: pl.DataFrame) -> pa.Table:
         if c in ev.columns:
             cols[c] = ev.get_column(c).cast(_SCHEMA[c]).to_arrow()
     t = pa.table(cols)
-    n = ev.height
-    # fields
-    has_payload = ev.get_column("payload").is_not_null() & ev.get_column("event").is_not_null()
     if "_k" in ev.columns:
         marker = ev.get_column("_k").is_not_null()
     else:
@@ -392,15 +385,9 @@ def _to_arrow(ev: pl.DataFrame) -> pa.Table:
         kv = ev.select(pl.when(pl.col("_k").is_not_null())
                        .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
                        .alias("x")).get_column("x")
-        from .fields import _to_map
-
-        mk = _to_map(kv)
-        import pyarrow.compute as pc
-
-        fmap = pc.if_else(marker.to_arrow(), mk, fmap)
-    # function lines / stack records without payload text keep an empty map; None where no payload
+        fmap = pc.if_else(marker.to_arrow(), _to_map(kv), fmap)
+    # rows without payload text (function lines, markers) get an empty map
     t = t.append_column("fields", fmap)
-    del has_payload, n
     if "callchain" in ev.columns and ev.get_column("callchain").dtype != pl.Null:
         cc = ev.get_column("callchain").to_arrow()
         if isinstance(cc, pa.ChunkedArray):
