@@ -262,3 +262,40 @@ def test_page_type_filter_and_all():
     assert build_report(con, "before", "after").model["before"]["walks"] == 20
     assert build_report(con, "before", "after", page_type="anon").model["before"]["walks"] == 7
     assert build_report(con, "before", "after", page_type="all").model["before"]["walks"] == 27
+
+
+def test_windows_without_evidence_column_take_the_walks(pair):
+    b = td.gen_side("before", walks_per_run=15, seed=1, window_evidence=False)
+    a = td.gen_side("after", walks_per_run=15, seed=2, evidence="perf-callchain", window_evidence=False)
+    b["walks"].loc[0, "complete"] = False
+    con, d = _con(b, a)
+    m = build_report(con, "before", "after").model
+    lw = d["windows"]
+    assert m["before"]["hold_ns"]["count"] == int(((lw.label == "before") & (lw.walk_id != 1)).sum())
+    assert m["after"]["hold_quantity"] == HOLD_PROXY
+
+
+def test_failing_view_is_one_clear_error():
+    from ksmtrace.report.model import ReportError
+
+    b = td.gen_side("before", walks_per_run=5, seed=1)
+    a = td.gen_side("after", walks_per_run=5, seed=2)
+    con, _ = _con(b, a)
+    con.execute("ALTER TABLE walks RENAME TO walks_t")
+    con.execute("CREATE VIEW walks AS SELECT * REPLACE (CASE WHEN walk_id > 0 THEN error('boom in view') "
+                "END::BIGINT AS duration_ns) FROM walks_t")
+    with pytest.raises(ReportError, match="evaluating the walk views failed: .*boom in view"):
+        build_report(con, "before", "after")
+
+
+def test_missing_lock_waits_view_is_null():
+    b = td.gen_side("before", walks_per_run=5, seed=1)
+    a = td.gen_side("after", walks_per_run=5, seed=2)
+    con, _ = _con(b, a)
+    con.execute("DROP TABLE lock_waits")
+    rep = build_report(con, "before", "after")
+    assert rep.model["before"]["lock_waits"] is None
+    from ksmtrace.report import render
+
+    for fmt in ("text", "lkml", "markdown", "json"):
+        assert render(rep, fmt)

@@ -93,3 +93,16 @@ def test_fast_mann_whitney_equals_scipy(ties):
     ref = mannwhitneyu(b, a, alternative="two-sided", method="asymptotic").pvalue
     assert stats.mann_whitney(a, b) == pytest.approx(ref, rel=1e-9, abs=1e-300)
     assert 1e-6 < ref < 0.99 or ties
+
+
+def test_small_samples_with_ties_use_an_exact_test():
+    # 3 runs per side, all per-run medians tied within a side: the asymptotic test would say p = 0.046,
+    # but only 20 splits exist: the exact p is 2/20 = 0.1, never below 0.05
+    p = stats.mann_whitney(np.array([34000.0] * 3), np.array([1000.0] * 3))
+    assert p == pytest.approx(0.1)
+    c = stats.compare_runs([np.array([34000.0])] * 3, [np.array([1000.0])] * 3)
+    assert c.verdict == "~" and stats.warn_need_diff() in c.warnings
+    # with ties but enough runs, significant
+    assert stats.mann_whitney(np.array([5.0, 5, 6, 6, 7]), np.array([1.0, 1, 2, 2, 3])) < 0.05
+    # no ties: scipy's exact distribution
+    assert stats.mann_whitney(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == pytest.approx(0.1)

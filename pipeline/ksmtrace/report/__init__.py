@@ -94,7 +94,10 @@ def write(report: Report, fmt: str = "text", out: str | os.PathLike | None = Non
 
         print_report(report.model, report.samples, Console(file=stdout, highlight=False))
         return written
-    text = render(report, fmt, plots=plots, images=images)
+    width = 120
+    if out_p is None and os.environ.get("COLUMNS", "").isdigit():
+        width = max(80, int(os.environ["COLUMNS"]))
+    text = render(report, fmt, plots=plots, images=images, width=width)
     if out_p is None:
         stdout.write(text)
     else:

@@ -152,6 +152,8 @@ def build_report(con: duckdb.DuckDBPyConnection, before: str, after: str, page_t
         b.materialise([before, after])
         sides = {name: b.side(lab) for name, lab in zip(SIDES, (before, after))}
         waits = {name: b.lock_waits(lab) for name, lab in zip(SIDES, (before, after))}
+    except duckdb.Error as e:  # a view that fails on this store: one line, not a traceback
+        raise ReportError("evaluating the walk views failed: " + str(e).splitlines()[0]) from None
     finally:
         b.drop()
 

@@ -46,7 +46,7 @@ def render(model: dict) -> str:
             d = side[key]
             if d["count"] == 0 and b[key]["count"] == 0 and a[key]["count"] == 0:
                 if i == 0:
-                    L.append(f"{title:<18}{'n/a':>7}")
+                    L.append(f"{title:<18}n/a")
                 continue
             L.append(f"{(title if i == 0 else ''):<18}{side_name:<7}{fmt.count(d['count']):>9}"
                      f"{fmt.value(d['p50'], unit):>10}{fmt.value(d['p99'], unit):>10}"

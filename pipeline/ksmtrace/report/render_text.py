@@ -95,6 +95,9 @@ def _waits(model: dict) -> list:
         w = model[side].get("lock_waits")
         if not w:
             continue
+        if not w["all_lock_waits"]:
+            out.append(Text(f"anon_vma lock waits, {side}: none recorded (no lock:contention_begin/end pairs)"))
+            continue
         head = (f"anon_vma lock waits, {side}: {w['count']} waits" +
                 (f", total {fmt.ns(w['total_ns'])}, max {fmt.ns(w['max_ns'])}" if w["count"] else "") +
                 f" ({w['all_lock_waits']} lock waits in all)")
@@ -114,7 +117,7 @@ def _waits(model: dict) -> list:
 
 def _runs_table(model: dict) -> Table:
     t = Table(title="Runs", title_justify="left", header_style="bold")
-    for col, j in (("side", "left"), ("run", "left"), ("source", "left"), ("evidence", "left"), ("tracer", "left"),
+    for col, j in (("side", "left"), ("run", "left"), ("source", "left"), ("tracer", "left"),
                    ("kernel", "left"), ("cpus", "right"), ("walks", "right"), ("complete", "right"),
                    ("lost events", "right")):
         t.add_column(col, justify=j, overflow="fold", no_wrap=col != "source")
@@ -123,8 +126,7 @@ def _runs_table(model: dict) -> Table:
         for i, r in enumerate(s["run_details"]):
             lost = r.get("n_lost_events")
             lost_s = ("?" if r.get("lost_unknown") else "") + ("" if lost is None else str(lost))
-            t.add_row(side if i == 0 else "", str(r["run_id"]), str(r.get("source") or ""),
-                      ", ".join(s["evidence"]) if i == 0 else "", str(r.get("tracer") or ""),
+            t.add_row(side if i == 0 else "", str(r["run_id"]), str(r.get("source") or ""), str(r.get("tracer") or ""),
                       str(r.get("kernel") or ""), str(r.get("n_cpus") or ""), str(r.get("walks", 0)),
                       str(r.get("complete_walks", 0)), lost_s, end_section=i == len(s["run_details"]) - 1)
     return t
@@ -158,7 +160,7 @@ def render(model: dict, samples=None, color: bool = False, width: int = 120) -> 
     con = Console(file=buf, width=width, force_terminal=color, color_system="auto" if color else None,
                   highlight=False, soft_wrap=False)
     con.print(Group(*renderables(model, samples)))
-    return buf.getvalue()
+    return "\n".join(x.rstrip() for x in buf.getvalue().splitlines()) + "\n"
 
 
 def print_report(model: dict, samples=None, console: Console | None = None) -> None:

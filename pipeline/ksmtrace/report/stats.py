@@ -131,11 +131,30 @@ def mann_whitney(a: np.ndarray, b: np.ndarray) -> float | None:
         return _mwu_asymptotic_sorted(sort(a), sort(b))
     from scipy.stats import mannwhitneyu
 
-    method = "exact" if (len(a) <= 8 and len(b) <= 8
-                         and len(np.unique(np.concatenate([a, b]))) == len(a) + len(b)) else "asymptotic"
+    if len(a) <= 8 and len(b) <= 8:
+        if len(np.unique(np.concatenate([a, b]))) < len(a) + len(b):
+            return _mwu_exact_ties(a, b)  # scipy's exact method assumes no ties
+        method = "exact"
+    else:
+        method = "asymptotic"
     res = mannwhitneyu(b, a, alternative="two-sided", method=method)
     p = float(res.pvalue)
     return None if math.isnan(p) else min(1.0, p)
+
+
+def _mwu_exact_ties(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided permutation p-value of U with mid-ranks (small samples with ties)."""
+    from itertools import combinations
+
+    from scipy.stats import rankdata
+
+    x = np.concatenate([b, a])
+    r = rankdata(x)
+    n1, n = len(b), len(x)
+    mu = n1 * (n + 1) / 2
+    obs = abs(r[:n1].sum() - mu)
+    sums = np.array([r[list(c)].sum() for c in combinations(range(n), n1)])
+    return float(np.mean(np.abs(sums - mu) >= obs - 1e-9))
 
 
 def _mwu_asymptotic_sorted(a: np.ndarray, b: np.ndarray) -> float:
