@@ -46,11 +46,11 @@ def mixed_ftrace_template(layout, walks, seed):
                     traced=frozenset(traced))
     tasks = TASKS[:4]
     sim.run(walks, tasks)
-    ctx = R.Ctx(sim, dict(tasks=tasks, ncpu=8, writers=WRITERS))
+    ctx = R.Ctx(sim, dict(tasks=tasks, ncpu=5, writers=WRITERS))
     rows = (R.tracepoint_rows(ctx, "ftrace", 5, "short", False) + R.kprobe_rows(ctx, True)
             + R.lock_rows(ctx, "ftrace", True, False) + R.noise_rows(ctx, "ftrace"))
     rows.sort(key=lambda r: (r.t, r.seq))
-    return "".join(R.write_ftrace(rows, 8)), None
+    return "".join(R.write_ftrace(rows, 5)), None
 
 
 def template(fmt, evidence, layout, walks, seed):
@@ -60,7 +60,7 @@ def template(fmt, evidence, layout, walks, seed):
         sim = Simulator(layout, patched=False, costs=Costs(), seed=seed, record_iters=False, traced=frozenset())
         tasks = TASKS[:4]
         sim.run(walks, tasks)
-        ctx = R.Ctx(sim, dict(tasks=tasks, ncpu=8, writers=WRITERS))
+        ctx = R.Ctx(sim, dict(tasks=tasks, ncpu=5, writers=WRITERS))
         rows = (R.perf_callchain_rows(ctx) + R.tracepoint_rows(ctx, "perf-script", 5, None, True)
                 + R.lock_rows(ctx, "perf-script", False, True) + R.noise_rows(ctx, "perf-script"))
         rows.sort(key=lambda r: (r.t, r.seq))

@@ -173,7 +173,7 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
         raise ValueError("funcgraph-retaddr exists from 6.13 on: use retval='6.13' with it")
     costs = costs or Costs()
     task_list, override = _tasks(caller, tasks)
-    ncpu = 2 * len(task_list)
+    ncpu = 2 * ((len(task_list) + 1) // 2) + 1  # task pairs share two CPUs; the last CPU: ksmd and writers
     traced: set = set()
     record_iters = False
     if evidence == "function-graph":

@@ -195,9 +195,9 @@ class Task:
 
 TASKS = [
     Task("ksm_rmap_repro", 10396, (1, 0), ("try_to_migrate", "remove_migration_ptes")),
-    Task("kcompactd0", 33, (2, 3), ("try_to_migrate", "remove_migration_ptes")),
-    Task("kswapd0", 80, (4, 5), ("folio_referenced",)),
-    Task("idle_scan", 4242, (6, 7), ("page_idle",)),
+    Task("kcompactd0", 33, (1, 0), ("try_to_migrate", "remove_migration_ptes")),
+    Task("kswapd0", 80, (2, 3), ("folio_referenced",)),
+    Task("idle_scan", 4242, (2, 3), ("page_idle",)),
 ]
 WRITERS = [("ksm_rmap_repro", 10397, "vma_prepare"), ("ksm_fork", 10411, "anon_vma_clone"),
            ("ksm_exit", 10430, "unlink_anon_vmas")]
@@ -448,38 +448,51 @@ class Simulator:
 
     # -- a whole scenario -----------------------------------------------------
     def run(self, n_walks: int, tasks: list[Task], callers_override: tuple | None = None):
-        """Distribute n_walks over tasks (round robin); each task runs its walks back to back."""
+        """Distribute n_walks over tasks (round robin) and run them.
+
+        Tasks come in pairs that share two CPUs and take turns (one walk unit after the other: a unit is
+        try_to_migrate + remove_migration_ptes of one page for migration callers, else one walk), so a CPU
+        switches between tasks (function_graph task-change banners) without two tasks ever running on one
+        CPU at once.  Pairs run concurrently on their own CPUs; a walker can migrate between its pair's CPUs
+        after an off-CPU gap.
+        """
         per_task = [n_walks // len(tasks) + (1 if i < n_walks % len(tasks) else 0) for i in range(len(tasks))]
-        wid = 0
-        plan = []
+        units = []
         for ti, task in enumerate(tasks):
             callers = callers_override or task.callers
-            t = self.t0 + ti * 7_123.0 + float(self.rng.uniform(0, 3000))
-            cpu = task.cpus[0]
-            k = 0
-            batch_open = False
-            for j in range(per_task[ti]):
-                caller = callers[k % len(callers)]
-                page = (j // len(callers)) % self.L.pages if len(callers) > 1 else j % self.L.pages
-                migrating = caller in ("try_to_migrate", "remove_migration_ptes")
-                if migrating and caller == "try_to_migrate" and not batch_open:
-                    self.rec(t, PT, task.pid, cpu, "batch_start", task.comm)
-                    t += 3_000
-                    batch_open = True
-                t, cpu = self.walk(wid, task, caller, page, t, cpu)
-                plan.append(wid)
-                wid += 1
-                k += 1
-                if migrating and caller == callers[-1]:
-                    self.pfn[page] = self.pfn[page] + 0x1000  # migrated: new PFN
-                    if (j // len(callers)) % 4 == 3 or j == per_task[ti] - 1:
-                        t += 1_500
-                        self.rec(t, PT, task.pid, cpu, "batch_end", task.comm)
-                        batch_open = False
-                t += float(self.rng.uniform(*self.c.gap_ns))
-            if batch_open:
-                t += 1_000
-                self.rec(t, PT, task.pid, cpu, "batch_end", task.comm)
+            seq = [(callers[k % len(callers)], (k // len(callers)) % self.L.pages) for k in range(per_task[ti])]
+            n = len(callers)
+            units.append([seq[a:a + n] for a in range(0, len(seq), n)])
+        wid = 0
+        for pi in range(0, len(tasks), 2):
+            pair = [pi] + ([pi + 1] if pi + 1 < len(tasks) else [])
+            t = self.t0 + pi * 3_561.0 + float(self.rng.uniform(0, 3000))
+            cpus = tasks[pi].cpus
+            cpu = cpus[0]
+            order = []
+            for u in range(max(len(units[x]) for x in pair)):
+                for x in pair:
+                    if u < len(units[x]):
+                        order.append((x, u))
+            batch_open = {x: False for x in pair}
+            for x, u in order:
+                task = tasks[x]
+                unit = units[x][u]
+                for caller, page in unit:
+                    migrating = caller in ("try_to_migrate", "remove_migration_ptes")
+                    if migrating and not batch_open[x]:
+                        self.rec(t, PT, task.pid, cpu, "batch_start", task.comm)
+                        t += 3_000
+                        batch_open[x] = True
+                    t, cpu = self.walk(wid, task, caller, page, t, cpu)
+                    wid += 1
+                    if migrating and caller == unit[-1][0]:
+                        self.pfn[page] = self.pfn[page] + 0x1000  # migrated: new PFN
+                    t += float(self.rng.uniform(*self.c.gap_ns))
+                if batch_open[x] and (u % 4 == 3 or u == len(units[x]) - 1):
+                    self.rec(t, PT, task.pid, cpu, "batch_end", task.comm)
+                    t += 1_500
+                    batch_open[x] = False
         self.recs.sort(key=lambda r: (r[0], r[1]))
         return self
 

@@ -84,8 +84,11 @@ def _complete(w, losses) -> bool:
     return not any(w["start_ns"] <= t <= w["end_ns"] for t in losses)
 
 
-def _finish_walk(w, wins):
-    """walk columns from its windows (function_graph / kprobe / counters)."""
+def _finish_walk(w, wins, iters_known=False):
+    """walk columns from its windows (function_graph / kprobe / counters).
+
+    iters_known: the iterators are traced in the run, so a walk without windows has 0 iterations and 0 skips
+    (as the SQL coalesces them); otherwise sums over zero windows are NULL."""
     w["n_windows"] = len(wins)
     holds = [x["hold_ns"] for x in wins]
     w["max_hold_ns"], w["total_hold_ns"] = _max(holds), _sum(holds)
@@ -97,6 +100,8 @@ def _finish_walk(w, wins):
     for k in ("skip_addr", "skip_mm"):
         v = [x.get(k) for x in wins]
         w[k] = _sum(v) if v and all(s is not None for s in v) else None
+    if iters_known and not wins:
+        w["iterations"] = w["skipped"] = 0
     for i, x in enumerate(wins):
         x["window_no"] = i + 1
         x["walk_id"] = w.get("walk_id")
@@ -340,6 +345,10 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
                 cur["kids"].append(k)
         if f in CALLBACKS:
             rmap_one += 1
+    if cur is not None and not closed:
+        # the trace ended inside this window (as the SQL): start known, end and hold NULL
+        cur["end"] = None
+        wins.append(cur)
     out = []
     for x in wins:
         ks = x["kids"]
@@ -350,7 +359,7 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
             n_it = sum(1 for k in its if _num(k.ret) != 0)
         else:
             n_it = len(its)
-            if its and ks[-1] is its[-1]:
+            if its and ks[-1] is its[-1] and x["end"] is not None:
                 n_it -= 1
         ro = sum(1 for k in ks if k.func in CALLBACKS)
         inv = 0
@@ -367,7 +376,8 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
                         if k2.func in ITERS:
                             break
                     inv += not ok
-        out.append(dict(start_ns=x["start"], end_ns=x["end"], hold_ns=x["end"] - x["start"], iterations=n_it,
+        out.append(dict(start_ns=x["start"], end_ns=x["end"],
+                        hold_ns=None if x["end"] is None else x["end"] - x["start"], iterations=n_it,
                         rmap_one=ro, invalid=inv, skipped=None if n_it is None else n_it - ro - inv, skip_addr=None,
                         skip_mm=None, slow=x["slow"], evidence="function-graph", counters_consistent=None,
                         pid=w["pid"]))
@@ -379,10 +389,10 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
         if its and its[-1].ret is not None:
             early = _num(its[-1].ret) != 0
         else:
-            early = bool(its) and lw["kids"][-1] is not its[-1]
+            early = bool(its) and (lw["kids"][-1] is not its[-1] or lw["end"] is None)
     elif iters_traced:
         early = False
-    _finish_walk(w, out)
+    _finish_walk(w, out, iters_traced)
     w.update(rmap_one=rmap_one, invalid=sum(x["invalid"] for x in out), slow_windows=slow, bailout=bailout,
              early_exit=early, n_events=None)
     return out
@@ -471,7 +481,9 @@ def oracle_kprobe(rows):
             out.append(dict(start_ns=x["start_ns"], end_ns=x["end_ns"], hold_ns=x["end_ns"] - x["start_ns"],
                             iterations=n_it, rmap_one=x["ro"], invalid=x["inv"], skipped=sk, skip_addr=sa,
                             skip_mm=sm, slow=x["slow"], evidence="kprobe", counters_consistent=None, pid=w["pid"]))
-        _finish_walk(w, out)
+        _finish_walk(w, out, True)
+        if not out:
+            w["skipped"] = -rmap_one - invalid  # as the SQL: iterations(0) - rmap_one - invalid
         # extras (not fixed by walk_rules.md; as the SQL does): bailout = the walk's last event inside it is a
         # failed trylock; early_exit = the last window's last iterator return was non-zero
         last = evs[-1] if evs else None

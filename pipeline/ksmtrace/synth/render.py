@@ -287,7 +287,7 @@ def noise_rows(ctx: Ctx, fmt: str, kinds=("sched", "ksm", "migrate", "compaction
         n = 0
         t = t0 + 123_457
         while t < t1:
-            cpu = 0
+            cpu = ctx.o["ncpu"] - 1
             mm = ptr(MM_BASE, "ftrace" if fmt == "ftrace" else "perf")
             for name, pl, dt in (("ksm_start_scan", "seq %d rmap size %d" % (800 + n, 2000), 0),
                                  ("ksm_merge_with_ksm_page", "ksm pfn %d rmap_item %s mm %s error 0" % (
@@ -421,7 +421,7 @@ def lock_rows(ctx: Ctx, fmt: str, stack: bool, callchain: bool) -> list[Row]:
             arrive, got, rel, wid = r[6]
             comm, wpid, fn = ctx.o["writers"][wi % len(ctx.o["writers"])]
             wi += 1
-            wcpu = ctx.o["ncpu"] - 1 - (wi % 2)
+            wcpu = ctx.o["ncpu"] - 1  # the spare CPU: no walker runs there
             add(arrive, seq, wcpu, wpid, comm, "contention_begin", "%s (flags=WRITE)" % lock,
                 dict(lock_addr=lock, flags="WRITE"), WRITER_CHAIN[fn], "d..2.")
             if wi % 3 == 0:  # nested spinlock contention on the rwsem's wait_lock
