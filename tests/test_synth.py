@@ -231,6 +231,9 @@ def test_lock_waits_roles():
     assert w[w["flags"] == "READ"].anon_vma_lock.all()
     assert w.interrupted.any() and not w[w.interrupted].anon_vma_lock.any()
     assert (w.wait_ns > 0).all()
+    # without stacks the attribution is unknown (NULL), and no caller can be named
+    plain = generate(SMALL, walks=60, evidence="lock-contention", fmt="ftrace", seed=2, caller="mixed", stack=False)
+    assert plain.expected_waits.anon_vma_lock.isna().all() and plain.expected_waits["caller"].isna().all()
 
 
 def test_truncation_and_loss_mark_walks_incomplete():

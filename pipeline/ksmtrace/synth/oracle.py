@@ -3,6 +3,22 @@
 Input rows (``render.Row``) carry exactly what a parser reads from the text: quantised ``ts``, ``pid``, ``cpu``,
 event name, fields, callchain, and for function_graph/probes ``func``/``kind``/``depth``/``dur``/``ret``/``parent``.
 Rows are in file order.  Nothing here looks at the model.
+
+Choices where walk_rules.md is silent (checked against queries/1x_*.sql; keep in step):
+* function_graph: a walk whose entry is missing (trace began mid-walk) gets NULL window columns; a walk whose
+  exit is missing keeps the windows seen, the last one open (end_ns/hold_ns NULL) when the trace ended in it.
+* Counts over a walk without windows: n_windows/slow_windows/rmap_one/invalid 0; iterations and skipped 0
+  when the iterators are traced in the run, else NULL; holds and max_window_iterations NULL.
+* function_graph caller = the retaddr symbol without ``+off/size`` (NULL without funcgraph-retaddr).
+* kprobe extras: bailout = the walk's last event inside it is a failed trylock return; early_exit = the last
+  window's last iterator return was non-zero.  The ``ksm_item`` probe sits on rmap_walk_ksm too: an entry on
+  rmap_walk_ksm whose fields carry ``addr`` is an item probe, not a walk entry.
+* bpftrace ``ksm_walk:`` summary: caller from ``cb=`` through the callback -> caller table; cpu = the first
+  window line's CPU.  Unpaired tracepoint end: cpu = the end event's CPU.
+* (d) ignores rmap tracepoints and lock contention events even when their callchain holds rmap_walk_ksm.
+* (f) anon_vma_lock is NULL when no contention_begin of the run carries a callchain or stack.
+* Loss markers take the timestamp of the next line; the generator only places one where the previous and
+  the next line lie inside the same walks, so either convention gives the same ``complete``.
 """
 from __future__ import annotations
 
@@ -583,6 +599,8 @@ def lock_caller(chain):
 
 def oracle_lock_waits(rows):
     anon = {r.f["lock_addr"] for r in rows if _name(r.ev) == "contention_begin" and r.chain and "rmap_walk_ksm" in r.chain}
+    # without any callchain/stack on contention_begin the attribution is unknown: NULL, not false (as the SQL)
+    known = any(r.chain for r in rows if _name(r.ev) == "contention_begin")
     open_ = defaultdict(list)
     out = []
     for r in rows:
@@ -597,7 +615,8 @@ def oracle_lock_waits(rows):
                     ret = int(r.f["ret"])
                     out.append(dict(pid=r.pid, comm=b.comm, lock_addr=b.f["lock_addr"], flags=b.f["flags"],
                                     start_ns=b.ts, end_ns=r.ts, wait_ns=r.ts - b.ts,
-                                    anon_vma_lock=b.f["lock_addr"] in anon, ret=ret, interrupted=ret != 0,
+                                    anon_vma_lock=(b.f["lock_addr"] in anon) if known else None, ret=ret,
+                                    interrupted=ret != 0,
                                     caller=lock_caller(b.chain)))
                     break
     out.sort(key=lambda x: (x["start_ns"], x["pid"]))

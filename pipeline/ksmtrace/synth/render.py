@@ -4,16 +4,7 @@ Every renderer builds ``Row`` objects that carry both the printed line(s) and th
 from them (timestamps quantised exactly as printed).  The oracle functions (``oracle_*``) implement
 walk_rules.md over those rows; they never look at the model, only at what was printed.
 
-Choices made where walk_rules.md is silent (keep in step with the SQL; listed in the report):
-* A function_graph walk whose entry is missing (trace began mid-walk) gets NULL window columns (no children are
-  attributed to it).  A walk whose exit is missing counts the windows closed (``up_read`` seen) before the
-  trace ends.
-* Aggregates over zero windows follow SQL: counts (n_windows, slow_windows, rmap_one, invalid) are 0, sums and
-  maxima over windows (iterations, holds, skips) are NULL.
-* function_graph ``caller`` = the retaddr symbol without ``+off/size``; NULL without ``funcgraph-retaddr``.
-* Loss markers carry the timestamp of the next line of the file (the parser's convention is not fixed; the
-  generator only places a marker where the previous and next line fall inside the same set of walks, so both
-  conventions give the same ``complete``).
+The choices the oracle makes where walk_rules.md is silent are listed in ``oracle.py``.
 """
 from __future__ import annotations
 
