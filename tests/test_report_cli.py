@@ -76,6 +76,7 @@ TRACE = """\
 """
 
 
+@pytest.mark.slow
 def test_end_to_end_counter_lines(tmp_path):
     """The v1 table, reproduced from counter lines through ingest, the SQL views and the report."""
     before = tmp_path / "before.txt"

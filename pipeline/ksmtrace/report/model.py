@@ -50,9 +50,9 @@ NA_HOLD = "needs lock windows (function_graph, probes, counters or perf callchai
 #: runs.meta keys whose values must match between the sides (capture settings)
 PROVENANCE_META_KEYS = ("options", "trace_options", "trace_clock", "clock", "tracer_options", "filters",
                         "set_ftrace_filter", "set_graph_function", "events", "perf_events", "preempt",
-                        "preemption", "buffer_size_kb")
+                        "preemption", "buffer_size_kb", "latency_format", "ts_relative")
 #: runs columns whose values must match between the sides
-PROVENANCE_COLUMNS = ("tracer", "kernel", "n_cpus", "ts_resolution_ns", "ts_unit")
+PROVENANCE_COLUMNS = ("format", "tracer", "kernel", "n_cpus", "ts_resolution_ns", "ts_unit")
 
 
 class UnknownLabel(KsmtraceError):
@@ -150,6 +150,7 @@ def build_report(con: duckdb.DuckDBPyConnection, before: str, after: str, page_t
     b = _Builder(con, page_type)
     try:
         b.materialise([before, after])
+        b.materialise_waits([before, after])
         sides = {name: b.side(lab) for name, lab in zip(SIDES, (before, after))}
         waits = {name: b.lock_waits(lab) for name, lab in zip(SIDES, (before, after))}
     except duckdb.Error as e:  # a view that fails on this store: one line, not a traceback
@@ -189,6 +190,8 @@ class _Builder:
         self.t_walks = f"_ksmtrace_report_walks_{k}"
         self.t_windows = f"_ksmtrace_report_windows_{k}"
         self.t_excl = f"_ksmtrace_report_excluded_{k}"
+        self.t_waits = f"_ksmtrace_report_waits_{k}"
+        self.has_waits = False
         self.other_types: dict[str, dict[str, int]] = {}
         self.run_cols = _columns(con, "runs") or set()
 
@@ -229,7 +232,7 @@ class _Builder:
                 WHERE w.complete AND lw.label IN ($a, $b)""", params)
 
     def drop(self) -> None:
-        for t in (self.t_walks, self.t_windows, self.t_excl):
+        for t in (self.t_walks, self.t_windows, self.t_excl, self.t_waits):
             try:
                 self.con.execute(f"DROP TABLE IF EXISTS {t}")
             except duckdb.Error:
@@ -379,18 +382,27 @@ class _Builder:
         return seed, notes
 
     # ---------------------------------------------------------------- lock waits
-    def lock_waits(self, label: str) -> dict | None:
+    def materialise_waits(self, labels: list[str]) -> None:
         cols = _columns(self.con, "lock_waits")
+        self.has_waits = cols is not None
         if cols is None:
+            return
+        self.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.t_waits} AS
+            SELECT label, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns, coalesce(anon_vma_lock, false) AS anon
+            FROM lock_waits WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
+
+    def lock_waits(self, label: str) -> dict | None:
+        """anon_vma lock waits of one label: count, max, total, and the top waiters (perf lock contention style)."""
+        if not self.has_waits:
             return None
-        caller = _opt(cols, "caller")
-        total_all = self.con.execute("SELECT count(*) FROM lock_waits WHERE label = ?", [label]).fetchone()[0]
-        cnt, mx, tot = self.con.execute(
-            "SELECT count(*), max(wait_ns), sum(wait_ns) FROM lock_waits WHERE label = ? AND anon_vma_lock",
-            [label]).fetchone()
+        T = self.t_waits
+        total_all, cnt, mx, tot = self.con.execute(
+            f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon) "
+            f"FROM {T} WHERE label = ?", [label]).fetchone()
         cur = self.con.execute(f"""
-            SELECT comm, pid, {caller}, flags, count(*) AS count, sum(wait_ns) AS total_ns, max(wait_ns) AS max_ns
-            FROM lock_waits WHERE label = ? AND anon_vma_lock
+            SELECT comm, pid, caller, flags, count(*) AS count, sum(wait_ns) AS total_ns, max(wait_ns) AS max_ns
+            FROM {T} WHERE label = ? AND anon
             GROUP BY ALL ORDER BY total_ns DESC NULLS LAST, count DESC, comm, pid LIMIT 10""", [label])
         names = [d[0] for d in cur.description]
         waiters = [{k: _int(v) if k in ("pid", "count", "total_ns", "max_ns") else v for k, v in zip(names, row)}

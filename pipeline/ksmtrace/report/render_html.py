@@ -108,7 +108,7 @@ def render(model: dict, plots: dict | None = None) -> str:
         P.append("</div>")
 
     waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]
-    if any(w for _, w in waits):
+    if any(w and w["all_lock_waits"] for _, w in waits):
         P.append("<h2>anon_vma lock waits</h2>")
         rows = []
         for side, w in waits:

@@ -60,7 +60,7 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
     L.append("")
 
     waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]
-    if any(w for _, w in waits):
+    if any(w and w["all_lock_waits"] for _, w in waits):
         L += ["## anon_vma lock waits", ""]
         rows = []
         for side, w in waits:
