@@ -111,7 +111,7 @@ def test_funcgraph_rows():
         ("funcgraph_exit", None, 2, "exit", 212400, None),
         ("funcgraph_entry", "rtnl_is_locked", 1, "leaf", 1456, "0x1"),
         ("funcgraph_exit", "rmap_walk_ksm", 1, "exit", 4500, "-22"),
-        ("funcgraph_exit", None, 0, "exit", 1227888, None),
+        ("funcgraph_exit", "veth_dellink", 0, "exit", 1227888, None),  # named after its entry
         ("funcgraph_entry", "0xffffffffbaac16a0", 1, "entry", None, None),
         ("funcgraph_exit", "0xffffffffbaac16a0", 1, "exit", 0x72, None),
     ]
@@ -208,6 +208,7 @@ _fg_func = st.from_regex(r"[a-z_][a-z0-9_.]{0,20}", fullmatch=True)
                 min_size=1, max_size=12))
 def test_roundtrip_funcgraph(items):
     lines, exp = ["cpus=2\n"], []
+    open_at: dict[int, str | None] = {}  # depth -> function of the open call (None once closed)
     for i, (kind, func, depth, dur_ns, ret) in enumerate(items):
         dur_ns = dur_ns // 1000 * 1000 + (dur_ns % 1000 // 10 * 10 if dur_ns < 10**7 else 0)  # as printable
         us = f"{dur_ns // 1000}.{dur_ns % 1000:03d}".rstrip("0").rstrip(".") if dur_ns % 1000 else f"{dur_ns // 1000}"
@@ -220,7 +221,7 @@ def test_roundtrip_funcgraph(items):
         elif kind == "exit":
             tail = f" /* {func} ret={ret} */" if ret else ""
             body, ev = f"! {us} us |  {ind}}}{tail}", "funcgraph_exit"
-            e = (func if ret else None, depth, "exit", dur_ns, ret)
+            e = (func if ret else open_at.get(depth), depth, "exit", dur_ns, ret)
         elif kind == "raw_entry":
             body, ev, e = f"func=0x{hash(func) & 0xffffffff:x} depth={depth}", "funcgraph_entry", \
                 (f"0x{hash(func) & 0xffffffff:x}", depth, "entry", None, None)
@@ -229,11 +230,16 @@ def test_roundtrip_funcgraph(items):
             body = (f"func=0x{hash(func) & 0xffffffff:x} calltime=0x{call:x} rettime=0x{call + dur_ns:x} "
                     f"overrun=0x0 depth={depth}")
             ev, e = "funcgraph_exit", (f"0x{hash(func) & 0xffffffff:x}", depth, "exit", dur_ns, None)
+        if e[2] == "entry":
+            open_at[depth] = e[0]
+        elif e[2] == "exit":
+            open_at[depth] = None
         lines.append(f"              ip-2541  [006]  5230.{i:06d}: {ev + ':':<21} {body}\n")
         exp.append((ev,) + e)
-    rows, stats = parse_text("".join(lines))
-    assert stats.n_malformed == 0
-    assert [(r["event"], r["func"], r["depth"], r["kind"], r["duration_ns"], r["retval"]) for r in rows] == exp
+    for chunk in (None, 90):
+        rows, stats = parse_text("".join(lines), chunk_bytes=chunk)
+        assert stats.n_malformed == 0
+        assert [(r["event"], r["func"], r["depth"], r["kind"], r["duration_ns"], r["retval"]) for r in rows] == exp
 
 
 # -- corpus ----------------------------------------------------------------------------------------------------

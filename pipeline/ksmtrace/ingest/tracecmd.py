@@ -144,6 +144,8 @@ class TraceCmdReportParser(Parser):
 
     def __init__(self):
         self.resolution: int | None = None
+        #: (pid, depth) -> function of the call open at that depth ("" once closed), across chunks
+        self.open_calls: dict[tuple[int, int], str] = {}
 
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         stats.meta.setdefault("tracer", "trace-cmd")
@@ -259,6 +261,8 @@ class TraceCmdReportParser(Parser):
         callchain = build_callchain(n_rec, frames.get_column("rid").to_numpy(), struct)
         event = g.get_column("event")
         fg = funcgraph_columns(event, payload)
+        if fg.get_column("kind").is_not_null().any():
+            fg = self._exit_funcs(fg, g.get_column("pid"))
         tbl = pl.DataFrame({
             "line_no": g.get_column("no"), "ts_ns": g.get_column("ts_ns"), "cpu": g.get_column("cpu"),
             "pid": g.get_column("pid"), "tgid": g.get_column("tgid"), "comm": g.get_column("comm"),
@@ -276,6 +280,31 @@ class TraceCmdReportParser(Parser):
         tbl = tbl.append_column("fields", fields).append_column("callchain", callchain)
         tables.append(tbl)
         return tables, carry, carry_no
+
+
+    def _exit_funcs(self, fg: pl.DataFrame, pid: pl.Series) -> pl.DataFrame:
+        """Name the function of a plugin-rendered closing ``}`` after its entry, per task and depth
+        (as the function_graph parser does), carrying open calls across chunks."""
+        closed = "\x00"
+        df = fg.with_columns(pid=pid).with_row_index("i")
+        kind, func = pl.col("kind"), pl.col("func")
+        v = pl.when(kind == "entry").then(func).when(kind == "exit").then(pl.lit(closed)).otherwise(None)
+        df = df.with_columns(v=v)
+        df = df.with_columns(prev=pl.col("v").shift(1).forward_fill().over(["pid", "depth"]))
+        need = (kind == "exit") & func.is_null() & pl.col("depth").is_not_null()
+        if self.open_calls:
+            carried = pl.DataFrame(
+                {"pid": [k[0] for k in self.open_calls], "depth": [k[1] for k in self.open_calls],
+                 "carried": list(self.open_calls.values())},
+                schema={"pid": pl.Int32, "depth": pl.Int32, "carried": pl.String})
+            df = df.join(carried, on=["pid", "depth"], how="left", maintain_order="left")
+            df = df.with_columns(prev=pl.coalesce(pl.col("prev"), pl.col("carried")))
+        df = df.with_columns(func=pl.when(need & (pl.col("prev") != closed)).then(pl.col("prev")).otherwise(func))
+        last = df.filter(pl.col("v").is_not_null()).group_by(["pid", "depth"]).agg(pl.col("v").last())
+        for p_, d_, v_ in last.iter_rows():
+            if p_ is not None and d_ is not None:
+                self.open_calls[(p_, d_)] = v_
+        return df.select(fg.columns)
 
 
 PARSERS = [TraceCmdReportParser]
