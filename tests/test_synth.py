@@ -200,6 +200,22 @@ def test_funcgraph_expected_matches_model_counts():
         assert (m.bailout == m.bailout_m).all() and (m.early_exit == m.early_exit_m).all()
 
 
+@pytest.mark.parametrize("seed,layout", [(11, Layout(vmas=5, forks=2, pages=3, items=4, child_items=2)),
+                                         (12, Layout(vmas=30, pages=1, items=9)),
+                                         (13, Layout(vmas=1, forks=6, pages=2, items=3))])
+def test_oracles_agree_with_model_under_contention(seed, layout):
+    costs = Costs(p_writer=0.25, p_offcpu=0.1, p_offcpu_held=0.1, p_irq=0.3)
+    for ev in ("function-graph", "kprobe"):
+        res = generate(layout, walks=10, evidence=ev, seed=seed, caller="mixed", costs=costs)
+        ew = res.expected_walks.sort_values(["pid", "start_ns"]).reset_index(drop=True)
+        mw = res.model_walks.sort_values(["pid", "start_ns"]).reset_index(drop=True)
+        assert len(ew) == len(mw)
+        for c in ("n_windows", "iterations", "rmap_one", "invalid", "slow_windows", "bailout", "early_exit"):
+            assert list(ew[c].astype(object)) == list(mw[c].astype(object)), (ev, c)
+        if ev == "kprobe":
+            assert list(ew.skip_addr.astype(int)) == list(mw.skip_addr)
+
+
 def test_kprobe_expected_splits_skips_like_the_model():
     res = generate(Layout(vmas=6, forks=2, pages=1, items=3), walks=4, evidence="kprobe", seed=1, caller="migrate")
     ew, mw = res.expected_walks, res.model_walks

@@ -171,6 +171,8 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
         raise ValueError("retval must be None, '6.13' or '6.5'")
     if retaddr and retval == "6.5":
         raise ValueError("funcgraph-retaddr exists from 6.13 on: use retval='6.13' with it")
+    if walks < 1 or tasks < 1:
+        raise ValueError("walks and tasks must be >= 1")
     costs = costs or Costs()
     task_list, override = _tasks(caller, tasks)
     ncpu = 2 * ((len(task_list) + 1) // 2) + 1  # task pairs share two CPUs; the last CPU: ksmd and writers
