@@ -25,9 +25,8 @@ def report(
 ) -> None:
     """Compare the walks of two labels: the original patch table, distributions, tests and figures.
 
-    Each label may hold several runs; with at least two runs per side the run is the unit of the
-    verdict. Statistics use complete walks only; cells the evidence cannot give read n/a.
-    """
+    Each label may hold several runs; with at least two runs per side the run is the unit of the verdict. Statistics use complete walks only; cells the evidence cannot give read n/a.
+    """  # noqa: E501 (one line per paragraph: typer keeps the line breaks)
     from .. import api
     from ..errors import KsmtraceError
     from ..report import FORMATS, PAGE_TYPES, build_report, write
