@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -62,16 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except SystemExit as e:  # typer/click exit paths
         return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # click usage errors and the like
-        import click
+    except Exception as e:  # usage errors from typer's bundled click
+        from typer._click import exceptions as cx
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+        if isinstance(e, cx.ClickException):
+            print(f"ksmtrace: error: {e.format_message()}", file=sys.stderr)
             return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, cx.Abort):
             print("ksmtrace: aborted", file=sys.stderr)
             return 130
-        if isinstance(e, click.exceptions.Exit):
+        if isinstance(e, cx.Exit):
             return e.exit_code
         raise
 

@@ -58,15 +58,23 @@ def demo(
 
 
 def _reports(pairs: list[dict], store: Path, out: Path) -> None:
-    try:
-        from ..report import api as report_api  # written with the report work
-    except ImportError:
-        return
+    from ..report import build_report, render, write
+
     out.mkdir(parents=True, exist_ok=True)
-    for pair in pairs:
-        b, a = pair["before"]["label"], pair["after"]["label"]
-        print(f"\n=== {pair['title']}: {b} -> {a} ===\n")
-        report_api.demo_report(store, b, a, out / pair["name"], page_type=pair.get("page_type", "ksm"))
+    written = []
+    with api.connect(store) as con:
+        for pair in pairs:
+            b, a = pair["before"]["label"], pair["after"]["label"]
+            print(f"\n=== {pair['title']} ===\n")
+            rep = build_report(con, b, a, pair.get("page_type", "ksm"))
+            print(render(rep, "text"))
+            written += write(rep, "html", out=out / f"{pair['name']}.html")
+            written += write(rep, "lkml", out=out / f"{pair['name']}.lkml.txt")
+    print("\nReports written:")
+    for p in written:
+        if p.suffix in (".html", ".txt"):
+            print(f"  {p.resolve()}")
+    print("Open the .html files in a browser; the .lkml.txt files are ready to paste into a changelog.")
 
 
 def register(app: typer.Typer) -> None:
