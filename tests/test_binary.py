@@ -157,11 +157,13 @@ def test_cli_ingest_perf_data_and_catalogue(tmp_path):
     r = run_cli("ingest", "--store", str(store), "-l", "before", str(PERF_CC))
     assert r.code == 0, r.err
     assert "[perf-data" in r.out
-    r = run_cli("sql", "--store", str(store), "-f", "json", "select format, sha256, tracer, meta from runs")
-    (row,) = json.loads(r.out)
+    from ksmtrace.store import Store
+
+    (row,) = Store(store).runs().to_pylist()
     assert row["format"] == "perf-data" and row["tracer"] == "perf"
     assert row["sha256"] == hashlib.sha256(PERF_CC.read_bytes()).hexdigest()
     assert json.loads(row["meta"])["converter"].startswith("perf script")
+    assert row["n_events"] == perf_event_lines(PERF_CC)
 
 
 def _cut(tmp_path, name, keep) -> Path:

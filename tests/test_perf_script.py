@@ -6,6 +6,7 @@ import json
 import re
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -190,14 +191,14 @@ def test_cli_ingest_perf_script(tmp_path):
     r = run_cli("ingest", "--store", str(store), "--label", "before", str(f))
     assert r.code == 0, r.err
     assert "[perf-script" in r.out and "4 events" in r.out
-    r = run_cli("sql", "--store", str(store), "--format", "json",
-                "select r.n_cpus, r.kernel, r.ts_resolution_ns, r.tracer, count(*) n, "
-                "count(*) filter (where e.system = 'ksm') ksm from runs r join events e using (run_id) "
-                "group by all")
-    assert r.code == 0, r.err
-    (row,) = json.loads(r.out)
-    assert row == {"n_cpus": 4, "kernel": "5.11.0-27-generic", "ts_resolution_ns": 1000, "tracer": "perf",
-                   "n": 4, "ksm": 2}
+    from ksmtrace.store import Store
+
+    (run,) = Store(store).runs().to_pylist()
+    assert (run["n_cpus"], run["kernel"], run["ts_resolution_ns"], run["tracer"], run["n_events"]) == \
+        (4, "5.11.0-27-generic", 1000, "perf", 4)
+    events = pa.concat_tables(pq.read_table(f) for f in (store / "runs" / run["run_id"]).glob("events-*.parquet")).to_pylist()
+    assert sum(1 for e in events if e["system"] == "ksm") == 2
+    assert json.loads(run["meta"])["perf_version"] == "5.11.22"
 
 
 # -- round-trip property ----------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ Event line (builtin-script.c)::
 """
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -146,6 +148,67 @@ def parse_frames(text: pl.Series) -> pl.DataFrame:
     return out.select(*_FR_COLS, ok=pl.col("addr").is_not_null())
 
 
+def _blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
+    """Feed ``parser._block`` chunk by chunk, carrying the record still open at the end of each chunk."""
+    carry: pl.Series | None = None
+    carry_no: np.ndarray | None = None
+    for chunk in source.chunks(parser.chunk_bytes):
+        lines = lines_of(chunk.data.decode("utf-8", "replace"))
+        nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
+        if carry is not None:
+            lines = pl.concat([carry, lines])
+            nos = np.concatenate([carry_no, nos])
+        out, carry, carry_no = parser._block(lines, nos, stats, final=False)
+        yield from out
+    if carry is not None and len(carry):
+        out, _, _ = parser._block(carry, carry_no, stats, final=True)
+        yield from out
+
+
+def run_blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
+    """``_blocks`` in a worker thread, one table ahead, so that parsing the next chunk overlaps with the
+    consumer writing the previous one (polars and pyarrow release the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for t in _blocks(parser, source, stats):
+                if not put(("t", t)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer
+            put(("err", e))
+
+    th = threading.Thread(target=work, name="ksmtrace-parse", daemon=True)
+    th.start()
+    finished = False
+    try:
+        while True:
+            kind, v = q.get()
+            if kind == "t":
+                yield v
+            elif kind == "done":
+                finished = True
+                return
+            else:
+                finished = True
+                raise v
+    finally:
+        stop.set()
+        if finished:
+            th.join()
+
+
 # -- the parser ----------------------------------------------------------------------------------------------
 
 class PerfScriptParser(Parser):
@@ -218,19 +281,7 @@ class PerfScriptParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         stats.meta.setdefault("tracer", "perf")
         stats.meta.setdefault("ts_unit", "ns")
-        carry: pl.Series | None = None
-        carry_no: np.ndarray | None = None
-        for chunk in source.chunks(self.chunk_bytes):
-            lines = lines_of(chunk.data.decode("utf-8", "replace"))
-            nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
-            if carry is not None:
-                lines = pl.concat([carry, lines])
-                nos = np.concatenate([carry_no, nos])
-            out, carry, carry_no = self._block(lines, nos, stats, final=False)
-            yield from out
-        if carry is not None and len(carry):
-            out, _, _ = self._block(carry, carry_no, stats, final=True)
-            yield from out
+        yield from run_blocks(self, source, stats)
         if self.resolution is not None:
             stats.meta["ts_resolution_ns"] = self.resolution
 

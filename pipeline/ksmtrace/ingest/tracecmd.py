@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from ..schema import FRAME
 from .base import Parser, ParseStats
-from .perf_script import build_callchain, fields_for, lines_of, ts_ns_expr
+from .perf_script import build_callchain, fields_for, run_blocks, ts_ns_expr
 from .source import CHUNK_BYTES, TraceSource
 
 EVENT_RE = (
@@ -150,19 +150,7 @@ class TraceCmdReportParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         stats.meta.setdefault("tracer", "trace-cmd")
         stats.meta.setdefault("ts_unit", "ns")
-        carry: pl.Series | None = None
-        carry_no: np.ndarray | None = None
-        for chunk in source.chunks(self.chunk_bytes):
-            lines = lines_of(chunk.data.decode("utf-8", "replace"))
-            nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
-            if carry is not None:
-                lines = pl.concat([carry, lines])
-                nos = np.concatenate([carry_no, nos])
-            out, carry, carry_no = self._block(lines, nos, stats, final=False)
-            yield from out
-        if carry is not None and len(carry):
-            out, _, _ = self._block(carry, carry_no, stats, final=True)
-            yield from out
+        yield from run_blocks(self, source, stats)
         if self.resolution is not None:
             stats.meta["ts_resolution_ns"] = self.resolution
 
