@@ -321,6 +321,10 @@ class Capture:
             p = subprocess.run(script, stdout=f, stderr=subprocess.PIPE)
         if p.returncode != 0:
             raise env.CaptureError(f"perf script failed: {p.stderr.decode(errors='replace').strip()[:300]}")
+        self.meta["ksm_walk_events"] = count_ksm_walk_events(self.out)
+        print(f"capture: {self.meta['ksm_walk_events']} events have rmap_walk_ksm in their callchain"
+              + ("" if self.meta["ksm_walk_events"] else " (no KSM walk was triggered or recorded)"),
+              file=sys.stderr)
         hdr = subprocess.run([perf, "script", "-i", str(data), "--header-only"], capture_output=True, text=True)
         self.meta["perf_header"] = [ln for ln in hdr.stdout.splitlines()
                                     if any(k in ln for k in ("os release", "perf version", "nrcpus", "cmdline",
@@ -451,6 +455,20 @@ class Capture:
         self.meta["probes"] = added
         self._instance_capture(t, ("ksmp",) + tracefs.STOCK_EVENTS[5:], stacktrace=True)
         self.meta["kprobe_profile"] = (env.read(t / "kprobe_profile") or "").splitlines()
+
+
+def count_ksm_walk_events(path: Path) -> int:
+    """perf script text: records whose callchain has an rmap_walk_ksm frame."""
+    n, seen = 0, False
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith((b"\t", b" ")) and not line.lstrip().startswith(b"#") and b":" not in line[:60]:
+                if not seen and (line.rstrip().endswith(b" rmap_walk_ksm") or b" rmap_walk_ksm+" in line):
+                    n += 1
+                    seen = True
+            elif line.strip():
+                seen = False
+    return n
 
 
 def _overruns(stats_text: str) -> dict[str, int]:

@@ -50,8 +50,8 @@ class ReproOptions:
     forks: int = 0
     trigger: str = "compact"
     hold: float = 0.0
-    compact_passes: int = 2           # compaction passes per attempt while no KSM page moved
-    attempts: int = 3                 # rebuild the region (new physical pages) while compaction moved none
+    compact_passes: int = 1           # compaction passes per attempt while no KSM page moved
+    attempts: int = 1                 # rebuild the region (new physical pages) while compaction moved none
     pages_to_scan: int = 5000
     sleep_millisecs: int = 10
     merge_timeout: float = 180.0
@@ -430,8 +430,10 @@ class Repro:
         r.pages_moved = sum(1 for a, b in zip(before, after) if a and a != b)
         r.notes = [n for n in r.notes if not n.startswith("compaction moved")]
         if not moved_ksm:
-            r.notes.append("compaction moved no KSM page: they all sit above the scanners' meeting point "
-                           "(capture.md §8.2); retry, or use a larger --pages so the region reaches lower PFNs")
+            r.notes.append("compaction moved no KSM page (only pages below the scanners' meeting point move: "
+                           "capture.md §8.2). Failed migration attempts still walk the rmap: check the trace for "
+                           "set_migration_pte bursts with rmap_walk_ksm; or retry with --attempts 3 "
+                           "--compact-passes 2")
         else:
             r.notes.append(f"compaction moved {moved_ksm} of {len(ksm_before)} KSM pages (not guaranteed: "
                            "only pages below the scanners' meeting point move)")

@@ -28,9 +28,9 @@ def repro(
     trigger: str = typer.Option("compact", "--trigger", help="What makes the kernel walk the KSM pages: compact, "
                                 "move-pages (needs 2 NUMA nodes) or none."),
     hold: float = typer.Option(0.0, "--hold", help="Keep the layout alive this many seconds after the trigger."),
-    compact_passes: int = typer.Option(2, "--compact-passes", help="Compaction passes per attempt while no KSM "
+    compact_passes: int = typer.Option(1, "--compact-passes", help="Compaction passes per attempt while no KSM "
                                        "page moved."),
-    attempts: int = typer.Option(3, "--attempts", help="Rebuild the region on new pages while compaction moved "
+    attempts: int = typer.Option(1, "--attempts", help="Rebuild the region on new pages while compaction moved "
                                  "no KSM page."),
     pages_to_scan: int = typer.Option(5000, "--pages-to-scan", help="KSM pages_to_scan while merging (restored)."),
     sleep_ms: int = typer.Option(10, "--sleep-ms", help="KSM sleep_millisecs while merging (restored)."),
