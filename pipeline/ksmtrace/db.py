@@ -48,7 +48,11 @@ def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnecti
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(Path(store.root).resolve())])
     for f in sql_files():
-        con.execute(f.read_text())
+        try:
+            con.execute(f.read_text())
+        except duckdb.Error as e:
+            con.close()
+            raise StoreError(f"{f}: cannot define the views: {' '.join(str(e).split())}") from None
     return con
 
 

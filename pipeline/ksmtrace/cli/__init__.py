@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, cx.ClickException):
             print(f"ksmtrace: error: {e.format_message()}", file=sys.stderr)
             return e.exit_code
-        if isinstance(e, cx.Abort):
+        if isinstance(e, typer.Abort):
             print("ksmtrace: aborted", file=sys.stderr)
             return 130
-        if isinstance(e, cx.Exit):
+        if isinstance(e, typer.Exit):
             return e.exit_code
         raise
 
