@@ -324,7 +324,7 @@ class PerfScriptParser(Parser):
             cut = int(opens[-1]) if len(opens) else 0
             if not len(opens):
                 # no record start in this block: keep it all for the next chunk unless it has nothing to attach
-                if df.get_column("frame").any():
+                if df.get_column("frame").any() and df.height < 4_000_000:
                     return [], lines, nos
                 cut = df.height
             carry, carry_no = lines.slice(cut), nos[cut:]
