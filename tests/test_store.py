@@ -204,3 +204,18 @@ def test_sigterm_also_cleans_up(tmp_path, store_dir, trace_file):
     assert code == 143
     assert b"Traceback" not in ing.stderr.read()
     assert not store_dir.exists()
+
+
+def test_capture_sidecar_fills_provenance(tmp_path, store_dir):
+    import json
+
+    body = "\n".join(TRACE.splitlines()[12:]) + "\n"  # no header: no #P:N
+    p = tmp_path / "cap.txt.zst"
+    p.write_bytes(zstandard.ZstdCompressor().compress(body.encode()))
+    (tmp_path / "cap.txt.meta.json").write_text(json.dumps({"kernel": "6.18.44-test", "cpus": 2,
+                                                            "preemption": "none", "method": "events"}))
+    r = run_cli("ingest", str(p), "--store", str(store_dir))
+    assert r.code == 0, r.err
+    r = run_cli("sql", "SELECT kernel, n_cpus, json_extract_string(meta, '$.capture.method') AS m FROM runs",
+                "--store", str(store_dir), "-f", "csv")
+    assert r.out.strip().splitlines()[1] == "6.18.44-test,2,events"

@@ -128,6 +128,14 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                 what = "empty input" if src.n_bytes == 0 else "no trace lines found"
                 raise BadInput(f"{src.name}: {what} (format {parser.name}); nothing stored")
             meta = dict(stats.meta)
+            capture = read_sidecar(path)
+            if capture is not None:  # provenance written by `ksmtrace capture`
+                meta["capture"] = capture
+                for key, ckey in (("kernel", "kernel"), ("n_cpus", "cpus"), ("preemption", "preemption")):
+                    if meta.get(key) is None and capture.get(ckey) is not None:
+                        meta[key] = capture[ckey]
+                if capture.get("partial"):
+                    meta["capture_partial"] = True
             row = {
                 "run_id": run_id, "label": label, "source": src.name, "format": parser.name,
                 "sha256": sha, "n_lines": n_lines, "n_events": writer.n,
@@ -155,6 +163,27 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                     _remove_if_only_scaffolding(store.root)
     finally:
         src.close()
+
+
+SIDECAR_SUFFIX = ".meta.json"
+
+
+def read_sidecar(path: str) -> dict | None:
+    """``FILE.meta.json`` beside the input (also for ``FILE.zst`` -> ``FILE.meta.json``), if any."""
+    if path == "-":
+        return None
+    p = Path(path)
+    cands = [p.with_name(p.name + SIDECAR_SUFFIX)]
+    if p.suffix in (".gz", ".xz", ".zst", ".bz2"):
+        cands.append(p.with_name(p.stem + SIDECAR_SUFFIX))
+    for c in cands:
+        if c.is_file():
+            try:
+                d = json.loads(c.read_text())
+            except (OSError, ValueError):
+                return None
+            return d if isinstance(d, dict) else None
+    return None
 
 
 def _remove_if_only_scaffolding(root: Path) -> None:
