@@ -69,9 +69,15 @@ def test_sniff_binary_magics():
 def test_perf_fields_from_header():
     hdr = ("# event : name = sched:sched_switch, , id = { 1 }, sample_type = IP|TID|TIME|CALLCHAIN|CPU|PERIOD|RAW\n"
            "# event : name = dummy:HG, , id = { 2 }, sample_type = IP|TID|TIME\n")
-    assert perf_fields(hdr) == "comm,pid,tid,cpu,time,period,event,trace,ip,sym,symoff,dso"
-    assert perf_fields("# event : name = cycles, sample_type = IP|TID|PERIOD\n") == \
-        "comm,pid,tid,period,event,trace,ip,sym,symoff,dso"
+    assert perf_fields(hdr) == ["-F", "trace:comm,pid,tid,cpu,time,period,event,trace,ip,sym,symoff,dso",
+                                "-F", "hw:comm,pid,tid,cpu,time,period,event,ip,sym,symoff,dso",
+                                "-F", "sw:comm,pid,tid,cpu,time,period,event,ip,sym,symoff,dso"]
+    # no callchain: no frame after a tracepoint payload, but samples keep their ip
+    hdr = ("# event : name = sched:sched_switch, sample_type = IP|TID|TIME|PERIOD|RAW\n"
+           "# event : name = cycles, sample_type = IP|TID|PERIOD\n")
+    assert perf_fields(hdr) == ["-F", "trace:comm,pid,tid,period,event,trace", "-F",
+                                "hw:comm,pid,tid,period,event,ip,sym,symoff,dso",
+                                "-F", "sw:comm,pid,tid,period,event,ip,sym,symoff,dso"]
     assert perf_fields("# captured on : x\n") is None
 
 
@@ -81,7 +87,7 @@ def test_perf_data_with_callchains_matches_perf_text():
     assert tbl.num_rows == perf_event_lines(PERF_CC) > 0
     m = stats.meta
     assert m["sha256"] == hashlib.sha256(PERF_CC.read_bytes()).hexdigest()
-    assert m["converter"].startswith("perf script --ns --show-lost-events -F comm,pid,tid,cpu,time")
+    assert m["converter"].startswith("perf script --ns --show-lost-events -F trace:comm,pid,tid,cpu,time")
     assert m["converter_version"] and m["kernel"] and m["n_cpus"] >= 1
     assert m["ts_resolution_ns"] == 1 and m["tracer"] == "perf"
     assert stats.n_malformed == 0
@@ -108,6 +114,9 @@ def test_zstd_perf_data():
     assert tbl.num_rows == perf_event_lines(PERF_Z) > 0
     assert set(tbl.column("event").to_pylist()) <= {"sched_switch", "sched_wakeup"}
     assert tbl.column("callchain").null_count == tbl.num_rows
+    # tracepoint payloads as the kernel prints them, no sampled ip appended
+    text = [ln for ln in tool_text(["perf", "script", "-i", str(PERF_Z)]) if ln.strip()]
+    assert tbl.column("payload").to_pylist() == [ln.split(": ", 2)[2].rstrip() for ln in text]
     assert "compressed" in stats.meta["perf_header"]
 
 

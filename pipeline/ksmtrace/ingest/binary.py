@@ -201,8 +201,13 @@ _SAMPLE_TYPE_RE = re.compile(r"sample_type = ([A-Z_|]+)")
 _EVNAME_RE = re.compile(r"name = ([^,]+)")
 
 
-def perf_fields(header_text: str) -> str | None:
-    """The ``-F`` list for the sample types in a ``perf script --header-only`` text; None if unknown."""
+def perf_fields(header_text: str) -> list[str] | None:
+    """``-F`` arguments for the sample types in a ``perf script --header-only`` text; None if unknown.
+
+    Tracepoints get their payload (``trace``) and, when recorded, callchain frames; hardware and
+    software samples get the sampled ``ip sym+off (dso)`` (on the event line, or as callchain frames).
+    Without callchains the tracepoint list has no ``ip``: perf would append the frame to the payload.
+    """
     types = []
     for ln in header_text.splitlines():
         if not ln.startswith("# event :"):
@@ -217,19 +222,20 @@ def perf_fields(header_text: str) -> str | None:
         return None
     every = set.intersection(*types)
     anyt = set.union(*types)
-    fields = ["comm"]
+    base = ["comm"]
     if "TID" in every:
-        fields += ["pid", "tid"]
+        base += ["pid", "tid"]
     if "CPU" in every:
-        fields.append("cpu")
+        base.append("cpu")
     if "TIME" in every:
-        fields.append("time")
+        base.append("time")
     if "PERIOD" in anyt:
-        fields.append("period")
-    fields += ["event", "trace"]
-    if "IP" in every or "CALLCHAIN" in anyt:
-        fields += ["ip", "sym", "symoff", "dso"]
-    return ",".join(fields)
+        base.append("period")
+    base.append("event")
+    frame = ["ip", "sym", "symoff", "dso"]
+    trace = base + ["trace"] + (frame if "CALLCHAIN" in anyt else [])
+    sample = base + (frame if "IP" in every or "CALLCHAIN" in anyt else [])
+    return ["-F", "trace:" + ",".join(trace), "-F", "hw:" + ",".join(sample), "-F", "sw:" + ",".join(sample)]
 
 
 class PerfDataParser(_BinaryParser):
@@ -260,7 +266,7 @@ class PerfDataParser(_BinaryParser):
             text_parser._header([ln for ln in hdr.splitlines() if ln.startswith("#")], stats)
             stats.meta["perf_version_recorded"] = stats.meta.pop("perf_version", None)
             fields = perf_fields(hdr)
-            cmd = [exe, "script", "--ns", "--show-lost-events"] + (["-F", fields] if fields else []) + ["-i", path]
+            cmd = [exe, "script", "--ns", "--show-lost-events"] + (fields or []) + ["-i", path]
             stats.meta["converter"] = " ".join(["perf"] + cmd[1:-1] + [source.name])
             conv = _Converter(cmd, f"{source.name} (perf script)")
             yield from self._stream(conv, text_parser, stats, None, source.name)
