@@ -28,6 +28,7 @@ PERF_CC = DATA / "sched_migrate_callchain.perf.data"
 PERF_Z = DATA / "sched_wakeup_zstd.perf.data"
 TDAT = DATA / "sched_stack.trace.dat"
 TDAT6 = DATA / "sched_stack_v6.trace.dat.gz"
+PERF_LOST = DATA / "syscalls_lost.perf.data.gz"
 
 needs_perf = pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
 needs_tc = pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd not installed")
@@ -118,6 +119,22 @@ def test_zstd_perf_data():
     text = [ln for ln in tool_text(["perf", "script", "-i", str(PERF_Z)]) if ln.strip()]
     assert tbl.column("payload").to_pylist() == [ln.split(": ", 2)[2].rstrip() for ln in text]
     assert "compressed" in stats.meta["perf_header"]
+
+
+@needs_perf
+def test_lost_events_from_gzipped_perf_data(tmp_path):
+    import gzip
+
+    raw = tmp_path / "lost.perf.data"
+    raw.write_bytes(gzip.decompress(PERF_LOST.read_bytes()))
+    text = tool_text(["perf", "script", "--show-lost-events", "-i", str(raw)])
+    lost_lines = [ln for ln in text if "PERF_RECORD_LOST" in ln]
+    expected = sum(int(ln.split()[-1]) for ln in lost_lines)
+    tbl, stats = ingest(PERF_LOST, PerfDataParser)
+    assert lost_lines and stats.n_lost_events == expected > 0
+    assert tbl.column("event").to_pylist().count("__lost_events") == len(lost_lines)
+    assert tbl.num_rows == len(text)
+    assert stats.meta["sha256"] == hashlib.sha256(gzip.decompress(PERF_LOST.read_bytes())).hexdigest()
 
 
 @needs_tc

@@ -30,3 +30,7 @@ ls -l ./*.perf.data ./*.trace.dat
 #    ksmtrace decompresses it and hands the .dat to trace-cmd
 trace-cmd convert -i sched_stack.trace.dat --file-version 6 -o sched_stack_v6.trace.dat
 gzip -9 -f sched_stack_v6.trace.dat
+
+# 5. a perf.data with lost events (one-page buffer, a syscall storm), gzip-wrapped
+perf record -m 1 -e raw_syscalls:sys_enter -o syscalls_lost.perf.data -- dd if=/dev/zero of=/dev/null bs=1 count=3000
+gzip -9 -f syscalls_lost.perf.data
