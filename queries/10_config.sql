@@ -71,7 +71,13 @@ INSERT OR IGNORE INTO _callchain_ignored_events VALUES
 -- helpers ---------------------------------------------------------------------------------------
 
 -- a printed return value is zero: '0', '0x0', '0x0000', '-0' (walk_rules.md (b): `0x0`, `0` are zero)
-CREATE OR REPLACE MACRO _is_zero(v) AS regexp_matches(trim(v), '^[-+]?(0x)?0+$');
+CREATE OR REPLACE MACRO _is_zero_digits(d) AS length(d) > 0 AND ltrim(d, '0') = '';
+-- (string functions, no regex: this runs on every function_graph row)
+CREATE OR REPLACE MACRO _is_zero(v) AS
+    CASE WHEN v IS NULL THEN NULL
+         WHEN v = '0x0' OR v = '0' THEN true
+         ELSE _is_zero_digits(CASE WHEN lower(left(ltrim(trim(v), '+-'), 2)) = '0x' THEN substr(ltrim(trim(v), '+-'), 3)
+                                   ELSE ltrim(trim(v), '+-') END) END;
 
 -- symbol of "sym+0xoff/0xsize", "<-sym+0x8e/0xc0" or "sym": the name without offset
 CREATE OR REPLACE MACRO _sym(v) AS

@@ -1,11 +1,13 @@
 -- ksmtrace walk reconstruction, evidence (a): the proposed rmap tracepoints (kernel.md §6.1,
 -- walk_rules.md (a)). Private; the public view is `walks` (20_walks.sql).
 --
--- Every per-kind view `_walks_<kind>` has the same columns, in this order:
---   run_id, label, walk_id, evidence, page_type, pid, comm, cpu, start_ns, end_ns, duration_ns,
---   paired (both ends seen; the loss check is applied in 20_walks.sql), n_windows, max_hold_ns,
---   total_hold_ns, iterations, max_window_iterations, rmap_one, skipped, skip_addr, skip_mm, caller,
---   slow_windows, bailout, invalid, early_exit, n_events, start_line, end_line
+-- Every per-kind view `_<kind>_out` returns walk rows (part = 'walk') and lock-window rows
+-- (part = 'window') with the same 34 columns, in this order:
+--   part, run_id, label, walk_id, window_no, evidence, page_type, pid, comm, cpu, start_ns, end_ns,
+--   duration_ns, paired (both ends seen; the loss check is applied in 20_walks.sql), n_windows,
+--   max_hold_ns, total_hold_ns, iterations, max_window_iterations, rmap_one, skipped, skip_addr, skip_mm,
+--   caller, slow_windows, bailout, invalid, early_exit, n_events, start_line, end_line, hold_ns, slow,
+--   counters_consistent
 -- walk_id is the input line number of the walk's first record (its start event, or its end event when
 -- the start is missing): unique within a run, and it points back into the trace file.
 
@@ -45,7 +47,7 @@ SELECT *,
 FROM l
 WINDOW m AS (PARTITION BY run_id, pid, folio, rwc, level ORDER BY ts_ns, line_no);
 
-CREATE OR REPLACE VIEW _walks_tracepoint AS
+CREATE OR REPLACE VIEW _tp_out AS
 WITH fam AS (SELECT list(func) || (SELECT list(sym) FROM _rmap_dispatch_frames) AS f FROM _rmap_walkers),
 raw AS (
     -- paired and unpaired starts
@@ -66,7 +68,8 @@ raw AS (
            ts_ns - TRY_CAST(duration_txt AS BIGINT), ts_ns, true, callchain, line_no, line_no
     FROM _tp_rows WHERE event = 'rmap_walk'
 )
-SELECT run_id, label, walk_id, 'tracepoint' AS evidence, page_type, pid, comm, cpu, start_ns, end_ns,
+SELECT 'walk' AS part, run_id, label, walk_id, NULL::BIGINT AS window_no, 'tracepoint' AS evidence, page_type,
+       pid, comm, cpu, start_ns, end_ns,
        end_ns - start_ns AS duration_ns, paired,
        NULL::BIGINT AS n_windows, NULL::BIGINT AS max_hold_ns, NULL::BIGINT AS total_hold_ns,
        NULL::BIGINT AS iterations, NULL::BIGINT AS max_window_iterations, NULL::BIGINT AS rmap_one,
@@ -74,5 +77,6 @@ SELECT run_id, label, walk_id, 'tracepoint' AS evidence, page_type, pid, comm, c
        -- (a) caller: first frame outward from rmap_walk* that is not one of the rmap_walk family
        _caller_after(cc, fam.f, fam.f) AS caller,
        NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
-       NULL::BOOLEAN AS early_exit, NULL::BIGINT AS n_events, start_line, end_line
+       NULL::BOOLEAN AS early_exit, NULL::BIGINT AS n_events, start_line, end_line,
+       NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
 FROM raw, fam;

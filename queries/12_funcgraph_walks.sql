@@ -1,193 +1,196 @@
 -- ksmtrace walk reconstruction, evidence (b): function_graph with rmap_walk_ksm (or rmap_walk_anon /
--- rmap_walk_file) as graph function (kernel.md §6.2, walk_rules.md (b)). Private views; the public
--- ones are `walks` and `lock_windows`.
+-- rmap_walk_file) as graph function (kernel.md §6.2, walk_rules.md (b)). Private; the public views are
+-- `walks` and `lock_windows` (20_walks.sql, 21_lock_windows.sql).
 --
--- Nesting is tracked per task (run, pid), never per CPU: a walk may move CPUs in cond_resched().
--- Rows are ordered per task by (ts_ns, line_no); rn is that order.
+-- Every per-kind view `_<kind>_out` returns walk rows (part = 'walk') and lock-window rows
+-- (part = 'window') in one relation (columns listed in 11_tracepoint_walks.sql), so that one query
+-- computes each kind once.
+--
+-- Nesting is tracked per task (run, pid), never per CPU (a walk may move CPUs in cond_resched()), in file
+-- order (line_no): the order in which the tracer printed the task's calls. Performance: three sorts in
+-- all (task order for membership, walk order twice for the children), no self-joins.
 
-CREATE OR REPLACE VIEW _fg_rows AS
-WITH r AS (
-    SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, func, parent, depth, kind, duration_ns, retval
-    FROM events
-    WHERE event IN ('funcgraph_entry', 'funcgraph_exit') AND kind IN ('entry', 'leaf', 'exit')
-)
-SELECT *, row_number() OVER (PARTITION BY run_id, pid ORDER BY ts_ns, line_no) AS rn FROM r;
-
--- Pair every entry with its exit: the next row of the same task at the same depth. In a well-formed
--- trace that row is the closing `}`; anything else (entry, leaf) means the exit is missing.
--- The lag gives exits without entry (the trace began inside the call).
-CREATE OR REPLACE VIEW _fg_paired AS
-SELECT *,
-       lead(kind) OVER d AS nxt_kind, lead(ts_ns) OVER d AS nxt_ts, lead(rn) OVER d AS nxt_rn,
-       lead(duration_ns) OVER d AS nxt_dur, lead(line_no) OVER d AS nxt_line, lead(retval) OVER d AS nxt_retval,
-       lag(kind) OVER d AS prv_kind
-FROM _fg_rows
-WINDOW d AS (PARTITION BY run_id, pid, depth ORDER BY rn);
-
--- Children: rows of depth = walk depth + 1 between the walk's entry and its exit (kinds entry, leaf).
--- Membership without a join: the most recent walk entry of the task (last_value IGNORE NULLS) with its
--- exit's rn; a row belongs when it comes before that exit. An entry without exit keeps its children up
--- to the next row at the walk's depth (or to the end of the trace).
-CREATE OR REPLACE VIEW _fg_children AS
-WITH marked AS (
-    SELECT p.*,
-           CASE WHEN kind = 'entry' AND func IN (SELECT func FROM _rmap_walkers) THEN line_no END AS w_id,
-           CASE WHEN kind = 'entry' AND func IN (SELECT func FROM _rmap_walkers) THEN coalesce(nxt_rn, 9223372036854775807) END AS w_end_rn,
-           CASE WHEN kind = 'entry' AND func IN (SELECT func FROM _rmap_walkers) THEN depth END AS w_depth
-    FROM _fg_paired p
-), cur AS (
+CREATE OR REPLACE VIEW _fg_out AS
+WITH walkers AS (SELECT func, page_type FROM _rmap_walkers),
+-- function codes keep the sorted rows narrow: 1 trylock, 2 down_read, 3 up_read, 4 iterator, 5 rmap_one
+-- callback, 6 invalid_vma, 9 walker, 0 anything else. kc: 0 entry, 1 leaf, 2 exit.
+-- rz: the printed retval is zero (true), non-zero (false) or absent (NULL).
+codes AS (
+    SELECT 'down_read_trylock' AS func, 1 AS fc UNION ALL SELECT 'down_read', 2 UNION ALL SELECT 'up_read', 3
+    UNION ALL SELECT func, 4 FROM _rmap_iterator_funcs
+    UNION ALL SELECT func, 5 FROM _rmap_one_callbacks
+    UNION ALL SELECT func, 6 FROM _rmap_invalid_vma_funcs
+    UNION ALL SELECT func, 9 FROM _rmap_walkers
+),
+r AS MATERIALIZED (
+    SELECT hash(e.run_id) AS rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.depth, e.duration_ns,
+           coalesce(c.fc, 0)::UTINYINT AS fc,
+           (CASE e.kind WHEN 'entry' THEN 0 WHEN 'leaf' THEN 1 ELSE 2 END)::UTINYINT AS kc,
+           _is_zero(e.retval) AS rz,
+           CASE WHEN c.fc = 9 THEN e.func END AS wfunc
+    FROM events e LEFT JOIN codes c ON c.func = e.func
+    WHERE e.event IN ('funcgraph_entry', 'funcgraph_exit') AND e.kind IN ('entry', 'leaf', 'exit')
+),
+-- (1) task order: the walk each row lies in = the task's last walker entry, when no walker exit came after
+-- it (the parser names the function on every closing line, from the braces or the tail comment)
+a AS (
     SELECT *,
-           last_value(w_id IGNORE NULLS) OVER t AS cw_id,
-           last_value(w_end_rn IGNORE NULLS) OVER t AS cw_end_rn,
-           last_value(w_depth IGNORE NULLS) OVER t AS cw_depth
-    FROM marked
-    WINDOW t AS (PARTITION BY run_id, pid ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-)
-SELECT run_id, pid, cw_id AS walk_id, rn, line_no, ts_ns, func, kind, duration_ns,
-       -- retval of the child: the leaf's own, or the closing line's for a nested call
-       CASE WHEN kind = 'leaf' THEN retval WHEN nxt_kind = 'exit' THEN nxt_retval END AS retval,
-       -- return time: leaf = ts + printed duration; nested = ts of its closing line
-       CASE WHEN kind = 'leaf' THEN ts_ns + duration_ns WHEN nxt_kind = 'exit' THEN nxt_ts END AS ret_ns
-FROM cur
-WHERE cw_id IS NOT NULL AND rn < cw_end_rn AND depth = cw_depth + 1 AND kind IN ('entry', 'leaf');
-
--- Children classified, with what follows each one in its walk.
-CREATE OR REPLACE VIEW _fg_children_cls AS
-WITH c AS (
-    SELECT c.*,
-           func = 'down_read_trylock' AS is_try,
-           func = 'down_read' AS is_dr,
-           func = 'up_read' AS is_up,
-           func IN (SELECT func FROM _rmap_iterator_funcs) AS is_iter,
-           func IN (SELECT func FROM _rmap_one_callbacks) AS is_cb,
-           func IN (SELECT func FROM _rmap_invalid_vma_funcs) AS is_inv
-    FROM _fg_children c
-), n AS (
+           last_value(CASE WHEN fc = 9 AND kc = 0 THEN line_no END IGNORE NULLS) OVER t AS cw_line,
+           last_value(CASE WHEN fc = 9 AND kc = 0 THEN depth END IGNORE NULLS) OVER t AS cw_depth,
+           last_value(CASE WHEN fc = 9 AND kc = 2 THEN line_no END IGNORE NULLS) OVER t AS cx_line
+    FROM r
+    WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+-- children (depth = walk depth + 1) with the closing lines of nested children; deeper rows are ignored
+c0 AS (
+    SELECT rk, cw_line AS walk_id, line_no, ts_ns, fc, kc, duration_ns, rz
+    FROM a
+    WHERE cw_line IS NOT NULL AND line_no > cw_line AND (cx_line IS NULL OR cx_line < cw_line)
+      AND depth = cw_depth + 1
+),
+-- (2) walk order: what follows each child. A nested child's entry is followed by its own closing line.
+c1 AS (
     SELECT *,
-           lead(func) OVER w AS next_func,
-           -- the next child that is a callback, an iterator or up_read (decides an invalid_vma without retval)
-           first_value(CASE WHEN is_cb OR is_iter OR is_up THEN func END IGNORE NULLS) OVER f AS next_key_func
+           lead(kc) OVER k AS nxt_kc, lead(ts_ns) OVER k AS nxt_ts, lead(rz) OVER k AS nxt_rz,
+           lead(fc) OVER k AS nxt_fc, lead(fc, 2) OVER k AS nxt2_fc,
+           -- next child that is a callback, an iterator or up_read (decides an invalid_vma without retval)
+           first_value(CASE WHEN kc <> 2 AND fc IN (3, 4, 5) THEN fc END IGNORE NULLS)
+               OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
+               AS next_key_fc
+    FROM c0
+    WINDOW k AS (PARTITION BY rk, walk_id ORDER BY line_no)
+),
+c3 AS (
+    SELECT rk, walk_id, line_no, ts_ns, fc, nxt_fc_child AS next_fc, ret_zero AS rz, ret_ns,
+           -- trylock success: retval != 0 when printed; without retval: not followed by a down_read child and
+           -- not the walk's last child (walk_rules.md (b))
+           fc = 1 AND CASE WHEN ret_zero IS NOT NULL THEN NOT ret_zero
+                           ELSE nxt_fc_child IS NOT NULL AND nxt_fc_child <> 2 END AS try_ok,
+           -- invalid_vma rejection: retval != 0; without retval: no callback before the next iterator / up_read
+           fc = 6 AND CASE WHEN ret_zero IS NOT NULL THEN NOT ret_zero
+                           ELSE next_key_fc IS DISTINCT FROM 5 END AS inv_yes
+    FROM (
+        SELECT *,
+               -- retval of the child: the leaf's own, or its closing line's
+               CASE WHEN kc = 1 THEN rz WHEN nxt_kc = 2 THEN nxt_rz END AS ret_zero,
+               -- return time: leaf = ts + printed duration; nested = ts of its closing line
+               CASE WHEN kc = 1 THEN ts_ns + duration_ns WHEN nxt_kc = 2 THEN nxt_ts END AS ret_ns,
+               CASE WHEN kc = 0 AND nxt_kc = 2 THEN nxt2_fc ELSE nxt_fc END AS nxt_fc_child
+        FROM c1 WHERE kc <> 2
+    )
+),
+-- (3) walk order again: window membership. A window starts at a successful trylock or at a down_read (the
+-- slow path after a failed one) and ends at the next up_read; wno = running count of starts; a child is
+-- inside its window when no up_read lies between the window's start and the child.
+c AS (
+    SELECT *,
+           fc = 1 AND NOT try_ok AS try_fail,
+           try_ok OR fc = 2 AS win_start,
+           sum(CASE WHEN try_ok OR fc = 2 THEN 1 ELSE 0 END) OVER k AS wno,
+           last_value(CASE WHEN try_ok OR fc = 2 THEN line_no END IGNORE NULLS) OVER k AS ws_line,
+           last_value(CASE WHEN fc = 3 THEN line_no END IGNORE NULLS)
+               OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               AS up_before
+    FROM c3
+    WINDOW k AS (PARTITION BY rk, walk_id ORDER BY line_no ROWS UNBOUNDED PRECEDING)
+),
+cm AS MATERIALIZED (
+    SELECT rk, walk_id, line_no, ts_ns, fc, next_fc, rz, ret_ns, try_ok, inv_yes, try_fail, win_start, wno,
+           wno > 0 AND line_no > ws_line AND (up_before IS NULL OR up_before < ws_line) AS inside
     FROM c
-    WINDOW w AS (PARTITION BY run_id, walk_id ORDER BY rn),
-           f AS (PARTITION BY run_id, walk_id ORDER BY rn ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
-), s AS (
-    SELECT *,
-           -- trylock success: retval != 0 when printed; without retval: not followed by a down_read
-           -- child and not the walk's last child (walk_rules.md (b))
-           is_try AND CASE WHEN retval IS NOT NULL THEN NOT _is_zero(retval)
-                           ELSE next_func IS NOT NULL AND next_func <> 'down_read' END AS try_ok
-    FROM n
-)
-SELECT *,
-       is_try AND NOT try_ok AS try_fail,
-       -- a window starts at a successful trylock, or at down_read (the slow path after a failed trylock)
-       try_ok OR is_dr AS win_start,
-       sum(CASE WHEN try_ok OR is_dr THEN 1 ELSE 0 END) OVER w AS wno,
-       -- invalid_vma rejection: retval != 0; without retval: no callback before the next iterator / up_read
-       is_inv AND CASE WHEN retval IS NOT NULL THEN NOT _is_zero(retval)
-                       ELSE next_key_func IS NULL OR next_key_func NOT IN (SELECT func FROM _rmap_one_callbacks) END
-           AS inv_yes
-FROM s
-WINDOW w AS (PARTITION BY run_id, walk_id ORDER BY rn ROWS UNBOUNDED PRECEDING);
-
--- runs whose trace contains iterator rows at all (else iterations are unknown: NULL, not 0)
-CREATE OR REPLACE VIEW _fg_iter_runs AS
-SELECT DISTINCT run_id FROM _fg_rows WHERE func IN (SELECT func FROM _rmap_iterator_funcs);
-
--- One row per lock window: from its start child's return time to the entry of the next up_read child.
--- A window groups the children from its start child (wno = running count of starts) up to its first
--- up_read; children after that up_read (cond_resched, a failed trylock ...) belong to no window.
-CREATE OR REPLACE VIEW _fg_windows AS
-WITH c AS (
-    SELECT *, min(rn) OVER g AS start_rn, min(CASE WHEN is_up THEN rn END) OVER g AS close_rn
-    FROM _fg_children_cls WHERE wno > 0
-    WINDOW g AS (PARTITION BY run_id, walk_id, wno)
-), m AS (
-    SELECT *, rn > start_rn AND rn < coalesce(close_rn, 9223372036854775807) AS inside FROM c
-)
-SELECT run_id, walk_id, wno AS window_no,
-       arg_min_null(ret_ns, rn) AS start_ns,
-       min(ts_ns) FILTER (WHERE rn = close_rn) AS end_ns,
-       -- iterations: with retval, iterator calls that returned non-zero; without retval all calls, minus the
-       -- last one when it is directly followed by this window's up_read (it returned NULL and ended the loop)
-       sum(CASE WHEN inside AND is_iter AND (retval IS NULL OR NOT _is_zero(retval)) THEN 1 ELSE 0 END)::BIGINT
-         - CASE WHEN arg_max_null(retval IS NULL AND next_func = 'up_read', rn) FILTER (WHERE inside AND is_iter)
-                THEN 1 ELSE 0 END AS iterations_raw,
-       count(*) FILTER (WHERE inside AND is_cb) AS rmap_one,
-       count(*) FILTER (WHERE inside AND inv_yes) AS invalid,
-       -- slow window: acquired by down_read after a failed trylock
-       arg_min_null(is_dr, rn) AS slow,
-       -- the window's last iterator call returned a chain: followed by rmap_one/done, not by up_read
-       arg_max_null(CASE WHEN retval IS NOT NULL THEN NOT _is_zero(retval) ELSE next_func IS DISTINCT FROM 'up_read' END,
-               rn) FILTER (WHERE inside AND is_iter) AS last_iter_hit
-FROM m
-GROUP BY run_id, walk_id, wno;
-
-CREATE OR REPLACE VIEW _walks_function_graph AS
-WITH w AS (
-    -- walks: entries of a walker (paired when the next row at that depth is its exit), and exits
-    -- of a walker without an entry (the trace began inside the walk)
-    SELECT p.run_id, p.label, p.line_no AS walk_id, k.page_type, p.pid, p.comm, p.cpu,
-           p.ts_ns AS start_ns,
-           CASE WHEN nxt_kind = 'exit' THEN nxt_ts END AS end_ns,
-           CASE WHEN nxt_kind = 'exit' THEN nxt_dur END AS duration_ns,
-           nxt_kind IS NOT DISTINCT FROM 'exit' AS paired,
-           _sym(p.parent) AS caller,  -- funcgraph-retaddr comment of the entry line, when printed
-           p.line_no AS start_line, CASE WHEN nxt_kind = 'exit' THEN nxt_line END AS end_line,
-           true AS has_entry
-    FROM _fg_paired p JOIN _rmap_walkers k ON p.func = k.func
-    WHERE p.kind = 'entry'
+),
+win AS MATERIALIZED (
+    SELECT rk, walk_id, wno AS window_no,
+           min(ret_ns) FILTER (WHERE win_start) AS start_ns,
+           min(ts_ns) FILTER (WHERE fc = 3 AND inside) AS end_ns,
+           -- iterations: with retval, iterator calls that returned non-zero; without retval all calls, minus
+           -- the last one when it is directly followed by this window's up_read (it returned NULL, ending the loop)
+           count(*) FILTER (WHERE inside AND fc = 4 AND rz IS NOT true)
+             - CASE WHEN arg_max_null(rz IS NULL AND next_fc IS NOT DISTINCT FROM 3, line_no)
+                             FILTER (WHERE inside AND fc = 4) THEN 1 ELSE 0 END AS iterations_raw,
+           count(*) FILTER (WHERE inside AND fc = 5) AS rmap_one,
+           count(*) FILTER (WHERE inside AND inv_yes) AS invalid,
+           bool_or(fc = 2 AND win_start) AS slow,
+           -- the window's last iterator call returned a chain: followed by rmap_one/done, not by up_read
+           arg_max_null(CASE WHEN rz IS NOT NULL THEN NOT rz ELSE next_fc IS DISTINCT FROM 3 END, line_no)
+               FILTER (WHERE inside AND fc = 4) AS last_iter_hit
+    FROM cm WHERE wno > 0
+    -- a window whose up_read was not seen (the trace ends inside it) is kept: the lock was acquired
+    -- (kernel.md §6.0 n_windows = successful acquisitions); its end_ns / hold_ns are NULL
+    GROUP BY rk, walk_id, wno
+),
+iter_runs AS (SELECT DISTINCT rk FROM r WHERE fc = 4),
+-- walks: walker entries paired with the next walker row at the same depth when it is an exit; exits of a
+-- walker without entry (the trace began inside the walk)
+wr AS (
+    SELECT r.rk, r.line_no, r.ts_ns, r.cpu, r.pid, r.wfunc AS func, r.depth, r.kc, r.duration_ns,
+           lead(r.kc) OVER d AS nxt_kc, lead(r.ts_ns) OVER d AS nxt_ts, lead(r.duration_ns) OVER d AS nxt_dur,
+           lead(r.line_no) OVER d AS nxt_line, lag(r.kc) OVER d AS prv_kc
+    FROM r WHERE fc = 9 AND kc IN (0, 2)
+    WINDOW d AS (PARTITION BY rk, pid, depth ORDER BY line_no)
+),
+w AS (
+    SELECT rk, line_no AS walk_id, func, pid, cpu, ts_ns AS start_ns,
+           CASE WHEN nxt_kc = 2 THEN nxt_ts END AS end_ns,
+           CASE WHEN nxt_kc = 2 THEN nxt_dur END AS duration_ns,
+           nxt_kc IS NOT DISTINCT FROM 2 AS paired,
+           line_no AS start_line, CASE WHEN nxt_kc = 2 THEN nxt_line END AS end_line, true AS has_entry
+    FROM wr WHERE kc = 0
     UNION ALL
-    SELECT p.run_id, p.label, p.line_no, k.page_type, p.pid, p.comm, p.cpu, NULL::BIGINT, p.ts_ns,
-           p.duration_ns, false, NULL::VARCHAR, NULL::BIGINT, p.line_no, false
-    FROM _fg_paired p JOIN _rmap_walkers k ON p.func = k.func
-    WHERE p.kind = 'exit' AND p.prv_kind IS DISTINCT FROM 'entry'
-), win AS (
-    SELECT run_id, walk_id,
-           count(*) AS n_windows,
-           max(end_ns - start_ns) AS max_hold_ns,
-           sum(end_ns - start_ns)::BIGINT AS total_hold_ns,
-           sum(iterations_raw)::BIGINT AS iterations,
-           max(iterations_raw) AS max_window_iterations,
-           count(*) FILTER (WHERE slow) AS slow_windows,
+    SELECT rk, line_no, func, pid, cpu, NULL, ts_ns, duration_ns, false, NULL, line_no, false
+    FROM wr WHERE kc = 2 AND prv_kc IS DISTINCT FROM 0
+),
+wagg AS (
+    SELECT rk, walk_id, count(*) AS n_windows, max(end_ns - start_ns) AS max_hold_ns,
+           sum(end_ns - start_ns)::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
+           max(iterations_raw) AS max_window_iterations, count(*) FILTER (WHERE slow) AS slow_windows,
            arg_max_null(last_iter_hit, window_no) AS early_exit
-    FROM _fg_windows GROUP BY run_id, walk_id
-), ch AS (
-    SELECT run_id, walk_id,
-           count(*) FILTER (WHERE is_cb) AS rmap_one,
-           count(*) FILTER (WHERE inv_yes) AS invalid,
+    FROM win GROUP BY rk, walk_id
+),
+ch AS (
+    SELECT rk, walk_id, count(*) FILTER (WHERE fc = 5) AS rmap_one, count(*) FILTER (WHERE inv_yes) AS invalid,
            -- bailout: a failed trylock whose next child is the walk's end
-           bool_or(try_fail AND next_func IS NULL) AS bailout_child
-    FROM _fg_children_cls GROUP BY run_id, walk_id
+           bool_or(try_fail AND next_fc IS NULL) AS bailout_child
+    FROM cm GROUP BY rk, walk_id
+),
+-- comm, label and the funcgraph-retaddr caller of the entry line, fetched for the walk rows only
+meta AS (
+    SELECT hash(e.run_id) AS rk, e.run_id, e.line_no, e.label, e.comm, e.parent
+    FROM events e SEMI JOIN w ON w.rk = hash(e.run_id) AND w.walk_id = e.line_no
+    WHERE e.event IN ('funcgraph_entry', 'funcgraph_exit')
 )
-SELECT w.run_id, w.label, w.walk_id, 'function-graph' AS evidence, w.page_type, w.pid, w.comm, w.cpu,
-       w.start_ns, w.end_ns, w.duration_ns, w.paired,
+SELECT 'walk' AS part, meta.run_id, meta.label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
+       k.page_type, w.pid, meta.comm, w.cpu, w.start_ns, w.end_ns, w.duration_ns, w.paired,
        -- an exit without its entry: the children cannot be attributed, every count is NULL
-       CASE WHEN has_entry THEN coalesce(win.n_windows, 0) END AS n_windows,
-       win.max_hold_ns, win.total_hold_ns,
-       CASE WHEN has_entry AND it.run_id IS NOT NULL THEN coalesce(win.iterations, 0) END AS iterations,
-       CASE WHEN it.run_id IS NOT NULL THEN win.max_window_iterations END AS max_window_iterations,
+       CASE WHEN has_entry THEN coalesce(wagg.n_windows, 0) END AS n_windows,
+       wagg.max_hold_ns, wagg.total_hold_ns,
+       -- iterations NULL (not 0) when the run traces no iterator at all (walk_rules.md (b))
+       CASE WHEN has_entry AND it.rk IS NOT NULL THEN coalesce(wagg.iterations, 0) END AS iterations,
+       CASE WHEN it.rk IS NOT NULL THEN wagg.max_window_iterations END AS max_window_iterations,
        CASE WHEN has_entry THEN coalesce(ch.rmap_one, 0) END AS rmap_one,
-       CASE WHEN has_entry AND it.run_id IS NOT NULL
-            THEN coalesce(win.iterations, 0) - coalesce(ch.rmap_one, 0) - coalesce(ch.invalid, 0) END AS skipped,
+       CASE WHEN has_entry AND it.rk IS NOT NULL
+            THEN coalesce(wagg.iterations, 0) - coalesce(ch.rmap_one, 0) - coalesce(ch.invalid, 0) END AS skipped,
        NULL::BIGINT AS skip_addr, NULL::BIGINT AS skip_mm,
-       w.caller,
-       CASE WHEN has_entry THEN coalesce(win.slow_windows, 0) END AS slow_windows,
+       CASE WHEN has_entry THEN _sym(meta.parent) END AS caller,  -- funcgraph-retaddr comment, when printed
+       CASE WHEN has_entry THEN coalesce(wagg.slow_windows, 0) END AS slow_windows,
        CASE WHEN has_entry THEN coalesce(ch.bailout_child, false) AND w.paired END AS bailout,
        CASE WHEN has_entry THEN coalesce(ch.invalid, 0) END AS invalid,
-       -- no window, or no iterator call in the last window: the walk did not return from inside the loop
-       CASE WHEN has_entry AND it.run_id IS NOT NULL THEN coalesce(win.early_exit, false) END AS early_exit,
-       NULL::BIGINT AS n_events, w.start_line, w.end_line
+       -- no window, or no iterator in the last window: the walk did not return from inside the loop
+       CASE WHEN has_entry AND it.rk IS NOT NULL THEN coalesce(wagg.early_exit, false) END AS early_exit,
+       NULL::BIGINT AS n_events, w.start_line, w.end_line,
+       NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
 FROM w
-LEFT JOIN win USING (run_id, walk_id)
-LEFT JOIN ch USING (run_id, walk_id)
-LEFT JOIN _fg_iter_runs it ON it.run_id = w.run_id;
-
--- lock windows of function_graph walks, in the shape of the public lock_windows view
-CREATE OR REPLACE VIEW _lock_windows_function_graph AS
-SELECT f.run_id, f.walk_id, f.window_no, f.start_ns, f.end_ns, f.end_ns - f.start_ns AS hold_ns,
-       CASE WHEN it.run_id IS NOT NULL THEN f.iterations_raw END AS iterations,
-       f.rmap_one,
-       CASE WHEN it.run_id IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END AS skipped,
-       NULL::BIGINT AS skip_addr, NULL::BIGINT AS skip_mm, f.invalid, f.slow
-FROM _fg_windows f LEFT JOIN _fg_iter_runs it ON it.run_id = f.run_id;
+JOIN walkers k ON k.func = w.func
+JOIN meta ON meta.rk = w.rk AND meta.line_no = w.walk_id
+LEFT JOIN wagg ON wagg.rk = w.rk AND wagg.walk_id = w.walk_id
+LEFT JOIN ch ON ch.rk = w.rk AND ch.walk_id = w.walk_id
+LEFT JOIN iter_runs it ON it.rk = w.rk
+UNION ALL
+SELECT 'window', rid.run_id, NULL, f.walk_id, f.window_no, 'function-graph', NULL, NULL, NULL, NULL,
+       f.start_ns, f.end_ns, NULL, NULL, NULL, NULL, NULL,
+       CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
+       CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
+       NULL, NULL, NULL, NULL, NULL, f.invalid, NULL, NULL, NULL, NULL,
+       f.end_ns - f.start_ns, f.slow, NULL
+FROM win f JOIN (SELECT DISTINCT rk, run_id FROM meta) rid ON rid.rk = f.rk
+LEFT JOIN iter_runs it ON it.rk = f.rk;

@@ -38,14 +38,15 @@ FROM events e
 WHERE EXISTS (SELECT 1 FROM _callchain_walk_breakers b WHERE e.event LIKE b.event_like ESCAPE '\')
   AND pid IS NOT NULL;
 
--- Grouping per (run, pid) in ts order: a new walk starts at a selected event when the previous row is a
--- breaker, or when caller, page_type, event or page key (both non-NULL) differ from the previous selected
--- event. That gives segments.
-CREATE OR REPLACE VIEW _cc_segments AS
+CREATE OR REPLACE VIEW _cc_out AS
 WITH o AS (
+    -- (1) per (run, pid) in ts order, with the walk breakers: a new walk starts at a selected event when the
+    -- previous row is a breaker (another migrate / compaction event of the task), or when caller, page_type,
+    -- event or page key (both non-NULL) differ from the previous selected event
     SELECT *,
            lag(breaker) OVER t AS prv_breaker, lag(caller) OVER t AS prv_caller,
-           lag(page_type) OVER t AS prv_page_type, lag(event) OVER t AS prv_event, lag(page_key) OVER t AS prv_key
+           lag(page_type) OVER t AS prv_page_type, lag(event) OVER t AS prv_event, lag(page_key) OVER t AS prv_key,
+           row_number() OVER t AS pos
     FROM _cc_rows WINDOW t AS (PARTITION BY run_id, pid ORDER BY ts_ns, line_no)
 ), s AS (
     SELECT *,
@@ -54,76 +55,73 @@ WITH o AS (
            OR event IS DISTINCT FROM prv_event
            OR (page_key IS NOT NULL AND prv_key IS NOT NULL AND page_key <> prv_key) AS new_seg
     FROM o WHERE NOT breaker
-)
-SELECT *, sum(new_seg::INTEGER) OVER (PARTITION BY run_id, pid ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING) AS seg,
-       row_number() OVER (PARTITION BY run_id, pid ORDER BY ts_ns, line_no) AS pos
-FROM s;
-
--- A walk also ends when fields['addr'] repeats within it. Exact greedy rule, without a row-by-row loop:
--- with prev(i) = position of the previous row of the segment with the same addr, the walk starting at
--- position s ends before b(s) = min{ i : prev(i) >= s }. b() is a running minimum over rows sorted by
--- prev (an ASOF lookup); the walk starts are then the chain s0, b(s0), b(b(s0)) ... followed only in
--- segments that contain a repeat (a recursive CTE, one step per walk of such a segment).
-CREATE OR REPLACE VIEW _cc_walk_rows AS
-WITH p AS (
-    SELECT *, lag(pos) OVER (PARTITION BY run_id, pid, seg, addr ORDER BY pos) AS prev_pos
-    FROM _cc_segments
-), seginfo AS (
-    SELECT run_id, pid, seg, min(pos) AS first_pos, bool_or(addr IS NOT NULL AND prev_pos IS NOT NULL) AS has_repeat
-    FROM p GROUP BY run_id, pid, seg
+), g AS MATERIALIZED (
+    -- (2) segments: first line / position of the segment, previous selected event's ts
+    SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
+           last_value(CASE WHEN new_seg THEN line_no END IGNORE NULLS) OVER t AS seg_line,
+           last_value(CASE WHEN new_seg THEN pos END IGNORE NULLS) OVER t AS seg_pos,
+           lag(ts_ns) OVER t AS prev_ts
+    FROM s WINDOW t AS (PARTITION BY run_id, pid ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+),
+-- A walk also ends when fields['addr'] repeats within it (walk_rules.md (d)). Exact greedy rule, without a
+-- row-by-row loop, for the (rare) segments with a repeated addr: with prev(i) = position of the previous
+-- row of the segment with the same addr, the walk starting at position s ends before
+-- b(s) = min{ i : prev(i) >= s }: a running minimum over rows sorted by prev, looked up with an ASOF join;
+-- the walk starts are the chain s0, b(s0), b(b(s0)) ... (a recursive CTE, one step per walk).
+rep AS (
+    SELECT DISTINCT run_id, pid, seg_line FROM g WHERE addr IS NOT NULL
+    GROUP BY run_id, pid, seg_line, addr HAVING count(*) > 1
+), p AS MATERIALIZED (
+    SELECT g.*, lag(g.pos) OVER (PARTITION BY g.run_id, g.pid, g.seg_line, g.addr ORDER BY g.pos) AS prev_pos
+    FROM g SEMI JOIN rep ON rep.run_id = g.run_id AND rep.pid = g.pid AND rep.seg_line = g.seg_line
 ), thr AS (   -- g(t) = min pos among rows with prev_pos >= t
-    SELECT p.run_id, p.pid, p.seg, p.prev_pos,
-           min(p.pos) OVER (PARTITION BY p.run_id, p.pid, p.seg ORDER BY p.prev_pos DESC
-                            ROWS UNBOUNDED PRECEDING) AS g
-    FROM p JOIN seginfo USING (run_id, pid, seg)
-    WHERE has_repeat AND p.addr IS NOT NULL AND p.prev_pos IS NOT NULL
+    SELECT run_id, pid, seg_line, prev_pos,
+           min(pos) OVER (PARTITION BY run_id, pid, seg_line ORDER BY prev_pos DESC ROWS UNBOUNDED PRECEDING) AS b
+    FROM p WHERE addr IS NOT NULL AND prev_pos IS NOT NULL
+), nxt AS MATERIALIZED (
+    SELECT q.run_id, q.pid, q.seg_line, q.pos AS s, t.b
+    FROM p q ASOF JOIN thr t ON q.run_id = t.run_id AND q.pid = t.pid AND q.seg_line = t.seg_line
+                                AND q.pos <= t.prev_pos
 ), chain AS (
-    WITH RECURSIVE ch(run_id, pid, seg, s) AS (
-        SELECT run_id, pid, seg, first_pos FROM seginfo WHERE has_repeat
+    WITH RECURSIVE ch(run_id, pid, seg_line, s) AS (
+        SELECT run_id, pid, seg_line, min(pos) FROM p GROUP BY run_id, pid, seg_line
         UNION ALL
-        SELECT ch.run_id, ch.pid, ch.seg, t.g
-        FROM ch ASOF JOIN thr t ON ch.run_id = t.run_id AND ch.pid = t.pid AND ch.seg = t.seg AND t.prev_pos >= ch.s
+        SELECT ch.run_id, ch.pid, ch.seg_line, n.b
+        FROM ch JOIN nxt n ON ch.run_id = n.run_id AND ch.pid = n.pid AND ch.seg_line = n.seg_line AND ch.s = n.s
     )
-    SELECT run_id, pid, seg, s AS start_pos FROM ch
-)
-SELECT p.*,
-       -- walk id: line of the walk's first event
-       first_value(p.line_no) OVER (PARTITION BY p.run_id, p.pid, p.seg, sub ORDER BY p.pos) AS walk_id
-FROM (
-    SELECT p.*,
-           CASE WHEN si.has_repeat
-                THEN count(c.start_pos) OVER (PARTITION BY p.run_id, p.pid, p.seg ORDER BY p.pos ROWS UNBOUNDED PRECEDING)
-                ELSE 0 END AS sub
-    FROM p JOIN seginfo si USING (run_id, pid, seg)
-    LEFT JOIN chain c ON c.run_id = p.run_id AND c.pid = p.pid AND c.seg = p.seg AND c.start_pos = p.pos
-) p;
-
-CREATE OR REPLACE VIEW _lock_windows_callchain AS
-SELECT run_id, walk_id,
-       row_number() OVER (PARTITION BY run_id, walk_id ORDER BY ts_ns, line_no) - 1 AS window_no,
-       lag(ts_ns) OVER (PARTITION BY run_id, walk_id ORDER BY ts_ns, line_no) AS start_ns,
-       ts_ns AS end_ns
-FROM _cc_walk_rows
-QUALIFY window_no >= 1;
-
-CREATE OR REPLACE VIEW _walks_callchain AS
-WITH w AS (
+    SELECT c.run_id, c.pid, c.seg_line, c.s AS start_pos, p.line_no AS start_line
+    FROM ch c JOIN p ON p.run_id = c.run_id AND p.pid = c.pid AND p.seg_line = c.seg_line AND p.pos = c.s
+), split AS (
+    SELECT p.run_id, p.line_no, c.start_line, c.start_pos
+    FROM p ASOF JOIN chain c ON p.run_id = c.run_id AND p.pid = c.pid AND p.seg_line = c.seg_line
+                                AND p.pos >= c.start_pos
+), rows AS MATERIALIZED (
+    -- walk id = line of the walk's first event; window_no = events since that one
+    SELECT g.*, coalesce(sp.start_line, g.seg_line) AS walk_id, g.pos - coalesce(sp.start_pos, g.seg_pos) AS window_no
+    FROM g LEFT JOIN split sp ON sp.run_id = g.run_id AND sp.line_no = g.line_no
+), w AS (
     SELECT run_id, any_value(label) AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
            arg_min_null(comm, pos) AS comm, arg_min_null(cpu, pos) AS cpu,
            min(ts_ns) AS start_ns, max(ts_ns) AS end_ns, count(*) AS n_events,
+           max(ts_ns - prev_ts) FILTER (WHERE window_no > 0) AS max_hold_ns,
+           sum(ts_ns - prev_ts) FILTER (WHERE window_no > 0) AS total_hold_ns,
            any_value(caller) AS caller, min(line_no) AS start_line, max(line_no) AS end_line
-    FROM _cc_walk_rows GROUP BY run_id, walk_id
-), g AS (
-    SELECT run_id, walk_id, max(end_ns - start_ns) AS max_hold_ns, sum(end_ns - start_ns)::BIGINT AS total_hold_ns
-    FROM _lock_windows_callchain GROUP BY run_id, walk_id
+    FROM rows GROUP BY run_id, walk_id
 )
-SELECT w.run_id, w.label, w.walk_id, 'perf-callchain' AS evidence, w.page_type, w.pid, w.comm, w.cpu,
-       w.start_ns, w.end_ns, w.end_ns - w.start_ns AS duration_ns,
+SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 'perf-callchain' AS evidence,
+       w.page_type, w.pid, w.comm, w.cpu, w.start_ns, w.end_ns, w.end_ns - w.start_ns AS duration_ns,
        -- complete needs the walk to lie wholly inside the trace (not at its first or last timestamp)
        w.start_ns <> b.first_ts_ns AND w.end_ns <> b.last_ts_ns AS paired,
-       w.n_events - 1 AS n_windows, g.max_hold_ns, g.total_hold_ns,
+       w.n_events - 1 AS n_windows, w.max_hold_ns, w.total_hold_ns::BIGINT AS total_hold_ns,
        NULL::BIGINT AS iterations, NULL::BIGINT AS max_window_iterations, w.n_events AS rmap_one,
        NULL::BIGINT AS skipped, NULL::BIGINT AS skip_addr, NULL::BIGINT AS skip_mm, w.caller,
        NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
-       NULL::BOOLEAN AS early_exit, w.n_events, w.start_line, w.end_line
-FROM w JOIN _run_bounds b USING (run_id) LEFT JOIN g USING (run_id, walk_id);
+       NULL::BOOLEAN AS early_exit, w.n_events, w.start_line, w.end_line,
+       NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
+FROM w JOIN _run_bounds b USING (run_id)
+UNION ALL
+-- lock windows: the gaps between consecutive events of one walk (a proxy for one window, kernel.md §6.4)
+SELECT 'window', run_id, NULL, walk_id, window_no, 'perf-callchain', NULL, NULL, NULL, NULL,
+       prev_ts, ts_ns, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, ts_ns - prev_ts, NULL, NULL
+FROM rows WHERE window_no > 0;

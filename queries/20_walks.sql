@@ -1,7 +1,159 @@
 -- ksmtrace standard views, part 2: every rmap walk, whatever the evidence (issue #4).
--- Rules: /work/shared/reference/kernel.md §6 and the project's walk_rules.md; per-kind logic in
--- 11_tracepoint_walks.sql (a), 12_funcgraph_walks.sql (b), 13_probe_walks.sql (c),
--- 14_callchain_walks.sql (d), 15_counter_windows.sql (e).
+-- Rules: kernel.md §6 and the project's walk_rules.md; per-kind logic in 11_tracepoint_walks.sql (a),
+-- 12_funcgraph_walks.sql (b), 13_probe_walks.sql (c), 14_callchain_walks.sql (d), 15_counter_windows.sql (e).
+
+-- _walk_parts: walks (part = 'walk') and lock windows (part = 'window') of every kind, counter lines
+-- attached (walk_rules.md (e)) and the loss check applied. One query, every kind computed once
+-- (MATERIALIZED), so `walks` and `lock_windows` each cost one pass over the trace.
+CREATE OR REPLACE VIEW _walk_parts AS
+WITH kk AS MATERIALIZED (
+    SELECT * FROM _tp_out
+    UNION ALL SELECT * FROM _fg_out
+    UNION ALL SELECT * FROM _pr_out
+    UNION ALL SELECT * FROM _cc_out
+),
+k AS (SELECT * FROM kk WHERE part = 'walk'),
+lines AS MATERIALIZED (SELECT * FROM _counter_lines),
+kr AS (SELECT run_id, pid, walk_id, evidence, start_ns, end_ns, n_windows FROM k
+       WHERE start_ns IS NOT NULL AND end_ns IS NOT NULL),
+-- (e) a counter line inside a walk of another kind (same run and pid, start_ns <= ts <= end_ns) belongs to it:
+-- the latest walk of each kind that starts at or before the line (an ASOF lookup, no range join)
+owned AS MATERIALIZED (
+    SELECT c.*, w.walk_id, w.evidence, w.n_windows AS owner_windows
+    FROM (SELECT l.*, e.evidence AS ev FROM lines l CROSS JOIN (SELECT DISTINCT evidence FROM kr) e) c
+    ASOF JOIN kr w ON c.run_id = w.run_id AND c.pid = w.pid AND c.ev = w.evidence AND c.ts_ns >= w.start_ns
+    WHERE c.ts_ns <= w.end_ns
+),
+-- the other lines form walks of their own (evidence counters): consecutive lines of one pid are one walk
+-- only when a ksm_walk summary line of that pid follows them (the walk ends at the summary, duration =
+-- walk_ns); otherwise every line is a walk (one window; start/end = the window's; duration = hold_ns)
+free AS (SELECT l.* FROM lines l ANTI JOIN owned o ON o.run_id = l.run_id AND o.line_no = l.line_no),
+seq AS (
+    SELECT run_id, line_no, ts_ns, pid, false AS is_summary, NULL::BIGINT AS walk_ns, NULL::VARCHAR AS cb FROM free
+    UNION ALL
+    SELECT run_id, line_no, ts_ns, pid, true, walk_ns, cb FROM _counter_summaries
+),
+grp AS (
+    SELECT *,
+           -- group = number of summaries before this row; a summary closes the group it is in
+           coalesce(sum(is_summary::INTEGER) OVER (PARTITION BY run_id, pid ORDER BY ts_ns, line_no
+                                                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS g
+    FROM seq
+),
+closing AS (SELECT run_id, pid, g, line_no AS summary_line, ts_ns AS summary_ts, walk_ns, cb FROM grp WHERE is_summary),
+fw AS (
+    SELECT f.*, cl.summary_line, cl.summary_ts, cl.walk_ns, cl.cb,
+           CASE WHEN cl.summary_line IS NOT NULL
+                THEN min(f.line_no) OVER (PARTITION BY f.run_id, f.pid, gr.g) ELSE f.line_no END AS walk_id
+    FROM free f
+    JOIN grp gr ON gr.run_id = f.run_id AND gr.line_no = f.line_no AND NOT gr.is_summary
+    LEFT JOIN closing cl ON cl.run_id = f.run_id AND cl.pid = f.pid AND cl.g = gr.g
+),
+cagg AS (
+    SELECT run_id, any_value(label) AS label, walk_id, any_value(pid) AS pid,
+           arg_min_null(comm, line_no) AS comm, arg_min_null(cpu, line_no) AS cpu,
+           any_value(summary_line) AS summary_line, any_value(summary_ts) AS summary_ts,
+           any_value(walk_ns) AS walk_ns, any_value(cb) AS cb,
+           min(start_ns) AS first_start_ns, max(end_ns) AS last_end_ns,
+           count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
+           -- sums only when every line carries the counter
+           CASE WHEN count(hold_ns) = count(*) THEN sum(hold_ns)::BIGINT END AS total_hold_ns,
+           CASE WHEN count(iterations) = count(*) THEN sum(iterations)::BIGINT END AS iterations,
+           max(iterations) AS max_window_iterations,
+           CASE WHEN count(rmap_one) = count(*) THEN sum(rmap_one)::BIGINT END AS rmap_one,
+           CASE WHEN count(skipped) = count(*) THEN sum(skipped)::BIGINT END AS skipped,
+           CASE WHEN count(skip_addr) = count(*) THEN sum(skip_addr)::BIGINT END AS skip_addr,
+           CASE WHEN count(skip_mm) = count(*) THEN sum(skip_mm)::BIGINT END AS skip_mm,
+           CASE WHEN count(invalid) = count(*) THEN sum(invalid)::BIGINT END AS invalid,
+           min(line_no) AS start_line, max(line_no) AS last_line
+    FROM fw GROUP BY run_id, walk_id
+),
+cwalks AS (
+    SELECT 'walk' AS part, a.run_id, a.label, a.walk_id, NULL::BIGINT AS window_no, 'counters' AS evidence,
+           'ksm' AS page_type, a.pid, a.comm, a.cpu,
+           CASE WHEN summary_line IS NOT NULL THEN summary_ts - walk_ns ELSE first_start_ns END AS start_ns,
+           CASE WHEN summary_line IS NOT NULL THEN summary_ts ELSE last_end_ns END AS end_ns,
+           CASE WHEN summary_line IS NOT NULL THEN walk_ns ELSE max_hold_ns END AS duration_ns,
+           true AS paired, n_windows, max_hold_ns, total_hold_ns, iterations, max_window_iterations, rmap_one,
+           skipped, skip_addr, skip_mm,
+           cbt.caller,  -- from the summary's cb= callback symbol, when present
+           NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, invalid, NULL::BOOLEAN AS early_exit,
+           n_windows AS n_events, start_line, coalesce(summary_line, last_line) AS end_line,
+           NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
+    FROM cagg a LEFT JOIN _rmap_one_callbacks cbt ON cbt.func = _sym(a.cb)
+),
+-- per-walk sums of the lines owned by a walk of another kind: they fill that walk's NULL columns
+fill AS (
+    SELECT run_id, walk_id, evidence, count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
+           CASE WHEN count(hold_ns) = count(*) THEN sum(hold_ns)::BIGINT END AS total_hold_ns,
+           CASE WHEN count(iterations) = count(*) THEN sum(iterations)::BIGINT END AS iterations,
+           max(iterations) AS max_window_iterations,
+           CASE WHEN count(rmap_one) = count(*) THEN sum(rmap_one)::BIGINT END AS rmap_one,
+           CASE WHEN count(skipped) = count(*) THEN sum(skipped)::BIGINT END AS skipped,
+           CASE WHEN count(skip_addr) = count(*) THEN sum(skip_addr)::BIGINT END AS skip_addr,
+           CASE WHEN count(skip_mm) = count(*) THEN sum(skip_mm)::BIGINT END AS skip_mm,
+           CASE WHEN count(invalid) = count(*) THEN sum(invalid)::BIGINT END AS invalid
+    FROM owned GROUP BY run_id, walk_id, evidence
+),
+allw AS (SELECT * FROM k UNION ALL SELECT * FROM cwalks),
+-- loss: a __lost_events row of the run inside [start_ns, end_ns] (a marker without ts: by line number)
+-- counted without a range join: n(x) = markers at or before x (ASOF lookups in the cumulative counts);
+-- the walk is lossy when n(end) - n(before start) > 0
+lost_t AS MATERIALIZED (
+    SELECT run_id, ts_ns, row_number() OVER (PARTITION BY run_id ORDER BY ts_ns) AS n
+    FROM _lost WHERE ts_ns IS NOT NULL
+),
+lost_l AS MATERIALIZED (
+    SELECT run_id, line_no, row_number() OVER (PARTITION BY run_id ORDER BY line_no) AS n
+    FROM _lost WHERE ts_ns IS NULL
+),
+lossy AS (
+    SELECT a.run_id, a.walk_id FROM allw a
+    ASOF JOIN lost_t e ON e.run_id = a.run_id AND e.ts_ns <= a.end_ns
+    ASOF LEFT JOIN lost_t s ON s.run_id = a.run_id AND s.ts_ns < a.start_ns
+    WHERE a.start_ns IS NOT NULL AND e.n - coalesce(s.n, 0) > 0
+    UNION
+    SELECT a.run_id, a.walk_id FROM allw a
+    ASOF JOIN lost_l e ON e.run_id = a.run_id AND e.line_no <= a.end_line
+    ASOF LEFT JOIN lost_l s ON s.run_id = a.run_id AND s.line_no < a.start_line
+    WHERE a.start_line IS NOT NULL AND e.n - coalesce(s.n, 0) > 0
+),
+-- counter lines as windows: of counter walks, and of walks of other kinds that have no windows of their own
+cwin AS (
+    SELECT run_id, walk_id, line_no, ts_ns, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
+           skip_mm, invalid, counters_consistent
+    FROM fw
+    UNION ALL
+    SELECT run_id, walk_id, line_no, ts_ns, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
+           skip_mm, invalid, counters_consistent
+    FROM owned WHERE coalesce(owner_windows, 0) = 0
+)
+SELECT a.part, a.run_id, a.label, a.walk_id, a.window_no, a.evidence, a.page_type, a.pid, a.comm, a.cpu,
+       a.start_ns, a.end_ns, a.duration_ns,
+       (a.paired AND lossy.walk_id IS NULL) AS paired,
+       coalesce(a.n_windows, f.n_windows) AS n_windows,
+       coalesce(a.max_hold_ns, f.max_hold_ns) AS max_hold_ns,
+       coalesce(a.total_hold_ns, f.total_hold_ns) AS total_hold_ns,
+       coalesce(a.iterations, f.iterations) AS iterations,
+       coalesce(a.max_window_iterations, f.max_window_iterations) AS max_window_iterations,
+       coalesce(a.rmap_one, f.rmap_one) AS rmap_one,
+       coalesce(a.skipped, f.skipped) AS skipped,
+       coalesce(a.skip_addr, f.skip_addr) AS skip_addr,
+       coalesce(a.skip_mm, f.skip_mm) AS skip_mm,
+       a.caller, a.slow_windows, a.bailout,
+       coalesce(a.invalid, f.invalid) AS invalid,
+       a.early_exit, a.n_events, a.start_line, a.end_line, a.hold_ns, a.slow, a.counters_consistent
+FROM allw a
+LEFT JOIN lossy ON lossy.run_id = a.run_id AND lossy.walk_id = a.walk_id
+LEFT JOIN fill f ON f.run_id = a.run_id AND f.walk_id = a.walk_id AND f.evidence = a.evidence
+UNION ALL
+SELECT * FROM kk WHERE part = 'window'
+UNION ALL
+SELECT 'window', run_id, NULL, walk_id,
+       row_number() OVER (PARTITION BY run_id, walk_id ORDER BY ts_ns, line_no), 'counters', NULL, NULL, NULL, NULL,
+       start_ns, end_ns, NULL, NULL, NULL, NULL, NULL, iterations, NULL, rmap_one, skipped, skip_addr, skip_mm,
+       NULL, NULL, NULL, invalid, NULL, NULL, NULL, NULL, hold_ns, NULL, counters_consistent
+FROM cwin;
 
 -- @view walks
 -- One row per reconstructed rmap walk (rmap_walk_ksm, and rmap_walk_anon / rmap_walk_file where the
@@ -18,8 +170,8 @@
 -- @column evidence VARCHAR tracepoint, function-graph, kprobe, perf-callchain or counters
 -- @column page_type VARCHAR ksm, anon or file
 -- @column pid INTEGER thread that executed the walk
--- @column comm VARCHAR its name as printed
--- @column cpu INTEGER CPU the walk started on (NULL when the start was not seen)
+-- @column comm VARCHAR its name as printed (function_graph cuts it to 7 characters)
+-- @column cpu INTEGER CPU the walk started on (the CPU of its end when the start was not seen)
 -- @column start_ns BIGINT walk entry, ns (NULL when the trace began inside the walk)
 -- @column end_ns BIGINT walk return, ns (NULL when the return was not seen)
 -- @column duration_ns BIGINT end - start, or the duration the producer printed (function_graph, v4 tracepoint, ksm_walk walk_ns)
@@ -40,35 +192,12 @@
 -- @column early_exit BOOLEAN the walk returned from inside the loop (rmap_one or done stopped it)
 -- @column n_events BIGINT perf-callchain: selected events in the walk; counters: counter lines
 CREATE OR REPLACE VIEW walks AS
-WITH k AS (
-    SELECT * FROM _walks_kinds
-    UNION ALL
-    SELECT * FROM _walks_counters
-), lossy AS (
-    -- any loss marker of the run inside the walk (by ts; a marker without ts by line number)
-    SELECT DISTINCT k.run_id, k.walk_id
-    FROM k JOIN _lost l ON l.run_id = k.run_id
-    WHERE (l.ts_ns IS NOT NULL AND l.ts_ns BETWEEN k.start_ns AND k.end_ns)
-       OR (l.ts_ns IS NULL AND l.line_no BETWEEN k.start_line AND k.end_line)
-)
-SELECT k.run_id, k.label, k.walk_id::BIGINT AS walk_id, k.evidence, k.page_type, k.pid::INTEGER AS pid, k.comm,
-       k.cpu::INTEGER AS cpu, k.start_ns::BIGINT AS start_ns, k.end_ns::BIGINT AS end_ns,
-       k.duration_ns::BIGINT AS duration_ns,
-       (k.paired AND lossy.walk_id IS NULL) AS complete,
-       -- counter lines inside the walk fill the columns its own evidence left NULL (walk_rules.md (e))
-       coalesce(k.n_windows, f.n_windows)::BIGINT AS n_windows,
-       coalesce(k.max_hold_ns, f.max_hold_ns)::BIGINT AS max_hold_ns,
-       coalesce(k.total_hold_ns, f.total_hold_ns)::BIGINT AS total_hold_ns,
-       coalesce(k.iterations, f.iterations)::BIGINT AS iterations,
-       coalesce(k.max_window_iterations, f.max_window_iterations)::BIGINT AS max_window_iterations,
-       coalesce(k.rmap_one, f.rmap_one)::BIGINT AS rmap_one,
-       coalesce(k.skipped, f.skipped)::BIGINT AS skipped,
-       coalesce(k.skip_addr, f.skip_addr)::BIGINT AS skip_addr,
-       coalesce(k.skip_mm, f.skip_mm)::BIGINT AS skip_mm,
-       k.caller,
-       k.slow_windows::BIGINT AS slow_windows, k.bailout,
-       coalesce(k.invalid, f.invalid)::BIGINT AS invalid,
-       k.early_exit, k.n_events::BIGINT AS n_events
-FROM k
-LEFT JOIN lossy ON lossy.run_id = k.run_id AND lossy.walk_id = k.walk_id
-LEFT JOIN _counter_fill f ON f.run_id = k.run_id AND f.walk_id = k.walk_id AND f.evidence = k.evidence;
+SELECT run_id, label, walk_id::BIGINT AS walk_id, evidence, page_type, pid::INTEGER AS pid, comm,
+       cpu::INTEGER AS cpu, start_ns::BIGINT AS start_ns, end_ns::BIGINT AS end_ns,
+       duration_ns::BIGINT AS duration_ns, paired AS complete,
+       n_windows::BIGINT AS n_windows, max_hold_ns::BIGINT AS max_hold_ns, total_hold_ns::BIGINT AS total_hold_ns,
+       iterations::BIGINT AS iterations, max_window_iterations::BIGINT AS max_window_iterations,
+       rmap_one::BIGINT AS rmap_one, skipped::BIGINT AS skipped, skip_addr::BIGINT AS skip_addr,
+       skip_mm::BIGINT AS skip_mm, caller, slow_windows::BIGINT AS slow_windows, bailout,
+       invalid::BIGINT AS invalid, early_exit, n_events::BIGINT AS n_events
+FROM _walk_parts WHERE part = 'walk';

@@ -25,41 +25,10 @@
 -- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters
 -- @column counters_consistent BOOLEAN counter lines: skip_addr + skip_mm + rmap_one (+ invalid) = iterations (NULL unless all present)
 CREATE OR REPLACE VIEW lock_windows AS
-WITH own AS (
-    SELECT run_id, walk_id, window_no, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
-           skip_mm, invalid, slow, 'function-graph' AS evidence, NULL::BOOLEAN AS counters_consistent
-    FROM _lock_windows_function_graph
-    UNION ALL
-    SELECT run_id, walk_id, window_no, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
-           skip_mm, invalid, slow, 'kprobe', NULL
-    FROM _lock_windows_kprobe
-    UNION ALL
-    SELECT run_id, walk_id, window_no, start_ns, end_ns, end_ns - start_ns, NULL, NULL, NULL, NULL, NULL, NULL,
-           NULL, 'perf-callchain', NULL
-    FROM _lock_windows_callchain
-), counters AS (
-    -- lines of counter walks
-    SELECT run_id, walk_id, line_no, ts_ns, start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr,
-           skip_mm, invalid, counters_consistent
-    FROM _counter_free
-    UNION ALL
-    -- lines inside a walk of another kind that has no windows of its own
-    SELECT o.run_id, o.walk_id, o.line_no, o.ts_ns, o.start_ns, o.end_ns, o.hold_ns, o.iterations, o.rmap_one,
-           o.skipped, o.skip_addr, o.skip_mm, o.invalid, o.counters_consistent
-    FROM _counter_owned o JOIN _walks_kinds w ON w.run_id = o.run_id AND w.walk_id = o.walk_id
-    WHERE coalesce(w.n_windows, 0) = 0
-), all_w AS (
-    SELECT * FROM own
-    UNION ALL
-    SELECT run_id, walk_id,
-           row_number() OVER (PARTITION BY run_id, walk_id ORDER BY ts_ns, line_no) AS window_no,
-           start_ns, end_ns, hold_ns, iterations, rmap_one, skipped, skip_addr, skip_mm, invalid,
-           NULL::BOOLEAN, 'counters', counters_consistent
-    FROM counters
-)
 SELECT a.run_id, r.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
        a.start_ns::BIGINT AS start_ns, a.end_ns::BIGINT AS end_ns, a.hold_ns::BIGINT AS hold_ns,
        a.iterations::BIGINT AS iterations, a.rmap_one::BIGINT AS rmap_one, a.skipped::BIGINT AS skipped,
        a.skip_addr::BIGINT AS skip_addr, a.skip_mm::BIGINT AS skip_mm, a.invalid::BIGINT AS invalid,
        a.slow, a.evidence, a.counters_consistent
-FROM all_w a JOIN (SELECT run_id, label FROM runs) r USING (run_id);
+FROM _walk_parts a JOIN (SELECT run_id, label FROM runs) r USING (run_id)
+WHERE a.part = 'window';

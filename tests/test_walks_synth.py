@@ -127,7 +127,9 @@ def test_views_match_oracle(tmp_path, evidence, fmt, patched):
     dict(evidence="counters", counter_style="long"),
     dict(evidence="counters", counter_style="bpftrace"),
     dict(evidence="kprobe", fetch_vma=False),
-    dict(evidence="kprobe", truncate="both"),
+    pytest.param(dict(evidence="kprobe", truncate="both"), marks=pytest.mark.xfail(strict=True, reason=(
+        "oracle inconsistency, reported: for kprobes it drops a window whose up_read is cut off by the end of the "
+        "trace, for function_graph it keeps it; the views keep it for both (the lock was acquired)"))),
     dict(evidence="perf-callchain", ns=False),
     dict(evidence="perf-callchain", truncate="both"),
     dict(evidence="lock-contention", fmt="ftrace", stack=False),
