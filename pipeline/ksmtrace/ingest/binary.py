@@ -42,7 +42,8 @@ PERF_MAGIC = b"PERFILE2"
 PACKAGES = {"perf": "linux-perf", "trace-cmd": "trace-cmd"}
 
 #: stderr lines of trace-cmd that mean the file could not be read completely (it still exits 0)
-TRACECMD_FAIL_RE = re.compile(r"truncated|cannot read|failed to|unable to|not a trace|invalid|error", re.I)
+TRACECMD_FAIL_RE = re.compile(r"possibly truncated|cannot read|failed to (?:read|init|open|load the data)|"
+                              r"unable to (?:read|open)|not a trace", re.I)
 
 
 def tool(name: str) -> str:
