@@ -49,6 +49,8 @@ def row(dt_ns, event, **kw):
     r.update(event=event, **kw)
     r["ts_ns"] = dt_ns
     if isinstance(r.get("fields"), dict):
+        if r.get("payload") is None:  # as the parsers give it: the text after "event: "
+            r["payload"] = " ".join(f"{k}={v}" for k, v in r["fields"].items())
         r["fields"] = list(r["fields"].items())
     return r
 

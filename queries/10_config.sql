@@ -55,12 +55,6 @@ INSERT OR IGNORE INTO _pte_page_keys VALUES
     ('remove_migration_pte', 12, false, 40),   -- new PTE: PFN in bits 12..51
     ('set_migration_pte', 9, true, 34);        -- swap entry: offset stored inverted from bit 9
 
--- events of the walking task that end a perf-callchain walk when they lie between two of its events
--- (walk_rules.md (d)); matched with LIKE.
-CREATE TABLE IF NOT EXISTS _callchain_walk_breakers (event_like VARCHAR PRIMARY KEY);
-INSERT OR IGNORE INTO _callchain_walk_breakers VALUES
-    ('mm_migrate_pages'), ('mm_migrate_pages_start'), ('mm_compaction\_%');
-
 -- events that are never perf-callchain walk evidence even when their callchain holds a walker frame:
 -- they are evidence of other kinds (rmap tracepoints (a), lock waits (f)).
 CREATE TABLE IF NOT EXISTS _callchain_ignored_events (event VARCHAR PRIMARY KEY);
@@ -71,13 +65,9 @@ INSERT OR IGNORE INTO _callchain_ignored_events VALUES
 -- helpers ---------------------------------------------------------------------------------------
 
 -- a printed return value is zero: '0', '0x0', '0x0000', '-0' (walk_rules.md (b): `0x0`, `0` are zero)
-CREATE OR REPLACE MACRO _is_zero_digits(d) AS length(d) > 0 AND ltrim(d, '0') = '';
 -- (string functions, no regex: this runs on every function_graph row)
 CREATE OR REPLACE MACRO _is_zero(v) AS
-    CASE WHEN v IS NULL THEN NULL
-         WHEN v = '0x0' OR v = '0' THEN true
-         ELSE _is_zero_digits(CASE WHEN lower(left(ltrim(trim(v), '+-'), 2)) = '0x' THEN substr(ltrim(trim(v), '+-'), 3)
-                                   ELSE ltrim(trim(v), '+-') END) END;
+    CASE WHEN v IS NULL THEN NULL ELSE length(v) > 0 AND translate(trim(v), '0xX+-', '') = '' END;
 
 -- symbol of "sym+0xoff/0xsize", "<-sym+0x8e/0xc0" or "sym": the name without offset
 CREATE OR REPLACE MACRO _sym(v) AS
@@ -101,18 +91,6 @@ CREATE OR REPLACE MACRO _caller_after(cc, walkers, skip) AS
 CREATE OR REPLACE MACRO _walker_frame(cc, walkers) AS
     list_filter(cc, lambda f: list_contains(walkers, f.sym))[1].sym;
 
--- loss markers: every __lost_events row. Its ts_ns may be NULL (tracefs prints the marker without a
--- timestamp); then the walk views place it by line number instead.
-CREATE OR REPLACE VIEW _lost AS
-SELECT run_id, ts_ns, line_no, cpu FROM events WHERE event = '__lost_events';
-
--- first and last timestamp of every run (from the events themselves)
-CREATE OR REPLACE VIEW _run_bounds AS
-SELECT run_id, min(ts_ns) AS first_ts_ns, max(ts_ns) AS last_ts_ns FROM events GROUP BY run_id;
-
--- ftrace `<stack trace>` records (stacktrace trigger or option): the parser makes them rows of their own
--- (event kernel_stack) carrying the frames as callchain, on the line right after the event they belong to.
--- _stacks attaches them to that event: host_line = the event's line, same pid.
-CREATE OR REPLACE VIEW _stacks AS
-SELECT run_id, line_no - 1 AS host_line, pid, callchain FROM events
-WHERE event = 'kernel_stack' AND callchain IS NOT NULL;
+-- the fields map with lower-case keys (Time_ms = time_ms)
+CREATE OR REPLACE MACRO _lower_keys(fields) AS
+    map_from_entries(list_transform(map_entries(fields), lambda e: {'key': lower(e.key), 'value': e.value}));

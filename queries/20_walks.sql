@@ -6,21 +6,23 @@
 -- attached (walk_rules.md (e)) and the loss check applied. One query, every kind computed once
 -- (MATERIALIZED), so `walks` and `lock_windows` each cost one pass over the trace.
 CREATE OR REPLACE VIEW _walk_parts AS
-WITH kk AS MATERIALIZED (
-    SELECT * FROM _tp_out
-    UNION ALL SELECT * FROM _fg_out
-    UNION ALL SELECT * FROM _pr_out
-    UNION ALL SELECT * FROM _cc_out
+WITH _ev AS MATERIALIZED (SELECT * FROM _ev_scan),   -- the one scan of the store (11_scan.sql)
+kk AS MATERIALIZED (
+    SELECT * FROM _tp_out()
+    UNION ALL SELECT * FROM _fg_out()
+    UNION ALL SELECT * FROM _pr_out()
+    UNION ALL SELECT * FROM _cc_out()
 ),
 k AS (SELECT * FROM kk WHERE part = 'walk'),
-lines AS MATERIALIZED (SELECT * FROM _counter_lines),
+lines AS MATERIALIZED (SELECT * FROM _counter_lines()),
 kr AS (SELECT run_id, pid, walk_id, evidence, start_ns, end_ns, n_windows FROM k
        WHERE start_ns IS NOT NULL AND end_ns IS NOT NULL),
 -- (e) a counter line inside a walk of another kind (same run and pid, start_ns <= ts <= end_ns) belongs to it:
 -- the latest walk of each kind that starts at or before the line (an ASOF lookup, no range join)
 owned AS MATERIALIZED (
     SELECT c.*, w.walk_id, w.evidence, w.n_windows AS owner_windows
-    FROM (SELECT l.*, e.evidence AS ev FROM lines l CROSS JOIN (SELECT DISTINCT evidence FROM kr) e) c
+    FROM (SELECT l.*, e.evidence AS ev FROM lines l
+          JOIN (SELECT DISTINCT run_id, pid, evidence FROM kr) e ON e.run_id = l.run_id AND e.pid = l.pid) c
     ASOF JOIN kr w ON c.run_id = w.run_id AND c.pid = w.pid AND c.ev = w.evidence AND c.ts_ns >= w.start_ns
     WHERE c.ts_ns <= w.end_ns
 ),
@@ -31,7 +33,7 @@ free AS (SELECT l.* FROM lines l ANTI JOIN owned o ON o.run_id = l.run_id AND o.
 seq AS (
     SELECT run_id, line_no, ts_ns, pid, false AS is_summary, NULL::BIGINT AS walk_ns, NULL::VARCHAR AS cb FROM free
     UNION ALL
-    SELECT run_id, line_no, ts_ns, pid, true, walk_ns, cb FROM _counter_summaries
+    SELECT run_id, line_no, ts_ns, pid, true, walk_ns, cb FROM _counter_summaries()
 ),
 grp AS (
     SELECT *,
@@ -50,7 +52,7 @@ fw AS (
     LEFT JOIN closing cl ON cl.run_id = f.run_id AND cl.pid = f.pid AND cl.g = gr.g
 ),
 cagg AS (
-    SELECT run_id, any_value(label) AS label, walk_id, any_value(pid) AS pid,
+    SELECT run_id, NULL::VARCHAR AS label, walk_id, any_value(pid) AS pid,
            arg_min_null(comm, line_no) AS comm, arg_min_null(cpu, line_no) AS cpu,
            any_value(summary_line) AS summary_line, any_value(summary_ts) AS summary_ts,
            any_value(walk_ns) AS walk_ns, any_value(cb) AS cb,
@@ -101,11 +103,11 @@ allw AS (SELECT * FROM k UNION ALL SELECT * FROM cwalks),
 -- the walk is lossy when n(end) - n(before start) > 0
 lost_t AS MATERIALIZED (
     SELECT run_id, ts_ns, row_number() OVER (PARTITION BY run_id ORDER BY ts_ns) AS n
-    FROM _lost WHERE ts_ns IS NOT NULL
+    FROM _ev WHERE cls = 'lost' AND ts_ns IS NOT NULL
 ),
 lost_l AS MATERIALIZED (
     SELECT run_id, line_no, row_number() OVER (PARTITION BY run_id ORDER BY line_no) AS n
-    FROM _lost WHERE ts_ns IS NULL
+    FROM _ev WHERE cls = 'lost' AND ts_ns IS NULL
 ),
 lossy AS (
     SELECT a.run_id, a.walk_id FROM allw a
@@ -128,7 +130,7 @@ cwin AS (
            skip_mm, invalid, counters_consistent
     FROM owned WHERE coalesce(owner_windows, 0) = 0
 )
-SELECT a.part, a.run_id, a.label, a.walk_id, a.window_no, a.evidence, a.page_type, a.pid, a.comm, a.cpu,
+SELECT a.part, a.run_id, rl.label, a.walk_id, a.window_no, a.evidence, a.page_type, a.pid, a.comm, a.cpu,
        a.start_ns, a.end_ns, a.duration_ns,
        (a.paired AND lossy.walk_id IS NULL) AS paired,
        coalesce(a.n_windows, f.n_windows) AS n_windows,
@@ -144,6 +146,7 @@ SELECT a.part, a.run_id, a.label, a.walk_id, a.window_no, a.evidence, a.page_typ
        coalesce(a.invalid, f.invalid) AS invalid,
        a.early_exit, a.n_events, a.start_line, a.end_line, a.hold_ns, a.slow, a.counters_consistent
 FROM allw a
+JOIN (SELECT run_id, label FROM runs) rl ON rl.run_id = a.run_id
 LEFT JOIN lossy ON lossy.run_id = a.run_id AND lossy.walk_id = a.walk_id
 LEFT JOIN fill f ON f.run_id = a.run_id AND f.walk_id = a.walk_id AND f.evidence = a.evidence
 UNION ALL

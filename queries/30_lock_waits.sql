@@ -1,5 +1,12 @@
 -- ksmtrace standard views, part 3: lock contention waits (kernel.md §6.6, walk_rules.md (f)).
 
+-- ftrace `<stack trace>` records (stacktrace trigger or option): the parser makes them rows of their own
+-- (event kernel_stack) carrying the frames as callchain, on the line right after the event they belong to.
+-- _stacks attaches them to that event: host_line = the event's line, same pid.
+CREATE OR REPLACE VIEW _stacks AS
+SELECT run_id, line_no - 1 AS host_line, pid, callchain FROM events
+WHERE event = 'kernel_stack' AND callchain IS NOT NULL;
+
 -- contention_begin / contention_end rows with their fields (lock_addr, flags / ret)
 CREATE OR REPLACE VIEW _lock_rows AS
 SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
@@ -8,7 +15,7 @@ SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
        CASE WHEN e.event = 'contention_begin' THEN 1 ELSE -1 END AS d
 FROM events e
 LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
-WHERE e.event IN ('contention_begin', 'contention_end') AND (e.system IS NULL OR e.system = 'lock');
+WHERE e.event IN ('contention_begin', 'contention_end') AND coalesce(e.system, 'lock') = 'lock';
 
 -- Pairing: per (run, pid) an end closes the most recent open begin with the same lock_addr, i.e. a LIFO
 -- stack per (run, pid, lock_addr); nested spinlock waits inside an rwsem slow path have another address.

@@ -6,52 +6,45 @@
 -- caller. function_graph rows (event funcgraph_*) and function-tracer rows are not probe rows.
 -- A fetched return value is a field named ret, retval or arg1 (fprobe's default name), or $retval.
 
-CREATE OR REPLACE VIEW _pr_rows AS
-SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.func, e.parent, e.kind,
-       coalesce(e.fields['ret'], e.fields['retval'], e.fields['arg1'], e.fields['$retval']) AS ret,
-       e.fields['addr'] AS addr, e.fields['vm_start'] AS vm_start, e.fields['vm_end'] AS vm_end,
-       -- probe offset of an entry, from the payload "(sym+0xOFF/0xSIZE) ..."; a walker entry is a walk
-       -- start only at the function entry (offset <= 0x10: +0x0, +0x4 with x86 IBT/ENDBR, arm64 BTI ...);
-       -- a larger offset is a source-line probe inside the walk (e.g. the project's ksm_item probe)
-       _hex(regexp_extract(e.payload, '^\(\S+?\+(0x[0-9a-fA-F]+)/', 1)) AS probe_off
-FROM events e
-WHERE e.kind IN ('entry', 'return') AND e.event NOT IN ('funcgraph_entry', 'funcgraph_exit', 'function')
-  AND e.func IS NOT NULL;
-
--- walk pairing: entry and return of a walker, LIFO per (run, pid, walker) (same stack trick as
--- _tp_pairs in 11_tracepoint_walks.sql), over the walker rows only
-CREATE OR REPLACE VIEW _pr_pairs AS
-WITH s AS (
-    SELECT r.run_id, r.label, r.line_no, r.ts_ns, r.cpu, r.pid, r.comm, r.func, r.parent, k.page_type,
+CREATE OR REPLACE MACRO _pr_out() AS TABLE
+WITH rows0 AS MATERIALIZED (
+    SELECT rk, run_id, line_no, ts_ns, cpu, pid, comm, func, parent, kind, ret, item_addr AS addr, vm_start, vm_end,
+           probe_off
+    FROM _ev WHERE cls = 'pr'
+),
+-- walk pairing: entry and return of a walker, LIFO per (run, pid, walker) (the stack trick of
+-- 12_tracepoint_walks.sql), over the walker rows only. A walker entry starts a walk only at the function
+-- entry (probe offset <= 0x10: +0x0, +0x4 with x86 IBT/ENDBR, arm64 BTI ...); a larger offset is a
+-- source-line probe inside the walk (e.g. the project's ksm_item probe).
+ps AS (
+    SELECT r.rk, r.run_id, r.line_no, r.ts_ns, r.cpu, r.pid, r.comm, r.func, r.parent, k.page_type,
            CASE WHEN kind = 'entry' THEN 1 ELSE -1 END AS d
-    FROM _pr_rows r JOIN _rmap_walkers k ON r.func = k.func
+    FROM rows0 r JOIN _rmap_walkers k ON r.func = k.func
     WHERE r.kind = 'return' OR r.probe_off IS NULL OR r.probe_off <= 16
-), p AS (
+), pp AS (
     SELECT *, sum(d) OVER k AS psum
-    FROM s WINDOW k AS (PARTITION BY run_id, pid, func ORDER BY line_no ROWS UNBOUNDED PRECEDING)
-), q AS (
+    FROM ps WINDOW k AS (PARTITION BY rk, pid, func ORDER BY line_no ROWS UNBOUNDED PRECEDING)
+), pq AS (
     SELECT *, psum - least(0, min(psum) OVER k) AS depth_after
-    FROM p WINDOW k AS (PARTITION BY run_id, pid, func ORDER BY line_no ROWS UNBOUNDED PRECEDING)
-), l AS (
+    FROM pp WINDOW k AS (PARTITION BY rk, pid, func ORDER BY line_no ROWS UNBOUNDED PRECEDING)
+), pl AS (
     SELECT *,
            CASE WHEN d = 1 THEN depth_after
                 WHEN lag(depth_after, 1, 0) OVER k > 0 THEN lag(depth_after, 1, 0) OVER k END AS level
-    FROM q WINDOW k AS (PARTITION BY run_id, pid, func ORDER BY line_no)
-)
-SELECT *,
-       lead(d) OVER m AS nxt_d, lead(ts_ns) OVER m AS nxt_ts, lead(line_no) OVER m AS nxt_line,
-       lead(parent) OVER m AS nxt_parent
-FROM l
-WINDOW m AS (PARTITION BY run_id, pid, func, level ORDER BY line_no);
-
-CREATE OR REPLACE VIEW _pr_out AS
-WITH pairs AS MATERIALIZED (SELECT * FROM _pr_pairs),
+    FROM pq WINDOW k AS (PARTITION BY rk, pid, func ORDER BY line_no)
+), pairs AS MATERIALIZED (
+    SELECT *,
+           lead(d) OVER m AS nxt_d, lead(ts_ns) OVER m AS nxt_ts, lead(line_no) OVER m AS nxt_line,
+           lead(parent) OVER m AS nxt_parent
+    FROM pl
+    WINDOW m AS (PARTITION BY rk, pid, func, level ORDER BY line_no)
+),
 r AS (
     SELECT r.*, p.line_no IS NOT NULL AS w_entry,
            p.nxt_line AS w_end_line
-    FROM _pr_rows r
-    LEFT JOIN (SELECT run_id, line_no, CASE WHEN nxt_d = -1 THEN nxt_line END AS nxt_line FROM pairs WHERE d = 1) p
-           ON p.run_id = r.run_id AND p.line_no = r.line_no
+    FROM rows0 r
+    LEFT JOIN (SELECT rk, line_no, CASE WHEN nxt_d = -1 THEN nxt_line END AS nxt_line FROM pairs WHERE d = 1) p
+           ON p.rk = r.rk AND p.line_no = r.line_no
 ),
 -- (1) task order: rows inside a walk of the same pid (after its entry, before its return; an entry without
 -- return keeps the rows up to the pid's next walk entry); the last rmap_item address seen (ksm_item probe)
@@ -62,12 +55,12 @@ a AS (
            last_value(CASE WHEN kind = 'entry' AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END IGNORE NULLS)
                OVER t AS item
     FROM r
-    WINDOW t AS (PARTITION BY run_id, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 b AS (
-    SELECT run_id, cw_line AS walk_id, line_no, ts_ns, func, kind, ret,
+    SELECT rk, run_id, cw_line AS walk_id, line_no, ts_ns, func, kind, ret,
            CASE WHEN item.l > cw_line THEN item.a END AS item_addr,
-           _hex(vm_start) AS vs, _hex(vm_end) AS ve,
+           vm_start AS vs, vm_end AS ve,
            func = 'down_read_trylock' AND kind = 'return' AND ret IS NOT NULL AND NOT _is_zero(ret) AS try_ok,
            func = 'down_read_trylock' AND kind = 'return' AND ret IS NOT NULL AND _is_zero(ret) AS try_fail,
            func = 'down_read' AND kind = 'return' AS dr_ret,
@@ -89,10 +82,10 @@ c AS (
            -- the rmap_item address of the window: the last one seen in the walk before its start
            last_value(CASE WHEN try_ok OR dr_ret THEN {'a': item_addr} END IGNORE NULLS) OVER k AS w_item,
            last_value(CASE WHEN is_up THEN line_no END IGNORE NULLS)
-               OVER (PARTITION BY run_id, walk_id ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                AS up_before
     FROM b
-    WINDOW k AS (PARTITION BY run_id, walk_id ORDER BY line_no ROWS UNBOUNDED PRECEDING)
+    WINDOW k AS (PARTITION BY rk, walk_id ORDER BY line_no ROWS UNBOUNDED PRECEDING)
 ),
 cm AS MATERIALIZED (
     SELECT *, wno > 0 AND line_no > ws_line AND (up_before IS NULL OR up_before < ws_line) AS inside,
@@ -120,11 +113,11 @@ win AS MATERIALIZED (
     GROUP BY run_id, walk_id, wno
 ),
 iter_runs AS (
-    SELECT DISTINCT run_id FROM _pr_rows
+    SELECT DISTINCT run_id FROM rows0
     WHERE func IN (SELECT func FROM _rmap_iterator_funcs) AND kind = 'return' AND ret IS NOT NULL
 ),
 w AS (
-    SELECT run_id, label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
+    SELECT run_id, NULL::VARCHAR AS label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
            CASE WHEN nxt_d = -1 THEN nxt_ts END AS end_ns, nxt_d IS NOT DISTINCT FROM -1 AS paired,
            -- caller: the return's "(caller+0x../0x.. <- rmap_walk_ksm)" symbol, without offset
            CASE WHEN nxt_d = -1 THEN _sym(nxt_parent) END AS caller,
@@ -132,7 +125,7 @@ w AS (
     FROM pairs WHERE d = 1
     UNION ALL
     -- a return without entry (the trace began inside the walk): cpu = the return's CPU
-    SELECT run_id, label, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false,
+    SELECT run_id, NULL, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false,
            _sym(parent), NULL::BIGINT, line_no, false
     FROM pairs WHERE d = -1 AND level IS NULL
 ),

@@ -4,42 +4,24 @@
 -- duration_ns is a LOWER BOUND of the walk (it misses the first window up to its callback, the rest of
 -- the last window and, for restore walks, the silent pass 1). Private views; see `walks`, `lock_windows`.
 
--- selected events (a walker frame in the callchain) and the events that end a walk (migrate/compaction)
-CREATE OR REPLACE VIEW _cc_rows AS
-WITH k AS (
-    SELECT (SELECT list(func) FROM _rmap_walkers) AS walkers,
-           (SELECT list(sym) FROM _rmap_dispatch_frames) AS dispatch
-), sel AS (
-    SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.fields,
-           _walker_frame(e.cc, k.walkers) AS walker,
-           -- caller: first frame outward from the walker frame that is not rmap_walk / rmap_walk_locked
-           _caller_after(e.cc, k.walkers, k.dispatch) AS caller
-    FROM (SELECT e.*, coalesce(e.callchain, s.callchain) AS cc  -- perf -g, or an ftrace <stack trace> record
-          FROM events e
-          LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid) e, k
-    WHERE e.cc IS NOT NULL AND len(e.cc) > 0
-      AND e.kind IS NULL
-      AND e.event NOT IN (SELECT event FROM _callchain_ignored_events)
-      AND list_has_any(list_transform(e.cc, lambda f: f.sym), k.walkers)
-)
-SELECT s.run_id, s.label, s.line_no, s.ts_ns, s.cpu, s.pid, s.comm, s.event, w.page_type, s.caller,
-       s.fields['addr'] AS addr,
-       -- page key: ((invert ? ~pte : pte) >> shift) & (2^bits - 1), pte as unsigned 64-bit (10_config.sql)
-       CASE WHEN pk.event IS NOT NULL AND _hex(s.fields['pte']) IS NOT NULL THEN
-           ((CASE WHEN pk.invert THEN ~_hex(s.fields['pte']) ELSE _hex(s.fields['pte']) END) >> pk.shift)
-           & (((1::UBIGINT) << pk.bits) - 1)
-       END AS page_key,
-       false AS breaker
-FROM sel s JOIN _rmap_walkers w ON w.func = s.walker
-LEFT JOIN _pte_page_keys pk ON pk.event = s.event
-UNION ALL
-SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, event, NULL, NULL, NULL, NULL, true
-FROM events e
-WHERE EXISTS (SELECT 1 FROM _callchain_walk_breakers b WHERE e.event LIKE b.event_like ESCAPE '\')
-  AND pid IS NOT NULL;
-
-CREATE OR REPLACE VIEW _cc_out AS
-WITH o AS (
+CREATE OR REPLACE MACRO _cc_out() AS TABLE
+WITH cc_rows AS (
+    -- selected events (a walker frame in the callchain; 11_scan.sql) and the walk breakers
+    -- (another migrate event: mm_migrate_pages(_start), or a compaction event, of the same pid)
+    SELECT e.rk, e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, w.page_type, e.cc_caller AS caller,
+           e.addr,
+           -- page key: ((invert ? ~pte : pte) >> shift) & (2^bits - 1), pte as unsigned 64-bit (10_config.sql)
+           CASE WHEN pk.event IS NOT NULL AND e.pte IS NOT NULL THEN
+               ((CASE WHEN pk.invert THEN ~e.pte ELSE e.pte END) >> pk.shift) & (((1::UBIGINT) << pk.bits) - 1)
+           END AS page_key,
+           false AS breaker
+    FROM _ev e JOIN _rmap_walkers w ON w.func = e.cc_walker
+    LEFT JOIN _pte_page_keys pk ON pk.event = e.event
+    WHERE e.cls = 'cc'
+    UNION ALL
+    SELECT rk, run_id, line_no, ts_ns, NULL, pid, NULL, event, NULL, NULL, NULL, NULL, true
+    FROM _ev WHERE cls = 'brk' AND pid IS NOT NULL
+), o AS (
     -- (1) per (run, pid) in ts order, with the walk breakers: a new walk starts at a selected event when the
     -- previous row is a breaker (another migrate / compaction event of the task), or when caller, page_type,
     -- event or page key (both non-NULL) differ from the previous selected event
@@ -47,7 +29,7 @@ WITH o AS (
            lag(breaker) OVER t AS prv_breaker, lag(caller) OVER t AS prv_caller,
            lag(page_type) OVER t AS prv_page_type, lag(event) OVER t AS prv_event, lag(page_key) OVER t AS prv_key,
            row_number() OVER t AS pos
-    FROM _cc_rows WINDOW t AS (PARTITION BY run_id, pid ORDER BY ts_ns, line_no)
+    FROM cc_rows WINDOW t AS (PARTITION BY rk, pid ORDER BY ts_ns, line_no)
 ), s AS (
     SELECT *,
            prv_breaker IS NULL OR prv_breaker
@@ -57,11 +39,11 @@ WITH o AS (
     FROM o WHERE NOT breaker
 ), g AS MATERIALIZED (
     -- (2) segments: first line / position of the segment, previous selected event's ts
-    SELECT run_id, label, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
+    SELECT rk, run_id, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
            last_value(CASE WHEN new_seg THEN line_no END IGNORE NULLS) OVER t AS seg_line,
            last_value(CASE WHEN new_seg THEN pos END IGNORE NULLS) OVER t AS seg_pos,
            lag(ts_ns) OVER t AS prev_ts
-    FROM s WINDOW t AS (PARTITION BY run_id, pid ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+    FROM s WINDOW t AS (PARTITION BY rk, pid ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
 ),
 -- A walk also ends when fields['addr'] repeats within it (walk_rules.md (d)). Exact greedy rule, without a
 -- row-by-row loop, for the (rare) segments with a repeated addr: with prev(i) = position of the previous
@@ -100,7 +82,7 @@ rep AS (
     SELECT g.*, coalesce(sp.start_line, g.seg_line) AS walk_id, g.pos - coalesce(sp.start_pos, g.seg_pos) AS window_no
     FROM g LEFT JOIN split sp ON sp.run_id = g.run_id AND sp.line_no = g.line_no
 ), w AS (
-    SELECT run_id, any_value(label) AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
+    SELECT run_id, NULL::VARCHAR AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
            arg_min_null(comm, pos) AS comm, arg_min_null(cpu, pos) AS cpu,
            min(ts_ns) AS start_ns, max(ts_ns) AS end_ns, count(*) AS n_events,
            max(ts_ns - prev_ts) FILTER (WHERE window_no > 0) AS max_hold_ns,
@@ -118,7 +100,7 @@ SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 
        NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
        NULL::BOOLEAN AS early_exit, w.n_events, w.start_line, w.end_line,
        NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
-FROM w JOIN _run_bounds b USING (run_id)
+FROM w JOIN (SELECT run_id, first_ts_ns, last_ts_ns FROM runs) b USING (run_id)
 UNION ALL
 -- lock windows: the gaps between consecutive events of one walk (a proxy for one window, kernel.md §6.4)
 SELECT 'window', run_id, NULL, walk_id, window_no, 'perf-callchain', NULL, NULL, NULL, NULL,

@@ -10,7 +10,7 @@
 -- order (line_no): the order in which the tracer printed the task's calls. Performance: three sorts in
 -- all (task order for membership, walk order twice for the children), no self-joins.
 
-CREATE OR REPLACE VIEW _fg_out AS
+CREATE OR REPLACE MACRO _fg_out() AS TABLE
 WITH walkers AS (SELECT func, page_type FROM _rmap_walkers),
 -- function codes keep the sorted rows narrow: 1 trylock, 2 down_read, 3 up_read, 4 iterator, 5 rmap_one
 -- callback, 6 invalid_vma, 9 walker, 0 anything else. kc: 0 entry, 1 leaf, 2 exit.
@@ -23,13 +23,13 @@ codes AS (
     UNION ALL SELECT func, 9 FROM _rmap_walkers
 ),
 r AS MATERIALIZED (
-    SELECT hash(e.run_id) AS rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.depth, e.duration_ns,
+    SELECT e.rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.depth, e.duration_ns,
            coalesce(c.fc, 0)::UTINYINT AS fc,
            (CASE e.kind WHEN 'entry' THEN 0 WHEN 'leaf' THEN 1 ELSE 2 END)::UTINYINT AS kc,
-           _is_zero(e.retval) AS rz,
+           e.rz,
            CASE WHEN c.fc = 9 THEN e.func END AS wfunc
-    FROM events e LEFT JOIN codes c ON c.func = e.func
-    WHERE e.event IN ('funcgraph_entry', 'funcgraph_exit') AND e.kind IN ('entry', 'leaf', 'exit')
+    FROM _ev e LEFT JOIN codes c ON c.func = e.func
+    WHERE e.cls = 'fg'
 ),
 -- (1) task order: the walk each row lies in = the task's last walker entry, when no walker exit came after
 -- it (the parser names the function on every closing line, from the braces or the tail comment)
@@ -155,11 +155,11 @@ ch AS (
 ),
 -- comm, label and the funcgraph-retaddr caller of the entry line, fetched for the walk rows only
 meta AS (
-    SELECT hash(e.run_id) AS rk, e.run_id, e.line_no, e.label, e.comm, e.parent
-    FROM events e SEMI JOIN w ON w.rk = hash(e.run_id) AND w.walk_id = e.line_no
-    WHERE e.event IN ('funcgraph_entry', 'funcgraph_exit')
+    SELECT e.rk, e.run_id, e.line_no, e.comm, e.parent
+    FROM _ev e SEMI JOIN w ON w.rk = e.rk AND w.walk_id = e.line_no
+    WHERE e.cls = 'fg'
 )
-SELECT 'walk' AS part, meta.run_id, meta.label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
+SELECT 'walk' AS part, meta.run_id, NULL::VARCHAR AS label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
        k.page_type, w.pid, meta.comm, w.cpu, w.start_ns, w.end_ns, w.duration_ns, w.paired,
        -- an exit without its entry: the children cannot be attributed, every count is NULL
        CASE WHEN has_entry THEN coalesce(wagg.n_windows, 0) END AS n_windows,

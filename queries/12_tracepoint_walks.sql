@@ -1,7 +1,7 @@
 -- ksmtrace walk reconstruction, evidence (a): the proposed rmap tracepoints (kernel.md §6.1,
 -- walk_rules.md (a)). Private; the public view is `walks` (20_walks.sql).
 --
--- Every per-kind view `_<kind>_out` returns walk rows (part = 'walk') and lock-window rows
+-- Every per-kind table macro `_<kind>_out()` (over `_ev`, 11_scan.sql) returns walk rows (part = 'walk') and lock-window rows
 -- (part = 'window') with the same 34 columns, in this order:
 --   part, run_id, label, walk_id, window_no, evidence, page_type, pid, comm, cpu, start_ns, end_ns,
 --   duration_ns, paired (both ends seen; the loss check is applied in 20_walks.sql), n_windows,
@@ -11,72 +11,65 @@
 -- walk_id is the input line number of the walk's first record (its start event, or its end event when
 -- the start is missing): unique within a run, and it points back into the trace file.
 
-CREATE OR REPLACE VIEW _tp_rows AS
-SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
-       coalesce(e.callchain, s.callchain) AS callchain,  -- perf -g, or an ftrace <stack trace> record
-       e.fields['folio'] AS folio, e.fields['rwc'] AS rwc, e.fields['page_type'] AS page_type,
-       e.fields['duration_ns'] AS duration_txt
-FROM events e
-LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
-WHERE e.event IN ('rmap_walk_start', 'rmap_walk_end', 'rmap_walk') AND (e.system IS NULL OR e.system = 'rmap');
-
 -- v5+ pairing: per key (run, pid, folio, rwc) a LIFO stack in (ts, line_no) order. Done without joins:
 -- stack depth after each row S = P - min(0, running min of P), P = running sum of +1 (start) / -1 (end)
 -- (a stack that never goes below empty: an end on an empty stack is unmatched and changes nothing).
 -- A start sits at level S; a matched end (depth before it > 0) pops level S_before. At one level, pushes
 -- and pops alternate, so a start pairs with the next row at its level iff that row is an end.
-CREATE OR REPLACE VIEW _tp_pairs AS
-WITH s AS (
+CREATE OR REPLACE MACRO _tp_out() AS TABLE
+WITH t AS (
+    SELECT e.rk, e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.folio, e.rwc,
+           e.tp_page_type AS page_type, e.tp_duration_ns,
+           -- caller: from the event's callchain (perf -g), or from its ftrace <stack trace> record
+           coalesce(e.tp_caller, s.tp_caller) AS caller
+    FROM _ev e
+    LEFT JOIN (SELECT rk, line_no - 1 AS host, pid, tp_caller FROM _ev WHERE cls = 'stack') s
+           ON s.rk = e.rk AND s.host = e.line_no AND s.pid = e.pid
+    WHERE e.cls = 'tp'
+), s AS (
     SELECT *, CASE WHEN event = 'rmap_walk_start' THEN 1 ELSE -1 END AS d
-    FROM _tp_rows WHERE event IN ('rmap_walk_start', 'rmap_walk_end')
+    FROM t WHERE event IN ('rmap_walk_start', 'rmap_walk_end')
 ), p AS (
     SELECT *, sum(d) OVER k AS psum
-    FROM s WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+    FROM s WINDOW k AS (PARTITION BY rk, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
 ), q AS (
     SELECT *, psum - least(0, min(psum) OVER k) AS depth_after
-    FROM p WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
+    FROM p WINDOW k AS (PARTITION BY rk, pid, folio, rwc ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
 ), l AS (
     SELECT *,
            CASE WHEN d = 1 THEN depth_after
                 WHEN lag(depth_after, 1, 0) OVER k > 0 THEN lag(depth_after, 1, 0) OVER k END AS level
-    FROM q WINDOW k AS (PARTITION BY run_id, pid, folio, rwc ORDER BY ts_ns, line_no)
-)
-SELECT *,
-       lead(d) OVER m AS nxt_d, lead(ts_ns) OVER m AS nxt_ts, lead(line_no) OVER m AS nxt_line,
-       lead(callchain) OVER m AS nxt_callchain
-FROM l
-WINDOW m AS (PARTITION BY run_id, pid, folio, rwc, level ORDER BY ts_ns, line_no);
-
-CREATE OR REPLACE VIEW _tp_out AS
-WITH fam AS (SELECT list(func) || (SELECT list(sym) FROM _rmap_dispatch_frames) AS f FROM _rmap_walkers),
-raw AS (
-    -- paired and unpaired starts
-    SELECT run_id, label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
+    FROM q WINDOW k AS (PARTITION BY rk, pid, folio, rwc ORDER BY ts_ns, line_no)
+), pr AS (
+    SELECT *,
+           lead(d) OVER m AS nxt_d, lead(ts_ns) OVER m AS nxt_ts, lead(line_no) OVER m AS nxt_line,
+           lead(caller) OVER m AS nxt_caller
+    FROM l
+    WINDOW m AS (PARTITION BY rk, pid, folio, rwc, level ORDER BY ts_ns, line_no)
+), raw AS (
+    -- paired and unpaired starts; cpu = the start's CPU
+    SELECT run_id, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
            CASE WHEN nxt_d = -1 THEN nxt_ts END AS end_ns,
            nxt_d IS NOT DISTINCT FROM -1 AS paired,
-           coalesce(callchain, CASE WHEN nxt_d = -1 THEN nxt_callchain END) AS cc,
+           coalesce(caller, CASE WHEN nxt_d = -1 THEN nxt_caller END) AS caller,
            line_no AS start_line, CASE WHEN nxt_d = -1 THEN nxt_line END AS end_line
-    FROM _tp_pairs WHERE d = 1
+    FROM pr WHERE d = 1
     UNION ALL
     -- unmatched ends (start before the trace began, or lost): cpu = the end's CPU (the only one seen)
-    SELECT run_id, label, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false, callchain,
-           NULL::BIGINT, line_no
-    FROM _tp_pairs WHERE d = -1 AND level IS NULL
+    SELECT run_id, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false, caller, NULL::BIGINT, line_no
+    FROM pr WHERE d = -1 AND level IS NULL
     UNION ALL
     -- v4: one event at the end of the walk, start = end - duration_ns
-    SELECT run_id, label, line_no, page_type, pid, comm, cpu,
-           ts_ns - TRY_CAST(duration_txt AS BIGINT), ts_ns, true, callchain, line_no, line_no
-    FROM _tp_rows WHERE event = 'rmap_walk'
+    SELECT run_id, line_no, page_type, pid, comm, cpu, ts_ns - tp_duration_ns, ts_ns, true, caller, line_no, line_no
+    FROM t WHERE event = 'rmap_walk'
 )
-SELECT 'walk' AS part, run_id, label, walk_id, NULL::BIGINT AS window_no, 'tracepoint' AS evidence, page_type,
-       pid, comm, cpu, start_ns, end_ns,
-       end_ns - start_ns AS duration_ns, paired,
+SELECT 'walk' AS part, run_id, NULL::VARCHAR AS label, walk_id, NULL::BIGINT AS window_no, 'tracepoint' AS evidence,
+       page_type, pid, comm, cpu, start_ns, end_ns, end_ns - start_ns AS duration_ns, paired,
        NULL::BIGINT AS n_windows, NULL::BIGINT AS max_hold_ns, NULL::BIGINT AS total_hold_ns,
        NULL::BIGINT AS iterations, NULL::BIGINT AS max_window_iterations, NULL::BIGINT AS rmap_one,
        NULL::BIGINT AS skipped, NULL::BIGINT AS skip_addr, NULL::BIGINT AS skip_mm,
-       -- (a) caller: first frame outward from rmap_walk* that is not one of the rmap_walk family
-       _caller_after(cc, fam.f, fam.f) AS caller,
+       caller,  -- (a) first frame outward from rmap_walk* that is not one of the rmap_walk family
        NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
        NULL::BOOLEAN AS early_exit, NULL::BIGINT AS n_events, start_line, end_line,
        NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
-FROM raw, fam;
+FROM raw;
