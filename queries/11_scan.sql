@@ -24,7 +24,10 @@ WITH k AS (
     SELECT (SELECT list(func) FROM _rmap_walkers) AS walkers,
            (SELECT list(sym) FROM _rmap_dispatch_frames) AS dispatch,
            (SELECT list(func) FROM _rmap_walkers) || (SELECT list(sym) FROM _rmap_dispatch_frames) AS fam,
-           (SELECT list(event) FROM _callchain_ignored_events) AS ignored
+           (SELECT list(event) FROM _callchain_ignored_events) AS ignored,
+           (SELECT list(func) FROM _rmap_iterator_funcs) AS iters,
+           (SELECT list(func) FROM _rmap_one_callbacks) AS cbs,
+           (SELECT list(func) FROM _rmap_invalid_vma_funcs) AS invs
 ),
 e AS (
     SELECT e.*,
@@ -49,17 +52,34 @@ e AS (
                              WHEN list_contains(list_transform(map_keys(e.fields), lambda x: lower(x)), 'walk_ns')
                                  THEN 'sum' END
            END AS cls,
-           k.walkers, k.dispatch, k.fam
+           k.walkers, k.dispatch, k.fam, k.iters, k.cbs, k.invs
     FROM events e, k
 ),
 x AS (
-    SELECT *, CASE WHEN cls IN ('ctr', 'sum') THEN _lower_keys(fields) END AS lf
+    SELECT *, CASE WHEN cls IN ('ctr', 'sum') THEN _lower_keys(fields) END AS lf,
+           -- function codes keep the rows narrow: 1 down_read_trylock, 2 down_read, 3 up_read, 4 iterator,
+           -- 5 rmap_one callback, 6 invalid_vma, 9 walker, 0 anything else
+           CASE WHEN cls IN ('fg', 'pr') THEN
+               (CASE WHEN func = 'down_read_trylock' THEN 1 WHEN func = 'down_read' THEN 2 WHEN func = 'up_read' THEN 3
+                     WHEN list_contains(iters, func) THEN 4 WHEN list_contains(cbs, func) THEN 5
+                     WHEN list_contains(invs, func) THEN 6 WHEN list_contains(walkers, func) THEN 9 ELSE 0 END)::UTINYINT
+           END AS fc
     FROM e WHERE cls IS NOT NULL
 )
-SELECT hash(run_id) AS rk, run_id, line_no, ts_ns, cpu, pid, comm, event, cls, func, depth, kind, duration_ns,
-       _is_zero(retval) AS rz,
+-- rk = hash(run_id): an integer run key for the sorts (20_walks.sql maps it back to run_id and label)
+SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
+       -- comm and event only where a kind reads them (walk-defining rows), NULL elsewhere (cheap to carry)
+       CASE WHEN cls NOT IN ('fg', 'pr') OR fc = 9 THEN comm END AS comm,
+       CASE WHEN cls IN ('tp', 'cc', 'brk') THEN event END AS event,
+       cls, fc,
+       -- kc: 0 entry, 1 leaf, 2 exit (function_graph), 3 return (probes)
+       (CASE kind WHEN 'entry' THEN 0 WHEN 'leaf' THEN 1 WHEN 'exit' THEN 2 WHEN 'return' THEN 3 END)::UTINYINT AS kc,
+       CASE WHEN fc = 9 THEN func END AS wfunc,
+       depth, duration_ns,
+       -- rz: the printed retval is zero (true), non-zero (false) or absent (NULL)
+       CASE WHEN cls = 'fg' THEN _is_zero(retval) END AS rz,
        -- callers: the funcgraph-retaddr comment of an entry, the "(caller+off/size <- sym)" of a probe return
-       CASE WHEN cls IN ('fg', 'pr') AND list_contains(walkers, func) THEN parent END AS parent,
+       CASE WHEN fc = 9 THEN parent END AS parent,
        -- (a) tracepoint fields
        CASE WHEN cls = 'tp' THEN fields['folio'] END AS folio,
        CASE WHEN cls = 'tp' THEN fields['rwc'] END AS rwc,
@@ -73,7 +93,7 @@ SELECT hash(run_id) AS rk, run_id, line_no, ts_ns, cpu, pid, comm, event, cls, f
        CASE WHEN cls = 'pr' AND kind = 'return' THEN _hex(fields['vm_start']) END AS vm_start,
        CASE WHEN cls = 'pr' AND kind = 'return' THEN _hex(fields['vm_end']) END AS vm_end,
        -- probe offset of a walker entry, from the payload "(sym+0xOFF/0xSIZE) ..."
-       CASE WHEN cls = 'pr' AND kind = 'entry' AND list_contains(walkers, func)
+       CASE WHEN cls = 'pr' AND kind = 'entry' AND fc = 9
             THEN _hex(regexp_extract(payload, '^\(\S+?\+(0x[0-9a-fA-F]+)/', 1)) END AS probe_off,
        -- (d) walker frame, caller (first frame outward not rmap_walk / rmap_walk_locked), addr, pte
        CASE WHEN cls = 'cc' THEN _walker_frame(callchain, walkers) END AS cc_walker,

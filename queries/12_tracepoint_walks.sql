@@ -18,7 +18,7 @@
 -- and pops alternate, so a start pairs with the next row at its level iff that row is an end.
 CREATE OR REPLACE MACRO _tp_out() AS TABLE
 WITH t AS (
-    SELECT e.rk, e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.folio, e.rwc,
+    SELECT e.rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.folio, e.rwc,
            e.tp_page_type AS page_type, e.tp_duration_ns,
            -- caller: from the event's callchain (perf -g), or from its ftrace <stack trace> record
            coalesce(e.tp_caller, s.tp_caller) AS caller
@@ -48,7 +48,7 @@ WITH t AS (
     WINDOW m AS (PARTITION BY rk, pid, folio, rwc, level ORDER BY ts_ns, line_no)
 ), raw AS (
     -- paired and unpaired starts; cpu = the start's CPU
-    SELECT run_id, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
+    SELECT rk, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
            CASE WHEN nxt_d = -1 THEN nxt_ts END AS end_ns,
            nxt_d IS NOT DISTINCT FROM -1 AS paired,
            coalesce(caller, CASE WHEN nxt_d = -1 THEN nxt_caller END) AS caller,
@@ -56,14 +56,14 @@ WITH t AS (
     FROM pr WHERE d = 1
     UNION ALL
     -- unmatched ends (start before the trace began, or lost): cpu = the end's CPU (the only one seen)
-    SELECT run_id, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false, caller, NULL::BIGINT, line_no
+    SELECT rk, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false, caller, NULL::BIGINT, line_no
     FROM pr WHERE d = -1 AND level IS NULL
     UNION ALL
     -- v4: one event at the end of the walk, start = end - duration_ns
-    SELECT run_id, line_no, page_type, pid, comm, cpu, ts_ns - tp_duration_ns, ts_ns, true, caller, line_no, line_no
+    SELECT rk, line_no, page_type, pid, comm, cpu, ts_ns - tp_duration_ns, ts_ns, true, caller, line_no, line_no
     FROM t WHERE event = 'rmap_walk'
 )
-SELECT 'walk' AS part, run_id, NULL::VARCHAR AS label, walk_id, NULL::BIGINT AS window_no, 'tracepoint' AS evidence,
+SELECT 'walk' AS part, rk AS run_id, NULL::VARCHAR AS label, walk_id, NULL::BIGINT AS window_no, 'tracepoint' AS evidence,
        page_type, pid, comm, cpu, start_ns, end_ns, end_ns - start_ns AS duration_ns, paired,
        NULL::BIGINT AS n_windows, NULL::BIGINT AS max_hold_ns, NULL::BIGINT AS total_hold_ns,
        NULL::BIGINT AS iterations, NULL::BIGINT AS max_window_iterations, NULL::BIGINT AS rmap_one,

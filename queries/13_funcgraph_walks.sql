@@ -12,24 +12,9 @@
 
 CREATE OR REPLACE MACRO _fg_out() AS TABLE
 WITH walkers AS (SELECT func, page_type FROM _rmap_walkers),
--- function codes keep the sorted rows narrow: 1 trylock, 2 down_read, 3 up_read, 4 iterator, 5 rmap_one
--- callback, 6 invalid_vma, 9 walker, 0 anything else. kc: 0 entry, 1 leaf, 2 exit.
--- rz: the printed retval is zero (true), non-zero (false) or absent (NULL).
-codes AS (
-    SELECT 'down_read_trylock' AS func, 1 AS fc UNION ALL SELECT 'down_read', 2 UNION ALL SELECT 'up_read', 3
-    UNION ALL SELECT func, 4 FROM _rmap_iterator_funcs
-    UNION ALL SELECT func, 5 FROM _rmap_one_callbacks
-    UNION ALL SELECT func, 6 FROM _rmap_invalid_vma_funcs
-    UNION ALL SELECT func, 9 FROM _rmap_walkers
-),
+-- fc / kc / rz: function, kind and retval codes of 11_scan.sql (narrow rows for the sorts)
 r AS MATERIALIZED (
-    SELECT e.rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.depth, e.duration_ns,
-           coalesce(c.fc, 0)::UTINYINT AS fc,
-           (CASE e.kind WHEN 'entry' THEN 0 WHEN 'leaf' THEN 1 ELSE 2 END)::UTINYINT AS kc,
-           e.rz,
-           CASE WHEN c.fc = 9 THEN e.func END AS wfunc
-    FROM _ev e LEFT JOIN codes c ON c.func = e.func
-    WHERE e.cls = 'fg'
+    SELECT rk, line_no, ts_ns, cpu, pid, depth, duration_ns, fc, kc, rz, wfunc FROM _ev WHERE cls = 'fg'
 ),
 -- (1) task order: the walk each row lies in = the task's last walker entry, when no walker exit came after
 -- it (the parser names the function on every closing line, from the braces or the tail comment)
@@ -155,11 +140,11 @@ ch AS (
 ),
 -- comm, label and the funcgraph-retaddr caller of the entry line, fetched for the walk rows only
 meta AS (
-    SELECT e.rk, e.run_id, e.line_no, e.comm, e.parent
+    SELECT e.rk, e.line_no, e.comm, e.parent
     FROM _ev e SEMI JOIN w ON w.rk = e.rk AND w.walk_id = e.line_no
-    WHERE e.cls = 'fg'
+    WHERE e.cls = 'fg' AND e.fc = 9
 )
-SELECT 'walk' AS part, meta.run_id, NULL::VARCHAR AS label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
+SELECT 'walk' AS part, w.rk AS run_id, NULL::VARCHAR AS label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
        k.page_type, w.pid, meta.comm, w.cpu, w.start_ns, w.end_ns, w.duration_ns, w.paired,
        -- an exit without its entry: the children cannot be attributed, every count is NULL
        CASE WHEN has_entry THEN coalesce(wagg.n_windows, 0) END AS n_windows,
@@ -181,16 +166,15 @@ SELECT 'walk' AS part, meta.run_id, NULL::VARCHAR AS label, w.walk_id, NULL::BIG
        NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
 FROM w
 JOIN walkers k ON k.func = w.func
-JOIN meta ON meta.rk = w.rk AND meta.line_no = w.walk_id
+LEFT JOIN meta ON meta.rk = w.rk AND meta.line_no = w.walk_id
 LEFT JOIN wagg ON wagg.rk = w.rk AND wagg.walk_id = w.walk_id
 LEFT JOIN ch ON ch.rk = w.rk AND ch.walk_id = w.walk_id
 LEFT JOIN iter_runs it ON it.rk = w.rk
 UNION ALL
-SELECT 'window', rid.run_id, NULL, f.walk_id, f.window_no, 'function-graph', NULL, NULL, NULL, NULL,
+SELECT 'window', f.rk, NULL, f.walk_id, f.window_no, 'function-graph', NULL, NULL, NULL, NULL,
        f.start_ns, f.end_ns, NULL, NULL, NULL, NULL, NULL,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
        NULL, NULL, NULL, NULL, NULL, f.invalid, NULL, NULL, NULL, NULL,
        f.end_ns - f.start_ns, f.slow, NULL
-FROM win f JOIN (SELECT DISTINCT rk, run_id FROM meta) rid ON rid.rk = f.rk
-LEFT JOIN iter_runs it ON it.rk = f.rk;
+FROM win f LEFT JOIN iter_runs it ON it.rk = f.rk;

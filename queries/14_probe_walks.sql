@@ -8,7 +8,7 @@
 
 CREATE OR REPLACE MACRO _pr_out() AS TABLE
 WITH rows0 AS MATERIALIZED (
-    SELECT rk, run_id, line_no, ts_ns, cpu, pid, comm, func, parent, kind, ret, item_addr AS addr, vm_start, vm_end,
+    SELECT rk, line_no, ts_ns, cpu, pid, comm, fc, kc, wfunc, parent, ret, item_addr AS addr, vm_start, vm_end,
            probe_off
     FROM _ev WHERE cls = 'pr'
 ),
@@ -17,10 +17,10 @@ WITH rows0 AS MATERIALIZED (
 -- entry (probe offset <= 0x10: +0x0, +0x4 with x86 IBT/ENDBR, arm64 BTI ...); a larger offset is a
 -- source-line probe inside the walk (e.g. the project's ksm_item probe).
 ps AS (
-    SELECT r.rk, r.run_id, r.line_no, r.ts_ns, r.cpu, r.pid, r.comm, r.func, r.parent, k.page_type,
-           CASE WHEN kind = 'entry' THEN 1 ELSE -1 END AS d
-    FROM rows0 r JOIN _rmap_walkers k ON r.func = k.func
-    WHERE r.kind = 'return' OR r.probe_off IS NULL OR r.probe_off <= 16
+    SELECT r.rk, r.line_no, r.ts_ns, r.cpu, r.pid, r.comm, r.wfunc AS func, r.parent, k.page_type,
+           CASE WHEN kc = 0 THEN 1 ELSE -1 END AS d
+    FROM rows0 r JOIN _rmap_walkers k ON r.wfunc = k.func
+    WHERE r.kc = 3 OR r.probe_off IS NULL OR r.probe_off <= 16
 ), pp AS (
     SELECT *, sum(d) OVER k AS psum
     FROM ps WINDOW k AS (PARTITION BY rk, pid, func ORDER BY line_no ROWS UNBOUNDED PRECEDING)
@@ -52,23 +52,23 @@ a AS (
     SELECT *,
            last_value(CASE WHEN w_entry THEN line_no END IGNORE NULLS) OVER t AS cw_line,
            last_value(CASE WHEN w_entry THEN coalesce(w_end_line, 9223372036854775807) END IGNORE NULLS) OVER t AS cw_end,
-           last_value(CASE WHEN kind = 'entry' AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END IGNORE NULLS)
+           last_value(CASE WHEN kc = 0 AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END IGNORE NULLS)
                OVER t AS item
     FROM r
     WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 b AS (
-    SELECT rk, run_id, cw_line AS walk_id, line_no, ts_ns, func, kind, ret,
+    SELECT rk, cw_line AS walk_id, line_no, ts_ns, ret,
            CASE WHEN item.l > cw_line THEN item.a END AS item_addr,
            vm_start AS vs, vm_end AS ve,
-           func = 'down_read_trylock' AND kind = 'return' AND ret IS NOT NULL AND NOT _is_zero(ret) AS try_ok,
-           func = 'down_read_trylock' AND kind = 'return' AND ret IS NOT NULL AND _is_zero(ret) AS try_fail,
-           func = 'down_read' AND kind = 'return' AS dr_ret,
-           func = 'up_read' AND kind = 'entry' AS is_up,
-           func IN (SELECT func FROM _rmap_iterator_funcs) AND kind = 'return' AS is_iter,
-           func IN (SELECT func FROM _rmap_one_callbacks) AND kind = 'entry' AS is_cb,
-           func IN (SELECT func FROM _rmap_invalid_vma_funcs) AND kind = 'return'
-               AND ret IS NOT NULL AND NOT _is_zero(ret) AS inv_yes
+           -- fc / kc codes of 11_scan.sql; a fetched return value counts when it is present and non-zero
+           fc = 1 AND kc = 3 AND ret IS NOT NULL AND NOT _is_zero(ret) AS try_ok,
+           fc = 1 AND kc = 3 AND ret IS NOT NULL AND _is_zero(ret) AS try_fail,
+           fc = 2 AND kc = 3 AS dr_ret,
+           fc = 3 AND kc = 0 AS is_up,
+           fc = 4 AND kc = 3 AS is_iter,
+           fc = 5 AND kc = 0 AS is_cb,
+           fc = 6 AND kc = 3 AND ret IS NOT NULL AND NOT _is_zero(ret) AS inv_yes
     FROM a WHERE cw_line IS NOT NULL AND line_no > cw_line AND line_no < cw_end
 ),
 -- (2) walk order: windows. Start = a successful trylock return or a down_read return, end = the next
@@ -93,7 +93,7 @@ cm AS MATERIALIZED (
     FROM c
 ),
 win AS MATERIALIZED (
-    SELECT run_id, walk_id, wno AS window_no,
+    SELECT rk, walk_id, wno AS window_no,
            min(ts_ns) FILTER (WHERE win_start) AS start_ns,
            min(ts_ns) FILTER (WHERE is_up AND inside) AS end_ns,
            count(*) FILTER (WHERE inside AND iter_hit) AS iterations_raw,
@@ -110,14 +110,11 @@ win AS MATERIALIZED (
     FROM cm WHERE wno > 0
     -- a window whose up_read was not seen (the trace ends inside it) is kept, as for function_graph:
     -- the lock was acquired; its end_ns / hold_ns are NULL
-    GROUP BY run_id, walk_id, wno
+    GROUP BY rk, walk_id, wno
 ),
-iter_runs AS (
-    SELECT DISTINCT run_id FROM rows0
-    WHERE func IN (SELECT func FROM _rmap_iterator_funcs) AND kind = 'return' AND ret IS NOT NULL
-),
+iter_runs AS (SELECT DISTINCT rk FROM rows0 WHERE fc = 4 AND kc = 3 AND ret IS NOT NULL),
 w AS (
-    SELECT run_id, NULL::VARCHAR AS label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
+    SELECT rk, NULL::VARCHAR AS label, line_no AS walk_id, page_type, pid, comm, cpu, ts_ns AS start_ns,
            CASE WHEN nxt_d = -1 THEN nxt_ts END AS end_ns, nxt_d IS NOT DISTINCT FROM -1 AS paired,
            -- caller: the return's "(caller+0x../0x.. <- rmap_walk_ksm)" symbol, without offset
            CASE WHEN nxt_d = -1 THEN _sym(nxt_parent) END AS caller,
@@ -125,35 +122,35 @@ w AS (
     FROM pairs WHERE d = 1
     UNION ALL
     -- a return without entry (the trace began inside the walk): cpu = the return's CPU
-    SELECT run_id, NULL, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false,
+    SELECT rk, NULL, line_no, page_type, pid, comm, cpu, NULL::BIGINT, ts_ns, false,
            _sym(parent), NULL::BIGINT, line_no, false
     FROM pairs WHERE d = -1 AND level IS NULL
 ),
 wagg AS (
-    SELECT run_id, walk_id, count(*) AS n_windows,
+    SELECT rk, walk_id, count(*) AS n_windows,
            max(end_ns - start_ns) AS max_hold_ns, sum(end_ns - start_ns)::BIGINT AS total_hold_ns,
            sum(iterations_raw)::BIGINT AS iterations, max(iterations_raw) AS max_window_iterations,
            count(*) FILTER (WHERE slow) AS slow_windows,
            CASE WHEN count(*) FILTER (WHERE skip_addr_raw IS NULL) = 0 THEN sum(skip_addr_raw)::BIGINT END AS skip_addr,
            arg_max_null(last_iter_hit, window_no) AS early_exit
-    FROM win GROUP BY run_id, walk_id
+    FROM win GROUP BY rk, walk_id
 ),
 ch AS (
-    SELECT run_id, walk_id, count(*) FILTER (WHERE is_cb) AS rmap_one, count(*) FILTER (WHERE inv_yes) AS invalid,
+    SELECT rk, walk_id, count(*) FILTER (WHERE is_cb) AS rmap_one, count(*) FILTER (WHERE inv_yes) AS invalid,
            arg_max_null(try_fail, line_no) AS bailout_last
-    FROM cm GROUP BY run_id, walk_id
+    FROM cm GROUP BY rk, walk_id
 )
-SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 'kprobe' AS evidence, w.page_type,
+SELECT 'walk' AS part, w.rk AS run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 'kprobe' AS evidence, w.page_type,
        w.pid, w.comm, w.cpu, w.start_ns, w.end_ns, w.end_ns - w.start_ns AS duration_ns, w.paired,
        CASE WHEN has_entry THEN coalesce(wagg.n_windows, 0) END AS n_windows,
        wagg.max_hold_ns, wagg.total_hold_ns,
-       CASE WHEN has_entry AND it.run_id IS NOT NULL THEN coalesce(wagg.iterations, 0) END AS iterations,
-       CASE WHEN it.run_id IS NOT NULL THEN wagg.max_window_iterations END AS max_window_iterations,
+       CASE WHEN has_entry AND it.rk IS NOT NULL THEN coalesce(wagg.iterations, 0) END AS iterations,
+       CASE WHEN it.rk IS NOT NULL THEN wagg.max_window_iterations END AS max_window_iterations,
        CASE WHEN has_entry THEN coalesce(ch.rmap_one, 0) END AS rmap_one,
-       CASE WHEN has_entry AND it.run_id IS NOT NULL
+       CASE WHEN has_entry AND it.rk IS NOT NULL
             THEN coalesce(wagg.iterations, 0) - coalesce(ch.rmap_one, 0) - coalesce(ch.invalid, 0) END AS skipped,
-       CASE WHEN it.run_id IS NOT NULL THEN wagg.skip_addr END AS skip_addr,
-       CASE WHEN it.run_id IS NOT NULL AND wagg.skip_addr IS NOT NULL
+       CASE WHEN it.rk IS NOT NULL THEN wagg.skip_addr END AS skip_addr,
+       CASE WHEN it.rk IS NOT NULL AND wagg.skip_addr IS NOT NULL
             THEN coalesce(wagg.iterations, 0) - coalesce(ch.rmap_one, 0) - coalesce(ch.invalid, 0) - wagg.skip_addr
        END AS skip_mm,
        w.caller,
@@ -162,20 +159,20 @@ SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 
        -- early_exit = the last window's last iterator return was non-zero (it returned a chain)
        CASE WHEN has_entry THEN coalesce(ch.bailout_last, false) AND w.paired END AS bailout,
        CASE WHEN has_entry THEN coalesce(ch.invalid, 0) END AS invalid,
-       CASE WHEN it.run_id IS NOT NULL THEN wagg.early_exit END AS early_exit,
+       CASE WHEN it.rk IS NOT NULL THEN wagg.early_exit END AS early_exit,
        NULL::BIGINT AS n_events, w.start_line, w.end_line,
        NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
 FROM w
-LEFT JOIN wagg USING (run_id, walk_id)
-LEFT JOIN ch USING (run_id, walk_id)
-LEFT JOIN iter_runs it ON it.run_id = w.run_id
+LEFT JOIN wagg USING (rk, walk_id)
+LEFT JOIN ch USING (rk, walk_id)
+LEFT JOIN iter_runs it ON it.rk = w.rk
 UNION ALL
-SELECT 'window', f.run_id, NULL, f.walk_id, f.window_no, 'kprobe', NULL, NULL, NULL, NULL,
+SELECT 'window', f.rk, NULL, f.walk_id, f.window_no, 'kprobe', NULL, NULL, NULL, NULL,
        f.start_ns, f.end_ns, NULL, NULL, NULL, NULL, NULL,
-       CASE WHEN it.run_id IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
-       CASE WHEN it.run_id IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
-       CASE WHEN it.run_id IS NOT NULL THEN f.skip_addr_raw END,
-       CASE WHEN it.run_id IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid - f.skip_addr_raw END,
+       CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
+       CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
+       CASE WHEN it.rk IS NOT NULL THEN f.skip_addr_raw END,
+       CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid - f.skip_addr_raw END,
        NULL, NULL, NULL, f.invalid, NULL, NULL, NULL, NULL,
        f.end_ns - f.start_ns, f.slow, NULL
-FROM win f LEFT JOIN iter_runs it ON it.run_id = f.run_id;
+FROM win f LEFT JOIN iter_runs it ON it.rk = f.rk;

@@ -8,7 +8,7 @@ CREATE OR REPLACE MACRO _cc_out() AS TABLE
 WITH cc_rows AS (
     -- selected events (a walker frame in the callchain; 11_scan.sql) and the walk breakers
     -- (another migrate event: mm_migrate_pages(_start), or a compaction event, of the same pid)
-    SELECT e.rk, e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, w.page_type, e.cc_caller AS caller,
+    SELECT e.rk, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, w.page_type, e.cc_caller AS caller,
            e.addr,
            -- page key: ((invert ? ~pte : pte) >> shift) & (2^bits - 1), pte as unsigned 64-bit (10_config.sql)
            CASE WHEN pk.event IS NOT NULL AND e.pte IS NOT NULL THEN
@@ -19,7 +19,7 @@ WITH cc_rows AS (
     LEFT JOIN _pte_page_keys pk ON pk.event = e.event
     WHERE e.cls = 'cc'
     UNION ALL
-    SELECT rk, run_id, line_no, ts_ns, NULL, pid, NULL, event, NULL, NULL, NULL, NULL, true
+    SELECT rk, line_no, ts_ns, NULL, pid, NULL, event, NULL, NULL, NULL, NULL, true
     FROM _ev WHERE cls = 'brk' AND pid IS NOT NULL
 ), o AS (
     -- (1) per (run, pid) in ts order, with the walk breakers: a new walk starts at a selected event when the
@@ -39,7 +39,7 @@ WITH cc_rows AS (
     FROM o WHERE NOT breaker
 ), g AS MATERIALIZED (
     -- (2) segments: first line / position of the segment, previous selected event's ts
-    SELECT rk, run_id, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
+    SELECT rk, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
            last_value(CASE WHEN new_seg THEN line_no END IGNORE NULLS) OVER t AS seg_line,
            last_value(CASE WHEN new_seg THEN pos END IGNORE NULLS) OVER t AS seg_pos,
            lag(ts_ns) OVER t AS prev_ts
@@ -51,46 +51,46 @@ WITH cc_rows AS (
 -- b(s) = min{ i : prev(i) >= s }: a running minimum over rows sorted by prev, looked up with an ASOF join;
 -- the walk starts are the chain s0, b(s0), b(b(s0)) ... (a recursive CTE, one step per walk).
 rep AS (
-    SELECT DISTINCT run_id, pid, seg_line FROM g WHERE addr IS NOT NULL
-    GROUP BY run_id, pid, seg_line, addr HAVING count(*) > 1
+    SELECT DISTINCT rk, pid, seg_line FROM g WHERE addr IS NOT NULL
+    GROUP BY rk, pid, seg_line, addr HAVING count(*) > 1
 ), p AS MATERIALIZED (
-    SELECT g.*, lag(g.pos) OVER (PARTITION BY g.run_id, g.pid, g.seg_line, g.addr ORDER BY g.pos) AS prev_pos
-    FROM g SEMI JOIN rep ON rep.run_id = g.run_id AND rep.pid = g.pid AND rep.seg_line = g.seg_line
+    SELECT g.*, lag(g.pos) OVER (PARTITION BY g.rk, g.pid, g.seg_line, g.addr ORDER BY g.pos) AS prev_pos
+    FROM g SEMI JOIN rep ON rep.rk = g.rk AND rep.pid = g.pid AND rep.seg_line = g.seg_line
 ), thr AS (   -- g(t) = min pos among rows with prev_pos >= t
-    SELECT run_id, pid, seg_line, prev_pos,
-           min(pos) OVER (PARTITION BY run_id, pid, seg_line ORDER BY prev_pos DESC ROWS UNBOUNDED PRECEDING) AS b
+    SELECT rk, pid, seg_line, prev_pos,
+           min(pos) OVER (PARTITION BY rk, pid, seg_line ORDER BY prev_pos DESC ROWS UNBOUNDED PRECEDING) AS b
     FROM p WHERE addr IS NOT NULL AND prev_pos IS NOT NULL
 ), nxt AS MATERIALIZED (
-    SELECT q.run_id, q.pid, q.seg_line, q.pos AS s, t.b
-    FROM p q ASOF JOIN thr t ON q.run_id = t.run_id AND q.pid = t.pid AND q.seg_line = t.seg_line
+    SELECT q.rk, q.pid, q.seg_line, q.pos AS s, t.b
+    FROM p q ASOF JOIN thr t ON q.rk = t.rk AND q.pid = t.pid AND q.seg_line = t.seg_line
                                 AND q.pos <= t.prev_pos
 ), chain AS (
-    WITH RECURSIVE ch(run_id, pid, seg_line, s) AS (
-        SELECT run_id, pid, seg_line, min(pos) FROM p GROUP BY run_id, pid, seg_line
+    WITH RECURSIVE ch(rk, pid, seg_line, s) AS (
+        SELECT rk, pid, seg_line, min(pos) FROM p GROUP BY rk, pid, seg_line
         UNION ALL
-        SELECT ch.run_id, ch.pid, ch.seg_line, n.b
-        FROM ch JOIN nxt n ON ch.run_id = n.run_id AND ch.pid = n.pid AND ch.seg_line = n.seg_line AND ch.s = n.s
+        SELECT ch.rk, ch.pid, ch.seg_line, n.b
+        FROM ch JOIN nxt n ON ch.rk = n.rk AND ch.pid = n.pid AND ch.seg_line = n.seg_line AND ch.s = n.s
     )
-    SELECT c.run_id, c.pid, c.seg_line, c.s AS start_pos, p.line_no AS start_line
-    FROM ch c JOIN p ON p.run_id = c.run_id AND p.pid = c.pid AND p.seg_line = c.seg_line AND p.pos = c.s
+    SELECT c.rk, c.pid, c.seg_line, c.s AS start_pos, p.line_no AS start_line
+    FROM ch c JOIN p ON p.rk = c.rk AND p.pid = c.pid AND p.seg_line = c.seg_line AND p.pos = c.s
 ), split AS (
-    SELECT p.run_id, p.line_no, c.start_line, c.start_pos
-    FROM p ASOF JOIN chain c ON p.run_id = c.run_id AND p.pid = c.pid AND p.seg_line = c.seg_line
+    SELECT p.rk, p.line_no, c.start_line, c.start_pos
+    FROM p ASOF JOIN chain c ON p.rk = c.rk AND p.pid = c.pid AND p.seg_line = c.seg_line
                                 AND p.pos >= c.start_pos
 ), rows AS MATERIALIZED (
     -- walk id = line of the walk's first event; window_no = events since that one
     SELECT g.*, coalesce(sp.start_line, g.seg_line) AS walk_id, g.pos - coalesce(sp.start_pos, g.seg_pos) AS window_no
-    FROM g LEFT JOIN split sp ON sp.run_id = g.run_id AND sp.line_no = g.line_no
+    FROM g LEFT JOIN split sp ON sp.rk = g.rk AND sp.line_no = g.line_no
 ), w AS (
-    SELECT run_id, NULL::VARCHAR AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
+    SELECT rk, NULL::VARCHAR AS label, walk_id, any_value(page_type) AS page_type, any_value(pid) AS pid,
            arg_min_null(comm, pos) AS comm, arg_min_null(cpu, pos) AS cpu,
            min(ts_ns) AS start_ns, max(ts_ns) AS end_ns, count(*) AS n_events,
            max(ts_ns - prev_ts) FILTER (WHERE window_no > 0) AS max_hold_ns,
            sum(ts_ns - prev_ts) FILTER (WHERE window_no > 0) AS total_hold_ns,
            any_value(caller) AS caller, min(line_no) AS start_line, max(line_no) AS end_line
-    FROM rows GROUP BY run_id, walk_id
+    FROM rows GROUP BY rk, walk_id
 )
-SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 'perf-callchain' AS evidence,
+SELECT 'walk' AS part, w.rk AS run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 'perf-callchain' AS evidence,
        w.page_type, w.pid, w.comm, w.cpu, w.start_ns, w.end_ns, w.end_ns - w.start_ns AS duration_ns,
        -- complete needs the walk to lie wholly inside the trace (not at its first or last timestamp)
        w.start_ns <> b.first_ts_ns AND w.end_ns <> b.last_ts_ns AS paired,
@@ -100,10 +100,10 @@ SELECT 'walk' AS part, w.run_id, w.label, w.walk_id, NULL::BIGINT AS window_no, 
        NULL::BIGINT AS slow_windows, NULL::BOOLEAN AS bailout, NULL::BIGINT AS invalid,
        NULL::BOOLEAN AS early_exit, w.n_events, w.start_line, w.end_line,
        NULL::BIGINT AS hold_ns, NULL::BOOLEAN AS slow, NULL::BOOLEAN AS counters_consistent
-FROM w JOIN (SELECT run_id, first_ts_ns, last_ts_ns FROM runs) b USING (run_id)
+FROM w JOIN (SELECT hash(run_id) AS rk, first_ts_ns, last_ts_ns FROM runs) b USING (rk)
 UNION ALL
 -- lock windows: the gaps between consecutive events of one walk (a proxy for one window, kernel.md §6.4)
-SELECT 'window', run_id, NULL, walk_id, window_no, 'perf-callchain', NULL, NULL, NULL, NULL,
+SELECT 'window', rk, NULL, walk_id, window_no, 'perf-callchain', NULL, NULL, NULL, NULL,
        prev_ts, ts_ns, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, NULL, NULL, NULL, NULL, ts_ns - prev_ts, NULL, NULL
 FROM rows WHERE window_no > 0;

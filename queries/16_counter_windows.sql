@@ -9,7 +9,7 @@
 -- Which walk a line belongs to (a walk of another kind around it, or a walk of its own) is decided in
 -- _walk_parts (20_walks.sql).
 CREATE OR REPLACE MACRO _counter_lines() AS TABLE
-SELECT run_id, line_no, ts_ns, cpu, pid, comm,
+SELECT rk, line_no, ts_ns, cpu, pid, comm,
        ts_ns - hold_ns AS start_ns, ts_ns AS end_ns, hold_ns, iterations, rmap_one,
        -- skipped = skip_addr + skip_mm when both present, else iterations - rmap_one (- invalid) when present
        CASE WHEN skip_addr IS NOT NULL AND skip_mm IS NOT NULL THEN skip_addr + skip_mm
@@ -23,4 +23,4 @@ FROM _ev WHERE cls = 'ctr';
 
 -- bpftrace recipe summary lines "ksm_walk: walk_ns=... windows=... cb=..." (capture.md §7)
 CREATE OR REPLACE MACRO _counter_summaries() AS TABLE
-SELECT run_id, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev WHERE cls = 'sum';
+SELECT rk, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev WHERE cls = 'sum';

@@ -25,10 +25,10 @@
 -- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters
 -- @column counters_consistent BOOLEAN counter lines: skip_addr + skip_mm + rmap_one (+ invalid) = iterations (NULL unless all present)
 CREATE OR REPLACE VIEW lock_windows AS
-SELECT a.run_id, r.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
+SELECT a.run_id, a.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
        a.start_ns::BIGINT AS start_ns, a.end_ns::BIGINT AS end_ns, a.hold_ns::BIGINT AS hold_ns,
        a.iterations::BIGINT AS iterations, a.rmap_one::BIGINT AS rmap_one, a.skipped::BIGINT AS skipped,
        a.skip_addr::BIGINT AS skip_addr, a.skip_mm::BIGINT AS skip_mm, a.invalid::BIGINT AS invalid,
        a.slow, a.evidence, a.counters_consistent
-FROM _walk_parts a JOIN (SELECT run_id, label FROM runs) r USING (run_id)
+FROM _walk_parts a
 WHERE a.part = 'window';
