@@ -159,17 +159,21 @@ def lock_pair(walker: bool) -> list[dict]:
             row(25000, "contention_end", system="lock", fields={"lock_addr": addr, "ret": "0"})]
 
 
-def tile(template: list[dict], count: int, slot_ns: int, pids: np.ndarray, comm: str, t0: int,
+def tile(template: list[dict], count: int, pids: np.ndarray, comm: str, t0: int,
          rng: np.random.Generator) -> pa.Table:
-    """Repeat a template `count` times: walk k runs at t0 + k*slot_ns (+ jitter) on pid pids[k % len]."""
+    """Repeat a template `count` times. Walk k runs on pid pids[k % P]; one pid's walks follow each other
+    (never overlap: a task runs one walk at a time), different pids run concurrently."""
     base = pa.Table.from_pylist(template, schema=pa.schema([f for f in EVENTS_SCHEMA if f.name in COLS]))
     m = base.num_rows
+    period = int(np.nanmax(np.asarray(base.column("ts_ns").to_numpy(zero_copy_only=False), dtype=float))) + 60_000
+    P = len(pids)
     idx = np.tile(np.arange(m), count)
     t = base.take(pa.array(idx))
     k = np.repeat(np.arange(count, dtype=np.int64), m)
-    jitter = rng.integers(0, 50, count, dtype=np.int64)[k] * 1000
-    ts = np.asarray(t.column("ts_ns").to_numpy(zero_copy_only=False), dtype=np.int64) + t0 + k * slot_ns + jitter
-    pid = pids[k % len(pids)].astype(np.int32)
+    start = t0 + (np.arange(count, dtype=np.int64) // P) * period + (np.arange(count) % P) * 7_000 \
+        + rng.integers(0, 40, count, dtype=np.int64) * 1000
+    ts = np.asarray(t.column("ts_ns").to_numpy(zero_copy_only=False), dtype=np.int64) + start[k]
+    pid = pids[k % P].astype(np.int32)
     cpu = (pid % 2).astype(np.int32)
     t = t.set_column(t.schema.get_field_index("ts_ns"), "ts_ns", pa.array(ts, pa.int64()))
     t = t.set_column(t.schema.get_field_index("pid"), "pid", pa.array(pid, pa.int32()))
@@ -181,22 +185,22 @@ def tile(template: list[dict], count: int, slot_ns: int, pids: np.ndarray, comm:
 
 def build_run(n_events: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
-    plan = [  # (template, share of rows, pids, comm, slot)
-        (fg_walk(24, 40, slow_every=7), 0.45, np.arange(10396, 10400), "ksm_rma", 400_000),
-        (fg_walk(1, 0, bailout=True), 0.005, np.arange(80, 82), "kswapd0", 20_000),
-        (fg_walk(8, 2), 0.10, np.arange(33, 35), "kcompac", 150_000),
-        (kprobe_walk(12, 20), 0.15, np.arange(20000, 20004), "ksm_probe", 600_000),
-        (perf_walk(24, True), 0.06, np.arange(9000, 9004), "ksm_rmap_repro", 100_000),
-        (perf_walk(24, False), 0.06, np.arange(9000, 9004), "ksm_rmap_repro", 100_000),
-        (tp_walk(16), 0.08, np.arange(467, 471), "rmap_benchmark", 150_000),
-        (counter_line(), 0.04, np.arange(30, 32), "kcompactd0", 5_000),
-        (lock_pair(True), 0.03, np.arange(11216, 11220), "ksm_rmap_repro", 60_000),
-        (lock_pair(False), 0.03, np.arange(300, 304), "mprotect", 60_000),
+    plan = [  # (template, share of rows, pids, comm)
+        (fg_walk(24, 40, slow_every=7), 0.45, np.arange(10396, 10404), "ksm_rma"),
+        (fg_walk(1, 0, bailout=True), 0.005, np.arange(80, 82), "kswapd0"),
+        (fg_walk(8, 2), 0.10, np.arange(33, 37), "kcompac"),
+        (kprobe_walk(12, 20), 0.15, np.arange(20000, 20008), "ksm_probe"),
+        (perf_walk(24, True), 0.06, np.arange(9000, 9008), "ksm_rmap_repro"),
+        (perf_walk(24, False), 0.06, np.arange(9100, 9108), "ksm_rmap_repro"),
+        (tp_walk(16), 0.08, np.arange(467, 475), "rmap_benchmark"),
+        (counter_line(), 0.04, np.arange(30, 32), "kcompactd0"),
+        (lock_pair(True), 0.03, np.arange(11216, 11224), "ksm_rmap_repro"),
+        (lock_pair(False), 0.03, np.arange(300, 308), "mprotect"),
     ]
     parts = []
-    for tmpl, share, pids, comm, slot in plan:
+    for tmpl, share, pids, comm in plan:
         count = max(1, int(n_events * share / len(tmpl)))
-        parts.append(tile(tmpl, count, slot, pids, comm, 1_000_000_000 + int(rng.integers(0, 1000)) * 1000, rng))
+        parts.append(tile(tmpl, count, pids, comm, 1_000_000_000 + int(rng.integers(0, 1000)) * 1000, rng))
     t = pa.concat_tables(parts)
     # a few loss markers (no timestamp, as tracefs prints them)
     order = np.argsort(np.asarray(t.column("ts_ns").to_numpy(), dtype=np.int64), kind="stable")

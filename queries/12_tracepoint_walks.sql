@@ -23,9 +23,9 @@ WITH t AS (
            -- caller: from the event's callchain (perf -g), or from its ftrace <stack trace> record
            coalesce(e.tp_caller, s.tp_caller) AS caller
     FROM _ev e
-    LEFT JOIN (SELECT rk, line_no - 1 AS host, pid, tp_caller FROM _ev WHERE cls = 'stack') s
+    LEFT JOIN (SELECT rk, line_no - 1 AS host, pid, tp_caller FROM _ev WHERE cls = 8) s
            ON s.rk = e.rk AND s.host = e.line_no AND s.pid = e.pid
-    WHERE e.cls = 'tp'
+    WHERE e.cls = 3
 ), s AS (
     SELECT *, CASE WHEN event = 'rmap_walk_start' THEN 1 ELSE -1 END AS d
     FROM t WHERE event IN ('rmap_walk_start', 'rmap_walk_end')

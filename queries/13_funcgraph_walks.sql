@@ -14,7 +14,7 @@ CREATE OR REPLACE MACRO _fg_out() AS TABLE
 WITH walkers AS (SELECT func, page_type FROM _rmap_walkers),
 -- fc / kc / rz: function, kind and retval codes of 11_scan.sql (narrow rows for the sorts)
 r AS MATERIALIZED (
-    SELECT rk, line_no, ts_ns, cpu, pid, depth, duration_ns, fc, kc, rz, wfunc FROM _ev WHERE cls = 'fg'
+    SELECT rk, line_no, ts_ns, cpu, pid, depth, duration_ns, fc, kc, rz, wfunc FROM _ev WHERE cls = 1
 ),
 -- (1) task order: the walk each row lies in = the task's last walker entry, when no walker exit came after
 -- it (the parser names the function on every closing line, from the braces or the tail comment)
@@ -142,7 +142,7 @@ ch AS (
 meta AS (
     SELECT e.rk, e.line_no, e.comm, e.parent
     FROM _ev e SEMI JOIN w ON w.rk = e.rk AND w.walk_id = e.line_no
-    WHERE e.cls = 'fg' AND e.fc = 9
+    WHERE e.cls = 1 AND e.fc = 9
 )
 SELECT 'walk' AS part, w.rk AS run_id, NULL::VARCHAR AS label, w.walk_id, NULL::BIGINT AS window_no, 'function-graph' AS evidence,
        k.page_type, w.pid, meta.comm, w.cpu, w.start_ns, w.end_ns, w.duration_ns, w.paired,

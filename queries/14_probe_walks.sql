@@ -10,7 +10,7 @@ CREATE OR REPLACE MACRO _pr_out() AS TABLE
 WITH rows0 AS MATERIALIZED (
     SELECT rk, line_no, ts_ns, cpu, pid, comm, fc, kc, wfunc, parent, ret, item_addr AS addr, vm_start, vm_end,
            probe_off
-    FROM _ev WHERE cls = 'pr'
+    FROM _ev WHERE cls = 2
 ),
 -- walk pairing: entry and return of a walker, LIFO per (run, pid, walker) (the stack trick of
 -- 12_tracepoint_walks.sql), over the walker rows only. A walker entry starts a walk only at the function

@@ -17,10 +17,10 @@ WITH cc_rows AS (
            false AS breaker
     FROM _ev e JOIN _rmap_walkers w ON w.func = e.cc_walker
     LEFT JOIN _pte_page_keys pk ON pk.event = e.event
-    WHERE e.cls = 'cc'
+    WHERE e.cls = 4
     UNION ALL
     SELECT rk, line_no, ts_ns, NULL, pid, NULL, event, NULL, NULL, NULL, NULL, true
-    FROM _ev WHERE cls = 'brk' AND pid IS NOT NULL
+    FROM _ev WHERE cls = 5 AND pid IS NOT NULL
 ), o AS (
     -- (1) per (run, pid) in ts order, with the walk breakers: a new walk starts at a selected event when the
     -- previous row is a breaker (another migrate / compaction event of the task), or when caller, page_type,

@@ -2,7 +2,7 @@
 -- lock window (kernel.md §6.5, walk_rules.md (e)). Private; see `walks` and `lock_windows`.
 --
 -- A counter line is any event whose fields (keys compared case-insensitively) contain hold_ns, Time_ms,
--- iterations or Nr_iteration_total (11_scan.sql, cls = 'ctr'). Map: Time_ms (decimal ms, converted exactly
+-- iterations or Nr_iteration_total (11_scan.sql, cls = 6 'ctr'). Map: Time_ms (decimal ms, converted exactly
 -- with DECIMAL arithmetic: '221.104' -> 221104000 ns) | hold_ns -> hold_ns; Nr_iteration_total | iterations
 -- -> iterations; Skip_addr_out_of_range | skip_addr -> skip_addr; Skip_mm_mismatch | skip_mm -> skip_mm;
 -- rmap_one -> rmap_one; invalid -> invalid. The window ends at the line: end_ns = ts, start_ns = end - hold_ns.
@@ -19,8 +19,8 @@ SELECT rk, line_no, ts_ns, cpu, pid, comm,
        -- validation (kernel.md §6.5): skip_addr + skip_mm + rmap_one (+ invalid) = iterations
        CASE WHEN skip_addr IS NOT NULL AND skip_mm IS NOT NULL AND rmap_one IS NOT NULL AND iterations IS NOT NULL
             THEN skip_addr + skip_mm + rmap_one + coalesce(invalid, 0) = iterations END AS counters_consistent
-FROM _ev WHERE cls = 'ctr';
+FROM _ev WHERE cls = 6;
 
 -- bpftrace recipe summary lines "ksm_walk: walk_ns=... windows=... cb=..." (capture.md §7)
 CREATE OR REPLACE MACRO _counter_summaries() AS TABLE
-SELECT rk, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev WHERE cls = 'sum';
+SELECT rk, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev WHERE cls = 7;

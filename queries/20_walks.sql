@@ -118,11 +118,11 @@ allw AS (SELECT * FROM k UNION ALL SELECT * FROM cwalks),
 -- the walk is lossy when n(end) - n(before start) > 0
 lost_t AS MATERIALIZED (
     SELECT rk, ts_ns, row_number() OVER (PARTITION BY rk ORDER BY ts_ns) AS n
-    FROM _ev WHERE cls = 'lost' AND ts_ns IS NOT NULL
+    FROM _ev WHERE cls = 9 AND ts_ns IS NOT NULL
 ),
 lost_l AS MATERIALIZED (
     SELECT rk, line_no, row_number() OVER (PARTITION BY rk ORDER BY line_no) AS n
-    FROM _ev WHERE cls = 'lost' AND ts_ns IS NULL
+    FROM _ev WHERE cls = 9 AND ts_ns IS NULL
 ),
 lossy AS (
     SELECT a.rk, a.walk_id FROM allw a
