@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import queue
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -53,6 +55,12 @@ class IngestResult:
 
 
 class _Writer:
+    """Writes parsed tables as Parquet in a background thread (pyarrow releases the GIL), so that
+    parsing the next chunk and compressing this one use both cores. Small tables are batched into
+    row groups of at least ROW_GROUP_ROWS rows."""
+
+    ROW_GROUP_ROWS = 1 << 19
+
     def __init__(self, staging: Path, run_id: str, label: str):
         self.staging = staging
         self.run_id = run_id
@@ -63,16 +71,48 @@ class _Writer:
         self.w: pq.ParquetWriter | None = None
         self.first_ts = None
         self.last_ts = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._q: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ksmtrace-parquet-writer", daemon=True)
+        self._thread.start()
 
     def write(self, t: pa.Table) -> None:
         if t.num_rows == 0:
             return
+        if self._error is not None:
+            raise self._error
         t = conform(t)
         ts = t.column("ts_ns")
         mn, mx = pc.min(ts).as_py(), pc.max(ts).as_py()
         if mn is not None:
             self.first_ts = mn if self.first_ts is None else min(self.first_ts, mn)
             self.last_ts = mx if self.last_ts is None else max(self.last_ts, mx)
+        self.n += t.num_rows
+        self._pending.append(t)
+        self._pending_rows += t.num_rows
+        if self._pending_rows >= self.ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._q.put(pa.concat_tables(self._pending))
+            self._pending, self._pending_rows = [], 0
+
+    def _run(self) -> None:
+        while True:
+            t = self._q.get()
+            if t is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self._write_now(t)
+            except BaseException as e:  # reported by close()/write() in the caller's thread
+                self._error = e
+
+    def _write_now(self, t: pa.Table) -> None:
         n = t.num_rows
         t = pa.Table.from_arrays(
             [pa.nulls(n, pa.string()).fill_null(self.run_id), pa.nulls(n, pa.string()).fill_null(self.label)]
@@ -80,19 +120,35 @@ class _Writer:
             schema=EVENTS_SCHEMA,
         )
         if self.w is None or self.rows_in_file >= ROWS_PER_FILE:
-            self.close()
+            self._close_file()
             self.w = pq.ParquetWriter(self.staging / f"events-{self.file_no:05d}.parquet", EVENTS_SCHEMA,
-                                      compression="zstd")
+                                      compression="zstd", compression_level=1)
             self.file_no += 1
             self.rows_in_file = 0
         self.w.write_table(t, row_group_size=1 << 20)
         self.rows_in_file += n
-        self.n += n
 
-    def close(self) -> None:
+    def _close_file(self) -> None:
         if self.w is not None:
             self.w.close()
             self.w = None
+
+    def abort(self) -> None:
+        """Stop the writer thread without writing what is pending (the staging dir is discarded)."""
+        self._pending = []
+        self._error = self._error or RuntimeError("aborted")
+        self._q.put(None)
+        self._thread.join()
+        self._close_file()
+
+    def close(self) -> None:
+        """Flush, wait for the writer thread, and re-raise its error if it had one."""
+        self._flush()
+        self._q.put(None)
+        self._thread.join()
+        self._close_file()
+        if self._error is not None:
+            raise self._error
 
 
 def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bool = False,
@@ -118,8 +174,12 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
             staging = store.new_staging()
             run_id = make_run_id(label)
             writer = _Writer(staging, run_id, label)
-            for table in parser.parse(src, stats):
-                writer.write(table)
+            try:
+                for table in parser.parse(src, stats):
+                    writer.write(table)
+            except BaseException:
+                writer.abort()
+                raise
             writer.close()
             # binary formats hash the file itself, text formats the decompressed text
             sha = stats.meta.pop("sha256", None) or src.sha256
