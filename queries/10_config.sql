@@ -60,7 +60,7 @@ INSERT OR IGNORE INTO _pte_page_keys VALUES
 CREATE TABLE IF NOT EXISTS _callchain_ignored_events (event VARCHAR PRIMARY KEY);
 INSERT OR IGNORE INTO _callchain_ignored_events VALUES
     ('rmap_walk'), ('rmap_walk_start'), ('rmap_walk_end'), ('contention_begin'), ('contention_end'),
-    ('kernel_stack'), ('user_stack');  -- ftrace stack records: attached to their event instead (_stacks)
+    ('kernel_stack'), ('user_stack');  -- ftrace stack records: attached to their event instead
 
 -- helpers ---------------------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ CREATE OR REPLACE VIEW _stacks AS
 SELECT run_id, line_no - 1 AS host_line, pid, callchain FROM events
 WHERE event = 'kernel_stack' AND callchain IS NOT NULL;
 
--- contention_begin / contention_end rows with their fields (lock_addr, flags / ret)
-CREATE OR REPLACE VIEW _lock_rows AS
+-- contention_begin / contention_end rows with their fields (lock_addr, flags / ret). lock_waits reads
+-- them once (a MATERIALIZED CTE named _lock_rows that the macro _lock_pairs() below then reads; the view
+-- _lock_rows stands in elsewhere), so the store is scanned once.
+CREATE OR REPLACE VIEW _lock_rows_scan AS
 SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
        coalesce(e.callchain, s.callchain) AS callchain,  -- perf -g, or an ftrace <stack trace> record
        e.fields['lock_addr'] AS lock_addr, e.fields['flags'] AS flags, TRY_CAST(e.fields['ret'] AS INTEGER) AS ret,
@@ -17,10 +19,12 @@ FROM events e
 LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
 WHERE e.event IN ('contention_begin', 'contention_end') AND coalesce(e.system, 'lock') = 'lock';
 
+CREATE OR REPLACE VIEW _lock_rows AS SELECT * FROM _lock_rows_scan;
+
 -- Pairing: per (run, pid) an end closes the most recent open begin with the same lock_addr, i.e. a LIFO
 -- stack per (run, pid, lock_addr); nested spinlock waits inside an rwsem slow path have another address.
--- Same join-free stack trick as _tp_pairs (11_tracepoint_walks.sql).
-CREATE OR REPLACE VIEW _lock_pairs AS
+-- Same join-free stack trick as the rmap tracepoints (12_tracepoint_walks.sql).
+CREATE OR REPLACE MACRO _lock_pairs() AS TABLE
 WITH p AS (
     SELECT *, sum(d) OVER k AS psum
     FROM _lock_rows WINDOW k AS (PARTITION BY run_id, pid, lock_addr ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
@@ -43,7 +47,7 @@ CREATE OR REPLACE VIEW _lock_waits_unpaired AS
 SELECT run_id, any_value(label) AS label,
        count(*) FILTER (WHERE d = 1 AND nxt_d IS DISTINCT FROM -1) AS unpaired_begins,
        count(*) FILTER (WHERE d = -1 AND level IS NULL) AS unpaired_ends
-FROM _lock_pairs GROUP BY run_id;
+FROM _lock_pairs() GROUP BY run_id;
 
 -- @view lock_waits
 -- One row per lock contention wait: a lock:contention_begin paired with the contention_end of the same
@@ -68,7 +72,8 @@ FROM _lock_pairs GROUP BY run_id;
 -- @column caller VARCHAR first callchain frame outside the locking primitives (NULL without callchain)
 -- @column callchain STRUCT(addr VARCHAR, sym VARCHAR, off VARCHAR, dso VARCHAR)[] callchain of the contention_begin, innermost frame first
 CREATE OR REPLACE VIEW lock_waits AS
-WITH anon AS (
+WITH _lock_rows AS MATERIALIZED (SELECT * FROM _lock_rows_scan),
+anon AS (
     -- A: lock addresses of contention_begin events whose callchain contains rmap_walk_ksm
     SELECT DISTINCT run_id, lock_addr FROM _lock_rows
     WHERE d = 1 AND list_contains(list_transform(callchain, lambda f: f.sym), 'rmap_walk_ksm')
@@ -83,7 +88,7 @@ SELECT p.run_id, p.label, p.pid::INTEGER AS pid, p.comm, p.lock_addr, p.flags,
                    lambda f: NOT list_bool_or(list_transform(pre.prefixes, lambda x: starts_with(f.sym, x))))[1].sym
            AS caller,
        p.callchain
-FROM _lock_pairs p
+FROM _lock_pairs() p
 CROSS JOIN pre
 LEFT JOIN anon a ON a.run_id = p.run_id AND a.lock_addr = p.lock_addr
 LEFT JOIN has_cc h ON h.run_id = p.run_id
