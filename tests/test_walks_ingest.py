@@ -88,3 +88,16 @@ def test_perf_text_callchain_walk_and_lock_wait(tmp_path):
     # 516.830000 - 516.827366 = 2634 us; the lock is seen under rmap_walk_ksm -> anon_vma lock
     assert (lw["pid"], lw["flags"], lw["wait_ns"], lw["anon_vma_lock"], lw["caller"], lw["ret"]) == (
         11216, "READ", 2634000, True, "rmap_walk_ksm", 0)
+
+
+def test_corpus_perf_lock_begins_without_ends_are_counted_not_paired(tmp_path, corpus):
+    """REAL powerpc perf lock lines (formats.md §7.5): contention_begin only; with the [unknown] frame."""
+    src = corpus / "snippets" / "lkml__perf-lock-contention_begin-powerpc.txt"
+    store = Store(tmp_path / "store")
+    api.ingest([str(src)], store=store, label="real")
+    n_begin = sum(1 for line in src.read_text().splitlines() if "lock:contention_begin" in line)
+    assert n_begin > 0
+    assert query(store, "SELECT count(*) AS n FROM lock_waits")[0]["n"] == 0
+    (u,) = query(store, "SELECT unpaired_begins, unpaired_ends FROM _lock_waits_unpaired")
+    assert (u["unpaired_begins"], u["unpaired_ends"]) == (n_begin, 0)
+    assert query(store, "SELECT count(*) AS n FROM walks")[0]["n"] == 0
