@@ -66,8 +66,13 @@ INSERT OR IGNORE INTO _callchain_ignored_events VALUES
 
 -- a printed return value is zero: '0', '0x0', '0x0000', '-0' (walk_rules.md (b): `0x0`, `0` are zero)
 -- (string functions, no regex: this runs on every function_graph row)
+-- fast paths first: '0' / '0x0'; a hex or decimal number whose first digit is not 0 is non-zero
 CREATE OR REPLACE MACRO _is_zero(v) AS
-    CASE WHEN v IS NULL THEN NULL ELSE length(v) > 0 AND translate(trim(v), '0xX+-', '') = '' END;
+    CASE WHEN v IS NULL THEN NULL
+         WHEN v = '0x0' OR v = '0' THEN true
+         WHEN starts_with(v, '0x') AND length(v) > 2 AND substr(v, 3, 1) <> '0' THEN false
+         WHEN substr(v, 1, 1) BETWEEN '1' AND '9' THEN false
+         ELSE length(v) > 0 AND translate(trim(v), '0xX+-', '') = '' END;
 
 -- symbol of "sym+0xoff/0xsize", "<-sym+0x8e/0xc0" or "sym": the name without offset
 CREATE OR REPLACE MACRO _sym(v) AS
@@ -91,6 +96,8 @@ CREATE OR REPLACE MACRO _caller_after(cc, walkers, skip) AS
 CREATE OR REPLACE MACRO _walker_frame(cc, walkers) AS
     list_filter(cc, lambda f: list_contains(walkers, f.sym))[1].sym;
 
--- the fields map with lower-case keys (Time_ms = time_ms)
+-- the fields map with lower-case keys (Time_ms = time_ms); rebuilt only when a key has an upper-case letter
 CREATE OR REPLACE MACRO _lower_keys(fields) AS
-    map_from_entries(list_transform(map_entries(fields), lambda e: {'key': lower(e.key), 'value': e.value}));
+    CASE WHEN list_bool_or(list_transform(map_keys(fields), lambda k: k <> lower(k)))
+         THEN map_from_entries(list_transform(map_entries(fields), lambda e: {'key': lower(e.key), 'value': e.value}))
+         ELSE fields END;

@@ -516,3 +516,17 @@ def test_views_empty_store_and_two_runs_keep_ids_apart(tmp_path):
                                                                        (r1, "before", 34010000)]
     lw = query(store, "SELECT label, count(*) AS n FROM lock_windows GROUP BY 1 ORDER BY 1")
     assert [(x["label"], x["n"]) for x in lw] == [("after", 2), ("before", 2)]
+
+
+def test_retval_zero_and_key_case_helpers(tmp_path):
+    from ksmtrace.store import Store
+
+    store = Store(tmp_path / "s")
+    store.ensure()
+    cases = {"0": True, "0x0": True, "0x00": True, "-0": True, "0x1": False, "0x10": False, "10": False,
+             "-22": False, "-4": False, "0xffffea0004a35e40": False, "0x0000000000000001": False, "": False}
+    for v, want in cases.items():
+        assert query(store, f"SELECT _is_zero('{v}') AS z")[0]["z"] is want, v
+    assert query(store, "SELECT _is_zero(NULL) AS z")[0]["z"] is None
+    m = query(store, "SELECT _lower_keys(MAP {'Time_ms': '1.5', 'hold_ns': '3'}) AS m")[0]["m"]
+    assert dict(m) == {"time_ms": "1.5", "hold_ns": "3"}
