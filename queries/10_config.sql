@@ -44,7 +44,8 @@ INSERT OR IGNORE INTO _rmap_dispatch_frames VALUES ('rmap_walk'), ('rmap_walk_lo
 CREATE TABLE IF NOT EXISTS _lock_primitive_prefixes (prefix VARCHAR PRIMARY KEY);
 INSERT OR IGNORE INTO _lock_primitive_prefixes VALUES
     ('rwsem_down_'), ('down_read'), ('down_write'), ('__down'), ('_raw_spin'), ('queued_'),
-    ('native_queued'), ('__traceiter_'), ('trace_contention'), ('lock_'), ('[unknown]');
+    ('native_queued'), ('__pv_queued'), ('pv_queued'), ('do_raw_spin'), ('__traceiter_'), ('trace_contention'),
+    ('lock_'), ('[unknown]');
 
 -- page key of a perf-callchain walk event (walk_rules.md (d), x86-64 defaults, checked on the REAL
 -- lines of formats.md §7.3: both give PFN 0x128d38):

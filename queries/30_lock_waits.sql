@@ -52,7 +52,8 @@ FROM _lock_pairs() GROUP BY run_id;
 -- @view lock_waits
 -- One row per lock contention wait: a lock:contention_begin paired with the contention_end of the same
 -- task and lock address. anon_vma_lock marks waits on a lock that KSM walks wait for (its address is
--- seen in a contention_begin whose callchain contains rmap_walk_ksm: the anon_vma root rwsem); WRITE
+-- seen in a READ contention_begin whose first frame outside the locking primitives is rmap_walk_ksm:
+-- the anon_vma root rwsem taken by anon_vma_lock_read after a failed trylock); WRITE
 -- waits on such a lock are writers queued behind a walker's read hold, a lower bound on that hold.
 -- Lock addresses are compared as printed (hashed in tracefs, raw in perf): never across sources.
 -- Unpaired begins/ends are not rows; _lock_waits_unpaired counts them per run.
@@ -73,13 +74,20 @@ FROM _lock_pairs() GROUP BY run_id;
 -- @column callchain STRUCT(addr VARCHAR, sym VARCHAR, off VARCHAR, dso VARCHAR)[] callchain of the contention_begin, innermost frame first
 CREATE OR REPLACE VIEW lock_waits AS
 WITH _lock_rows AS MATERIALIZED (SELECT * FROM _lock_rows_scan),
+pre AS (SELECT list(prefix) AS prefixes FROM _lock_primitive_prefixes),
 anon AS (
-    -- A: lock addresses of contention_begin events whose callchain contains rmap_walk_ksm
-    SELECT DISTINCT run_id, lock_addr FROM _lock_rows
-    WHERE d = 1 AND list_contains(list_transform(callchain, lambda f: f.sym), 'rmap_walk_ksm')
+    -- A (kernel.md §6.6): addresses a KSM walker itself blocked on. Choice: the READ contention whose first
+    -- frame outside the locking primitives is rmap_walk_ksm (anon_vma_lock_read's slow path). A spinlock
+    -- contended deeper inside a walk (a page-table lock in try_to_migrate_one, say) also has rmap_walk_ksm
+    -- in its callchain but is not the anon_vma lock; counting it would credit its waiters to the rwsem.
+    SELECT DISTINCT r.run_id, r.lock_addr FROM _lock_rows r CROSS JOIN pre
+    WHERE r.d = 1 AND r.flags LIKE '%READ%'
+      AND list_filter(r.callchain,
+                      lambda f: NOT list_bool_or(list_transform(pre.prefixes, lambda x: starts_with(f.sym, x))))[1].sym
+          = 'rmap_walk_ksm'
 ), has_cc AS (
     SELECT DISTINCT run_id FROM _lock_rows WHERE d = 1 AND callchain IS NOT NULL AND len(callchain) > 0
-), pre AS (SELECT list(prefix) AS prefixes FROM _lock_primitive_prefixes)
+)
 SELECT p.run_id, p.label, p.pid::INTEGER AS pid, p.comm, p.lock_addr, p.flags,
        p.ts_ns AS start_ns, p.nxt_ts AS end_ns, (p.nxt_ts - p.ts_ns)::BIGINT AS wait_ns,
        CASE WHEN h.run_id IS NOT NULL THEN a.lock_addr IS NOT NULL END AS anon_vma_lock,

@@ -517,7 +517,7 @@ def ordered_map(fn, items, workers: int | None = None, ahead: int = 2):
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or min(4, (os.cpu_count() or 1) + 1)  # one more than cores: the merge step is serial
     if workers <= 1:
         yield from map(fn, items)
         return
