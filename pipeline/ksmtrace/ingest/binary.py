@@ -124,6 +124,10 @@ class _BinaryParser(Parser):
     magic: bytes = b""
     tool_name = ""
 
+    @classmethod
+    def sniff(cls, head_text: str, head_bytes: bytes) -> int:
+        return 100 if cls.magic and head_bytes.startswith(cls.magic) else 0
+
     def _file(self, source: TraceSource) -> tuple[str, str, str | None]:
         """(path to convert, sha256, temporary path to delete or None)."""
         name = source.name
@@ -164,11 +168,7 @@ class TraceDatParser(_BinaryParser):
     description = "trace-cmd trace.dat (v6/v7), converted with trace-cmd report -t"
     tool_name = "trace-cmd"
 
-    @classmethod
-    def sniff(cls, head_text: str, head_bytes: bytes) -> int:
-        if head_bytes.startswith(TRACE_DAT_MAGIC):
-            return 100
-        return 0
+    magic = TRACE_DAT_MAGIC
 
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         exe = tool("trace-cmd")
@@ -244,11 +244,7 @@ class PerfDataParser(_BinaryParser):
     description = "perf.data (also -z compressed and pipe mode), converted with perf script --ns"
     tool_name = "perf"
 
-    @classmethod
-    def sniff(cls, head_text: str, head_bytes: bytes) -> int:
-        if head_bytes.startswith(PERF_MAGIC):
-            return 100
-        return 0
+    magic = PERF_MAGIC
 
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         exe = tool("perf")
