@@ -123,9 +123,7 @@ def test_views_match_oracle(tmp_path, evidence, fmt, patched):
     dict(evidence="counters", counter_style="long"),
     dict(evidence="counters", counter_style="bpftrace"),
     dict(evidence="kprobe", fetch_vma=False),
-    pytest.param(dict(evidence="kprobe", truncate="both"), marks=pytest.mark.xfail(strict=True, reason=(
-        "oracle inconsistency, reported: for kprobes it drops a window whose up_read is cut off by the end of the "
-        "trace, for function_graph it keeps it; the views keep it for both (the lock was acquired)"))),
+    dict(evidence="kprobe", truncate="both"),
     dict(evidence="perf-callchain", ns=False),
     dict(evidence="perf-callchain", truncate="both"),
     dict(evidence="lock-contention", fmt="ftrace", stack=False),

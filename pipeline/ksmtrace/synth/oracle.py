@@ -485,6 +485,9 @@ def oracle_kprobe(rows):
                     invalid += 1
                     if cur is not None:
                         cur["inv"] += 1
+        if cur is not None:  # the trace ends inside this window: keep it open (as function_graph does)
+            cur["end_ns"] = None
+            wins.append(cur)
         out = []
         for x in wins:
             n_it = len(x["it"])
@@ -494,7 +497,8 @@ def oracle_kprobe(rows):
                 a = x["addr"]
                 sa = sum(1 for r in x["it"] if not (int(r.f["vm_start"], 16) <= a < int(r.f["vm_end"], 16)))
                 sm = sk - sa
-            out.append(dict(start_ns=x["start_ns"], end_ns=x["end_ns"], hold_ns=x["end_ns"] - x["start_ns"],
+            hold = None if x["end_ns"] is None else x["end_ns"] - x["start_ns"]
+            out.append(dict(start_ns=x["start_ns"], end_ns=x["end_ns"], hold_ns=hold,
                             iterations=n_it, rmap_one=x["ro"], invalid=x["inv"], skipped=sk, skip_addr=sa,
                             skip_mm=sm, slow=x["slow"], evidence="kprobe", counters_consistent=None, pid=w["pid"]))
         _finish_walk(w, out, True)
