@@ -63,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except SystemExit as e:  # typer/click exit paths
         return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # usage errors from typer's bundled click
+    except Exception as e:  # usage errors from typer's bundled click; SQL errors
+        import duckdb
         from typer._click import exceptions as cx
+
+        if isinstance(e, duckdb.Error):
+            print(f"ksmtrace: error: SQL: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2
 
         if isinstance(e, cx.ClickException):
             print(f"ksmtrace: error: {e.format_message()}", file=sys.stderr)

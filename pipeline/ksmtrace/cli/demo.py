@@ -49,8 +49,14 @@ def demo(
         df = api.sql("SELECT label, format, count(*) AS runs, sum(n_events) AS events, sum(n_malformed) AS malformed,"
                      " sum(n_lost_events) AS lost FROM runs GROUP BY ALL ORDER BY label", store)
         render(df, "table", title="runs in the demo store")
-        ev = api.sql("SELECT label, event, count(*) AS n FROM events GROUP BY ALL ORDER BY label, n DESC", store)
-        render(ev, "table", title="events per label")
+        ev = api.sql("SELECT label, event, n FROM (SELECT label, event, count(*) AS n FROM events GROUP BY ALL) "
+                     "QUALIFY row_number() OVER (PARTITION BY label ORDER BY n DESC, event) <= 4 "
+                     "ORDER BY label, n DESC", store)
+        render(ev, "table", title="most frequent events per label")
+        wk = api.sql("SELECT label, evidence, page_type, count(*) AS walks, count(*) FILTER (WHERE complete) AS complete,"
+                     " sum(n_windows) AS windows, max(max_hold_ns) AS max_hold_ns FROM walks GROUP BY ALL"
+                     " ORDER BY label, evidence, page_type", store)
+        render(wk, "table", title="walks reconstructed by the SQL views (ksmtrace sql \"SELECT * FROM walks\")")
         _reports(pairs, store, out)
     finally:
         if tmp is not None:
