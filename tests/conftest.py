@@ -62,3 +62,20 @@ def run_cli_inproc(*args: str) -> CliResult:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def parse_with(parser_cls, text: str, chunk_bytes: int | None = None, name: str = "t.txt"):
+    """Parse ``text`` with one parser in-process: (rows sorted by line_no, ParseStats)."""
+    import pyarrow as pa
+
+    from ksmtrace.ingest.base import ParseStats, conform
+    from ksmtrace.ingest.source import TraceSource
+
+    src = TraceSource(stream=io.BytesIO(text.encode()), name=name)
+    p = parser_cls()
+    if chunk_bytes:
+        p.chunk_bytes = chunk_bytes
+    stats = ParseStats()
+    tabs = [conform(t) for t in p.parse(src, stats)]
+    tbl = pa.concat_tables(tabs) if tabs else conform(pa.table({"line_no": pa.array([], pa.int64())}))
+    return tbl.sort_by("line_no").to_pylist(), stats

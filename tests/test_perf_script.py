@@ -1,13 +1,11 @@
 """perf script text: layouts, callchains, header, lost events, chunking, and round-trip properties."""
 from __future__ import annotations
 
-import io
 import json
 import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,18 +14,11 @@ from ksmtrace.ingest.base import ParseStats, conform
 from ksmtrace.ingest.perf_script import PerfScriptParser
 from ksmtrace.ingest.source import TraceSource
 
-from conftest import run_cli
+from conftest import parse_with, run_cli
 
 
 def parse_text(text: str, chunk_bytes: int | None = None):
-    src = TraceSource(stream=io.BytesIO(text.encode()), name="t.txt")
-    p = PerfScriptParser()
-    if chunk_bytes:
-        p.chunk_bytes = chunk_bytes
-    stats = ParseStats()
-    tabs = [conform(t) for t in p.parse(src, stats)]
-    tbl = pa.concat_tables(tabs) if tabs else conform(pa.table({"line_no": pa.array([], pa.int64())}))
-    return tbl.sort_by("line_no").to_pylist(), stats
+    return parse_with(PerfScriptParser, text, chunk_bytes, name="t.txt")
 
 
 # -- real layouts ------------------------------------------------------------------------------------------

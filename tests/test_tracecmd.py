@@ -1,27 +1,19 @@
 """trace-cmd report text: preamble, layouts, stacks, continuations, function_graph rows, round-trip properties."""
 from __future__ import annotations
 
-import io
 
-import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ksmtrace.ingest import detect
-from ksmtrace.ingest.base import ParseStats, conform
 from ksmtrace.ingest.source import TraceSource
 from ksmtrace.ingest.tracecmd import TraceCmdReportParser
 
+from conftest import parse_with
+
 
 def parse_text(text: str, chunk_bytes: int | None = None):
-    src = TraceSource(stream=io.BytesIO(text.encode()), name="r.txt")
-    p = TraceCmdReportParser()
-    if chunk_bytes:
-        p.chunk_bytes = chunk_bytes
-    stats = ParseStats()
-    tabs = [conform(t) for t in p.parse(src, stats)]
-    tbl = pa.concat_tables(tabs) if tabs else conform(pa.table({"line_no": pa.array([], pa.int64())}))
-    return tbl.sort_by("line_no").to_pylist(), stats
+    return parse_with(TraceCmdReportParser, text, chunk_bytes, name="r.txt")
 
 
 REPORT = """\
