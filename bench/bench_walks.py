@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipeline"))
 
 from ksmtrace import db  # noqa: E402
-from ksmtrace.schema import EVENTS_SCHEMA, FRAME, RUNS_SCHEMA  # noqa: E402
+from ksmtrace.schema import EVENTS_SCHEMA, RUNS_SCHEMA  # noqa: E402
 from ksmtrace.store import Store, make_run_id  # noqa: E402
 
 COLS = [f.name for f in EVENTS_SCHEMA if f.name not in ("run_id", "label", "line_no")]

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipeline"))
 
 from ksmtrace.synth import Layout, generate  # noqa: E402
-from ksmtrace.synth import oracle as O  # noqa: E402
 from ksmtrace.synth import render as R  # noqa: E402
 from ksmtrace.synth.model import CALLBACKS, ITER_FIRST, ITER_NEXT, TASKS, WALK, WRITERS, Costs, Simulator  # noqa: E402
 

@@ -5,7 +5,7 @@ Rules: kernel.md §6 and walk_rules.md (a)-(f).
 """
 from __future__ import annotations
 
-from test_walks_support import ev, fg, frames, one_run, query, sec, us
+from test_walks_support import ev, fg, frames, one_run, query
 
 # ---------------------------------------------------------------------------------------------- (a)
 

@@ -8,13 +8,10 @@ The choices the oracle makes where walk_rules.md is silent are listed in ``oracl
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
-import pandas as pd
 
-from .model import (CALLBACKS, CALLERS, E, IRQ_IN, IRQ_OUT, ITER_FIRST, ITER_NEXT, OFF, ON, PT, WALK, X,
-                    migration_pte, present_pte)
+from .model import (CALLBACKS, CALLERS, E, IRQ_IN, IRQ_OUT, ITER_FIRST, ITER_NEXT, OFF, ON, PT, WALK, X)
 
 ITERS = (ITER_FIRST, ITER_NEXT)
 INVALID_FNS = ("invalid_folio_referenced_vma",)
