@@ -82,12 +82,13 @@ def _generic_long(payload: pl.Series) -> pl.DataFrame:
         pl.DataFrame({"t": payload.str.split(" ")})
         .with_row_index("row")
         .explode("t")
-        .filter(pl.col("t").is_not_null())
+        # drop sched_switch's "==>" before marking row starts (a payload opening with "==>" must not
+        # continue the previous row's last value)
+        .filter(pl.col("t").is_not_null() & (pl.col("t") != "==>"))
         .with_columns(
             _k=pl.col("t").str.contains(_TOKEN_OK),
             _rs=pl.col("row") != pl.col("row").shift(1, fill_value=-1),
         )
-        .filter(pl.col("t") != "==>")
         .with_columns(_start=pl.col("_k") | pl.col("_rs"))
         .with_columns(_gid=pl.col("_start").cum_sum())
         # groups opened by a non-key token at the payload start are not fields
@@ -187,6 +188,47 @@ def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) 
 
 _EMPTY_LONG = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.UInt32, "key": pl.String, "value": pl.String})
 
+_BOUNDARY_RE = re.compile(rf"(?:^| )({KEY_RE})=")
+
+
+def _spaced_template_of(sample: str) -> list[str] | None:
+    """Key sequence of a payload that starts with ``key=`` and whose values may contain spaces
+    (``comm=my prog-x pid=1``): the keys at token boundaries, else None."""
+    if "==>" in sample or not _TOKEN_RE.match(sample):
+        return None
+    keys = [m.group(1) for m in _BOUNDARY_RE.finditer(sample)]
+    return keys if keys and len(set(keys)) == len(keys) else None
+
+
+def _spaced_template_long(payload: pl.Series, rows: pl.Series, keys: list[str]) -> tuple[pl.DataFrame, pl.Series]:
+    """Rows whose payload is ``k1=v1 k2=v2 ...`` with the template's keys, values possibly holding
+    spaces: literal finds of ``" k="`` and slices. A row fits when its token-boundary keys are exactly the
+    template's (same count, found in order) and it has no ``==>``, which is when the generic rule gives the
+    same fields. Returns (long frame, rows that did not fit)."""
+    p = pl.col("p")
+    k = len(keys)
+    cols = {"_s0": pl.lit(0, pl.UInt32)}
+    for i in range(1, k):
+        cols[f"_s{i}"] = p.str.find(" " + keys[i] + "=", literal=True).cast(pl.UInt32)
+    sub = pl.DataFrame({"row": rows, "p": payload.gather(rows)}).with_columns(**cols)
+    # finds give byte offsets, slices take characters: ASCII payloads only
+    ok = p.str.starts_with(keys[0] + "=") & (p.str.len_bytes() == p.str.len_chars()) \
+        & ~p.str.contains("==>", literal=True) \
+        & (p.str.count_matches(_BOUNDARY_RE.pattern) == k)
+    for i in range(1, k):
+        ok = ok & (pl.col(f"_s{i}") > pl.col(f"_s{i - 1}"))
+    sub = sub.with_columns(_ok=ok.fill_null(False))
+    good = sub.filter(pl.col("_ok"))
+    bad_rows = sub.filter(~pl.col("_ok")).get_column("row")
+    longs = []
+    for i, key in enumerate(keys):
+        start = pl.col(f"_s{i}") + (len(key) + 1 + (1 if i else 0))
+        v = p.str.slice(start, pl.col(f"_s{i + 1}") - start) if i + 1 < k else p.str.slice(start)
+        longs.append(good.select(
+            "row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(key, pl.String).alias("key"),
+            v.str.strip_chars_end(" \t").str.strip_suffix(",").str.strip_chars_end(" \t").alias("value")))
+    return pl.concat(longs), bad_rows
+
 
 def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFrame:
     """All fields of ``payload`` as a long frame (row, ord, key, value), sorted by row then field order."""
@@ -207,9 +249,13 @@ def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFr
                 r = rows_col[i]
                 first = payload[int(r[0])]
                 keys = _template_of(first) if first is not None else None
-                if keys is None:
-                    continue
-                lg, bad = _template_long(payload, r, keys)
+                if keys is not None:
+                    lg, bad = _template_long(payload, r, keys)
+                else:
+                    skeys = _spaced_template_of(first) if first is not None else None
+                    if skeys is None:
+                        continue
+                    lg, bad = _spaced_template_long(payload, r, skeys)
                 parts.append(lg)
                 handled[r.to_numpy()] = True
                 if len(bad):
