@@ -11,8 +11,11 @@ from .common import StoreOpt, store_of
 
 
 def report(
-    before: str = typer.Option(..., "--before", "-b", help="Label of the runs before the change."),
-    after: str = typer.Option(..., "--after", "-a", help="Label of the runs after the change."),
+    before: Optional[str] = typer.Option(None, "--before", "-b", help="Label of the runs before the change."),
+    after: Optional[str] = typer.Option(None, "--after", "-a", help="Label of the runs after the change."),
+    aa: Optional[str] = typer.Option(None, "--aa", help="A/A check instead: split this label's runs in two "
+                                     "(interleaved in ingest order; one run: its walks alternately) and compare "
+                                     "them; identical code should read ~. Excludes --before/--after."),
     store: Optional[Path] = StoreOpt,
     page_type: str = typer.Option("ksm", "--page-type", help="Walks to compare: ksm, anon, file or all."),
     fmt: str = typer.Option("text", "--format", "-f", help="text, lkml (76-column ASCII for a commit message), "
@@ -25,18 +28,20 @@ def report(
 ) -> None:
     """Compare the walks of two labels: the original patch table, distributions, tests and figures.
 
-    Each label may hold several runs; with at least two runs per side the run is the unit of the verdict. Statistics use complete walks only; cells the evidence cannot give read n/a.
+    Each label may hold several runs; with at least two runs per side the run is the unit of the verdict. Statistics use complete walks only; cells the evidence cannot give read n/a. The p-values of one report are adjusted with Holm-Bonferroni, and the verdicts use the adjusted p.
     """  # noqa: E501 (one line per paragraph: typer keeps the line breaks)
     from .. import api
     from ..errors import KsmtraceError
     from ..report import FORMATS, PAGE_TYPES, build_report, write
+    from ..report.model import check_modes
 
     if fmt not in FORMATS:
         raise KsmtraceError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if page_type not in PAGE_TYPES:
         raise KsmtraceError(f"--page-type {page_type!r} is not one of {', '.join(PAGE_TYPES)}")
+    check_modes(before, after, aa)
     with api.connect(store_of(store)) as con:
-        rep = build_report(con, before, after, page_type)
+        rep = build_report(con, before, after, page_type, aa=aa)
     for p in write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat):
         print(f"wrote {p}", file=sys.stderr)
 

@@ -83,19 +83,51 @@ def pval(p) -> str:
     return NA if p is None else f"p={p:.3f}"
 
 
+#: the compared metrics, in display order (lock waits only when both sides have some)
+CMP_ROWS = [("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold"), ("lock_wait_ns", "anon_vma wait")]
+
+
+def cmp_rows(comparison: dict) -> list[tuple[str, str]]:
+    return [(k, t) for k, t in CMP_ROWS if isinstance(comparison.get(k), dict)]
+
+
+def padj(c: dict, key: str = "p_value") -> str:
+    """The adjusted p beside the raw one: 'p=0.012 p_holm=0.036'."""
+    p, q = c.get(key), c.get(key + "_adjusted")
+    if p is None:
+        return NA
+    return f"p={p:.3f}" + (f" p_holm={q:.3f}" if q is not None else "")
+
+
+def correction_note(model: dict) -> str:
+    corr = model["comparison"].get("correction") or {}
+    n = corr.get("tests", 0)
+    return (f"p_holm: p adjusted with Holm-Bonferroni over the {n} test{'s' if n != 1 else ''} of this report; "
+            f"the verdict (~ or a change) uses p_holm")
+
+
+def is_aa(model: dict) -> bool:
+    return model.get("mode") == "aa"
+
+
+def title(model: dict) -> str:
+    """'ksmtrace report' or 'ksmtrace A/A check of LABEL'."""
+    return f"ksmtrace A/A check of {model['aa']['label']!r}" if is_aa(model) else "ksmtrace report"
+
+
 def n_pair(c: dict) -> str:
     return f"n={c['n_before']}+{c['n_after']}"
 
 
 def verdict_line(c: dict) -> str:
-    """benchstat-like: '-99.79% (p=0.000 n=50+50)' or '~ (p=0.412 n=5+5)'."""
+    """benchstat-like: '-99.79% (p=0.000 p_holm=0.000 n=50+50)' or '~ (p=0.412 p_holm=0.824 n=5+5)'."""
     if c.get("p_value") is None:
         return f"{NA} ({n_pair(c)})"
-    return f"{c['verdict']} ({pval(c['p_value'])} {n_pair(c)})"
+    return f"{c['verdict']} ({padj(c)} {n_pair(c)})"
 
 
 def unit_name(c: dict) -> str:
-    return {"run": "runs", "walk": "walks", "window": "windows"}.get(c.get("unit"), c.get("unit", ""))
+    return {"run": "runs", "walk": "walks", "window": "windows", "wait": "waits"}.get(c.get("unit"), c.get("unit", ""))
 
 
 def side_title(side: dict) -> str:

@@ -16,6 +16,11 @@ Choices written down here (and in the README):
 * The verdict's unit is the **run** when both sides have at least two runs with walks (tests on
   per-run medians / p99s, ratios of the medians of the per-run values). Otherwise the walks (for
   holds: the windows) are pooled and a warning says the samples are not independent.
+* anon_vma lock waits (``wait_ns`` of ``lock_waits`` with ``anon_vma_lock``) are a third metric
+  when both sides have at least one; per run like the others when the walks are, else pooled.
+* Every p-value of one report (per metric: the median test, and with runs the p99 test) is one
+  family for Holm-Bonferroni; ``significant``, ``p99_significant`` and the verdict use the
+  adjusted p (``p_value_adjusted``), the raw ``p_value`` is kept beside it.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from ..errors import KsmtraceError
 from . import stats
 
 PAGE_TYPES = ("ksm", "anon", "file", "all")
+VIEWS = ("walks", "lock_windows", "lock_waits", "runs")
 SIDES = ("before", "after")
 MIN_WALKS = 10
 
@@ -75,6 +81,8 @@ class SideSamples:
     window_iterations: np.ndarray
     iter_run: np.ndarray
     run_ids: list[str]
+    wait_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # anon_vma lock waits
+    wait_run: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def per_run(self, values: np.ndarray, runs: np.ndarray) -> list[np.ndarray]:
         return [values[runs == i] for i in range(len(self.run_ids)) if np.any(runs == i)]
@@ -122,8 +130,9 @@ def _opt(cols: set[str], name: str, alias: str | None = None, prefix: str = "") 
     return f"{prefix}{name} AS {alias}" if name in cols else f"NULL AS {alias}"
 
 
-def _labels(con) -> dict[str, int]:
-    for view, expr in (("runs", "count(*)"), ("walks", "count(DISTINCT run_id)")):
+def _labels(con, src: dict[str, str] | None = None) -> dict[str, int]:
+    src = src or {}
+    for view, expr in ((src.get("runs", "runs"), "count(*)"), (src.get("walks", "walks"), "count(DISTINCT run_id)")):
         if _columns(con, view) is not None:
             return dict(con.execute(f"SELECT label, {expr} FROM {view} GROUP BY label ORDER BY label").fetchall())
     raise ReportError("the store has neither a runs nor a walks view")
@@ -131,34 +140,65 @@ def _labels(con) -> dict[str, int]:
 
 # --------------------------------------------------------------------------- main entry
 
-def build_report(con: duckdb.DuckDBPyConnection, before: str, after: str, page_type: str = "ksm",
-                 alpha: float = stats.ALPHA, seed: int = stats.SEED, n_boot: int = stats.N_BOOT) -> Report:
-    """Build the before/after report model from the views of ``con``."""
+def check_modes(before: str | None, after: str | None, aa: str | None) -> None:
+    """--aa LABEL, or --before L --after L: one clear line otherwise."""
+    if aa is not None and (before is not None or after is not None):
+        raise ReportError("--aa excludes --before/--after: give either --aa LABEL or --before L --after L")
+    if aa is None and (before is None or after is None):
+        raise ReportError("give --before LABEL and --after LABEL (or --aa LABEL for an A/A check of one label)")
+
+
+def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, after: str | None = None,
+                 page_type: str = "ksm", alpha: float = stats.ALPHA, seed: int = stats.SEED,
+                 n_boot: int = stats.N_BOOT, aa: str | None = None) -> Report:
+    """Build the before/after report model from the views of ``con``.
+
+    With ``aa=LABEL`` (and no before/after) the runs of that one label are split into two groups
+    and compared as before/after: an A/A check (see :mod:`ksmtrace.report.aa`).
+    """
+    check_modes(before, after, aa)
     if page_type not in PAGE_TYPES:
         raise ReportError(f"unknown page type {page_type!r}: use one of {', '.join(PAGE_TYPES)}")
+    if aa is not None:
+        from .aa import build_aa_report
+
+        return build_aa_report(con, aa, page_type, alpha, seed, n_boot)
+    return _build(con, before, after, page_type, alpha, seed, n_boot)
+
+
+def require_label(con, option: str, label: str) -> None:
+    """Raise UnknownLabel (listing the labels present) unless ``label`` has runs or walks."""
     labels = _labels(con)
-    for side, lab in (("--before", before), ("--after", after)):
-        if lab not in labels:
-            present = ", ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in labels.items()) or "none"
-            raise UnknownLabel(f"{side} {lab!r}: no such label; labels present: {present}")
+    if label not in labels:
+        present = ", ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in labels.items()) or "none"
+        raise UnknownLabel(f"{option} {label!r}: no such label; labels present: {present}")
+
+
+def _build(con, before: str, after: str, page_type: str, alpha: float, seed: int, n_boot: int,
+           src: dict[str, str] | None = None) -> Report:
+    if src is None:
+        for side, lab in (("--before", before), ("--after", after)):
+            require_label(con, side, lab)
     if before == after:
         raise ReportError(f"--before and --after are both {before!r}: compare two different labels")
     for v in ("walks", "lock_windows"):
-        if _columns(con, v) is None:
+        if _columns(con, (src or {}).get(v, v)) is None:
             raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
 
-    b = _Builder(con, page_type)
+    b = _Builder(con, page_type, src)
     try:
         b.materialise([before, after])
         b.materialise_waits([before, after])
         sides = {name: b.side(lab) for name, lab in zip(SIDES, (before, after))}
         waits = {name: b.lock_waits(lab) for name, lab in zip(SIDES, (before, after))}
+        for name, lab in zip(SIDES, (before, after)):
+            sides[name][1].wait_ns, sides[name][1].wait_run = b.wait_samples(lab, sides[name][1].run_ids)
     except duckdb.Error as e:  # a view that fails on this store: one line, not a traceback
         raise ReportError("evaluating the walk views failed: " + str(e).splitlines()[0]) from None
     finally:
         b.drop()
 
-    model: dict = {}
+    model: dict = {"mode": "ab"}
     samples = {}
     for name in SIDES:
         side_model, smp = sides[name]
@@ -183,8 +223,10 @@ class _Builder:
 
     _n = itertools.count()
 
-    def __init__(self, con, page_type: str):
+    def __init__(self, con, page_type: str, src: dict[str, str] | None = None):
         self.con = con
+        #: view name -> relation actually read (A/A mode reads relabelled temp views)
+        self.src = {v: v for v in VIEWS} | (src or {})
         self.page_type = page_type
         k = next(self._n)
         self.t_walks = f"_ksmtrace_report_walks_{k}"
@@ -193,20 +235,20 @@ class _Builder:
         self.t_waits = f"_ksmtrace_report_waits_{k}"
         self.has_waits = False
         self.other_types: dict[str, dict[str, int]] = {}
-        self.run_cols = _columns(con, "runs") or set()
+        self.run_cols = _columns(con, self.src["runs"]) or set()
 
     def materialise(self, labels: list[str]) -> None:
         """Evaluate the walks and lock_windows views once, for the two labels only."""
         con = self.con
-        wc = _columns(con, "walks")
-        lc = _columns(con, "lock_windows")
+        wc = _columns(con, self.src["walks"])
+        lc = _columns(con, self.src["lock_windows"])
         params = {"a": labels[0], "b": labels[1]}
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_walks} AS
             SELECT run_id, label, walk_id, evidence, page_type, start_ns, end_ns, duration_ns,
                    coalesce(complete, false) AS complete, max_hold_ns, max_window_iterations,
                    {_opt(wc, 'caller')}
-            FROM walks WHERE label IN ($a, $b)""", params)
+            FROM {self.src['walks']} WHERE label IN ($a, $b)""", params)
         for lab, ptype, n in con.execute(
                 f"SELECT label, page_type, count(*) FROM {self.t_walks} GROUP BY ALL ORDER BY 3 DESC, 2").fetchall():
             self.other_types.setdefault(lab, {})[str(ptype)] = int(n)
@@ -222,13 +264,13 @@ class _Builder:
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
                 SELECT lw.run_id, lw.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
-                FROM lock_windows lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
+                FROM {self.src['lock_windows']} lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
                 WHERE lw.label IN ($a, $b)""", params)
         else:  # no window evidence column: take the walk's
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
                 SELECT w.run_id, w.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, w.evidence
-                FROM lock_windows lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
+                FROM {self.src['lock_windows']} lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
                 WHERE w.complete AND lw.label IN ($a, $b)""", params)
 
     def drop(self) -> None:
@@ -248,7 +290,7 @@ class _Builder:
         want = ["run_id", "source", "format", "tracer", "kernel", "n_cpus", "n_lost_events", "lost_unknown",
                 "partial", "ts_resolution_ns", "ts_unit", "first_ts_ns", "meta"]
         sel = ", ".join(c if c in rc else f"NULL AS {c}" for c in want)
-        cur = self.con.execute(f"SELECT {sel} FROM runs WHERE label = ? ORDER BY run_id", [label])
+        cur = self.con.execute(f"SELECT {sel} FROM {self.src['runs']} WHERE label = ? ORDER BY run_id", [label])
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
@@ -284,7 +326,7 @@ class _Builder:
 
         # complete walks: durations and trace time (relative to the run's first event)
         first = "r.first_ts_ns" if "first_ts_ns" in self.run_cols else "NULL"
-        join = "LEFT JOIN runs r ON r.run_id = w.run_id" if "first_ts_ns" in self.run_cols else ""
+        join = f"LEFT JOIN {self.src['runs']} r ON r.run_id = w.run_id AND r.label = w.label" if "first_ts_ns" in self.run_cols else ""
         res = con.execute(f"""
             SELECT list_position($ids, w.run_id) - 1 AS run_ix, w.duration_ns,
                    coalesce(w.start_ns, w.end_ns)
@@ -383,14 +425,25 @@ class _Builder:
 
     # ---------------------------------------------------------------- lock waits
     def materialise_waits(self, labels: list[str]) -> None:
-        cols = _columns(self.con, "lock_waits")
+        cols = _columns(self.con, self.src["lock_waits"])
         self.has_waits = cols is not None
         if cols is None:
             return
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_waits} AS
-            SELECT label, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns, coalesce(anon_vma_lock, false) AS anon
-            FROM lock_waits WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
+            SELECT label, {_opt(cols, 'run_id')}, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns,
+                   coalesce(anon_vma_lock, false) AS anon
+            FROM {self.src['lock_waits']} WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
+
+    def wait_samples(self, label: str, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """wait_ns of the anon_vma lock waits of one label (sorted) and the run index of each."""
+        if not self.has_waits:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        res = self.con.execute(f"""
+            SELECT coalesce(list_position($ids, run_id) - 1, -1) AS run_ix, wait_ns FROM {self.t_waits}
+            WHERE label = $label AND anon AND wait_ns IS NOT NULL ORDER BY wait_ns""",
+            {"label": label, "ids": run_ids}).fetchnumpy()
+        return np.asarray(res["wait_ns"], dtype=np.int64), np.asarray(res["run_ix"], dtype=np.int64)
 
     def lock_waits(self, label: str) -> dict | None:
         """anon_vma lock waits of one label: count, max, total, and the top waiters (perf lock contention style)."""
@@ -455,6 +508,13 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
     else:
         out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk")
         out["hold_ns"] = stats.compare_walks(sb.hold_ns, sa.hold_ns, alpha, seed + 1, n_boot, unit="window")
+    if len(sb.wait_ns) and len(sa.wait_ns):  # anon_vma lock waits, when both sides have some
+        wb, wa = sb.per_run(sb.wait_ns, sb.wait_run), sa.per_run(sa.wait_ns, sa.wait_run)
+        if by_run and len(wb) >= 2 and len(wa) >= 2:
+            out["lock_wait_ns"] = stats.compare_runs(wb, wa, alpha, seed + 2, n_boot)
+        else:
+            out["lock_wait_ns"] = stats.compare_walks(sb.wait_ns, sa.wait_ns, alpha, seed + 2, n_boot, unit="wait")
+    n_tests = stats.apply_holm(list(out.values()), alpha)
     res = {}
     for k, c in out.items():
         for w in c.warnings:
@@ -466,6 +526,9 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
         same = model["before"]["seed_notes"].get(k) == model["after"]["seed_notes"].get(k)
         seed_ratio[k] = stats.ratio(av, bv) if same else None
     res["seed_ratio"] = seed_ratio
+    res["correction"] = {"method": "holm", "tests": n_tests,
+                         "note": f"Holm-Bonferroni over the {n_tests} tests of this report; the verdicts "
+                                 f"(significant, ~) use the adjusted p"}
     res["unit"] = "run" if by_run else "walk"
     res["unit_note"] = (
         "the run is the unit: tests on per-run medians (p_value) and per-run p99s (p99_p_value); "

@@ -22,6 +22,7 @@ code{font:13px ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f9;padd
 .good{color:#1e7b34;font-weight:600} .bad{color:#b42318;font-weight:600} .same{color:#586174;font-weight:600}
 .warn{background:#fff8e6;border-left:4px solid #e0a100;padding:.5em 1em;margin:.6em 0}
 .warn li{margin:.2em 0}
+.aa{background:#eef4ff;border-left:4px solid #3b6fd8;padding:.5em 1em;margin:.6em 0}
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1em}
 figure{margin:0} figure img{width:100%;height:auto;border:1px solid #e6e9ef}
 figcaption{color:#586174;font-size:.9em}
@@ -52,8 +53,10 @@ def render(model: dict, plots: dict | None = None) -> str:
     """``plots``: name -> Plot (from :mod:`plots`); embedded as base64 PNG."""
     b, a, c = model["before"], model["after"], model["comparison"]
     P = []
-    P.append(f"<h1>ksmtrace report: <code>rmap_walk_ksm()</code> walks, page type "
+    P.append(f"<h1>{escape(fmt.title(model))}: <code>rmap_walk_ksm()</code> walks, page type "
              f"<code>{escape(model['page_type'])}</code></h1>")
+    if fmt.is_aa(model):
+        P.append(f'<p class="aa"><b>A/A check.</b> {escape(model["aa"]["note"])}.</p>')
     P.append('<div class="sides">'
              f"<div><b>before</b> {escape(fmt.side_title(b))}, evidence {escape(fmt.evidence_text(b))}</div>"
              f"<div><b>after</b> {escape(fmt.side_title(a))}, evidence {escape(fmt.evidence_text(a))}</div></div>")
@@ -89,14 +92,14 @@ def render(model: dict, plots: dict | None = None) -> str:
     P.append("<h2>Before/after</h2>")
     P.append(f"<p class=note>Mann-Whitney U at alpha {model['alpha']:g}; bootstrap 95% CIs of after/before (seed "
              f"{model['bootstrap']['seed']}, {model['bootstrap']['replicates']} replicates). "
-             f"{escape(c.get('unit_note', '').capitalize())}.</p>")
+             f"{escape(c.get('unit_note', '').capitalize())}. {escape(fmt.correction_note(model))}.</p>")
     rows = []
-    for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
+    for key, title in fmt.cmp_rows(c):
         x = c[key]
         rows.append([title, fmt.unit_name(x), f"{fmt.ratio(x['median_ratio'])} {fmt.ci(x['median_ratio_ci'])}",
                      f"{fmt.ratio(x['p99_ratio'])} {fmt.ci(x['p99_ratio_ci'])}", fmt.pval(x["p_value"]),
-                     f"{x['n_before']}+{x['n_after']}", _verdict(x["verdict"])])
-    P.append(_table(["metric", "unit", "median after/before [95% CI]", "p99 after/before [95% CI]", "p", "n",
+                     fmt.pval(x.get("p_value_adjusted")), f"{x['n_before']}+{x['n_after']}", _verdict(x["verdict"])])
+    P.append(_table(["metric", "unit", "median after/before [95% CI]", "p99 after/before [95% CI]", "p", "p_holm", "n",
                      "verdict"], rows, left=(0, 1)))
 
     if plots:
@@ -134,7 +137,7 @@ def render(model: dict, plots: dict | None = None) -> str:
     model_json = json.dumps(model, default=str).replace("</", "<\\/")
     P.append(f'<script type="application/json" id="ksmtrace-model">{model_json}</script>')
     P.append("<footer>ksmtrace report --format html</footer>")
-    title = f"ksmtrace report: {b['label']} vs {a['label']}"
+    title = f"{fmt.title(model)}: {b['label']} vs {a['label']}"
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{escape(title)}</title>"
             f"<style>{CSS}</style></head><body>\n" + "\n".join(P) + "\n</body></html>\n")

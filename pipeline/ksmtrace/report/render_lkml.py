@@ -22,6 +22,8 @@ def render(model: dict) -> str:
     L: list[str] = []
     head = (f"rmap_walk_ksm() walks, page type {model['page_type']}: before = {fmt.side_title(b)}, "
             f"after = {fmt.side_title(a)}.")
+    if fmt.is_aa(model):
+        L += _wrap(model["aa"]["note"] + ".")
     L += _wrap(head)
     ev_b, ev_a = fmt.evidence_text(b), fmt.evidence_text(a)
     L += _wrap(f"Evidence: {ev_b}." if ev_b == ev_a else f"Evidence: before {ev_b}; after {ev_a}.")
@@ -74,7 +76,7 @@ def render(model: dict) -> str:
     unit = cmp_.get("unit")
     L += _wrap("Mann-Whitney U, alpha " + f"{model['alpha']:g}" + ", bootstrap 95% CI of after/before"
                + (" (unit: runs, per-run medians and p99s):" if unit == "run" else " (unit: walks/windows):"))
-    for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
+    for key, title in fmt.cmp_rows(cmp_):
         c = cmp_[key]
         if c.get("median_ratio") is None and c.get("p_value") is None:
             L.append(f"  {title + ':':<15}n/a")
@@ -83,14 +85,15 @@ def render(model: dict) -> str:
         L.append(f"  {'':<15}median x{fmt.ratio(c['median_ratio'])} {fmt.ci(c['median_ratio_ci'])}")
         p99 = f"  {'':<15}p99    x{fmt.ratio(c['p99_ratio'])} {fmt.ci(c['p99_ratio_ci'])}"
         if c.get("p99_p_value") is not None:
-            p99 += f" ({fmt.pval(c['p99_p_value'])})"
+            p99 += f" ({fmt.padj(c, 'p99_p_value')})"
         L.append(p99)
+    L += _wrap(fmt.correction_note(model) + ".", indent="  ", first="* ")
     if model["warnings"]:
         L.append("")
         L.append("Warnings:")
         for w in model["warnings"]:
             L += _wrap(_ascii(w), indent="  ", first="- ")
     L.append("")
-    L.append("(ksmtrace report --format lkml)")
+    L += _wrap(f"(ksmtrace report {'--aa ' + model['aa']['label'] + ' ' if fmt.is_aa(model) else ''}--format lkml)")
     out = "\n".join(_ascii(x.rstrip()) for x in L) + "\n"
     return out

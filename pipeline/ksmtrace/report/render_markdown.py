@@ -16,7 +16,9 @@ def _table(head, rows, align=None) -> list[str]:
 def render(model: dict, images: dict[str, str] | None = None, samples=None) -> str:
     """``images``: plot name -> relative path (or data URI) of the PNG, in display order."""
     b, a, c = model["before"], model["after"], model["comparison"]
-    L = [f"# ksmtrace report: rmap_walk_ksm() walks, page type `{model['page_type']}`", ""]
+    L = [f"# {fmt.title(model)}: rmap_walk_ksm() walks, page type `{model['page_type']}`", ""]
+    if fmt.is_aa(model):
+        L += [f"**A/A check.** {model['aa']['note']}.", ""]
     L.append(f"- **before** = {fmt.side_title(b)}, evidence: {fmt.evidence_text(b)}")
     L.append(f"- **after** = {fmt.side_title(a)}, evidence: {fmt.evidence_text(a)}")
     L.append("")
@@ -48,15 +50,15 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
     L += ["## Before/after", "",
           f"Mann-Whitney U at alpha {model['alpha']:g}; bootstrap 95% CIs of after/before "
           f"(seed {model['bootstrap']['seed']}, {model['bootstrap']['replicates']} replicates). "
-          + c.get("unit_note", "").capitalize() + ".", ""]
+          + c.get("unit_note", "").capitalize() + ". " + fmt.correction_note(model) + ".", ""]
     rows = []
-    for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
+    for key, title in fmt.cmp_rows(c):
         x = c[key]
         rows.append([title, fmt.unit_name(x), f"{fmt.ratio(x['median_ratio'])} {fmt.ci(x['median_ratio_ci'])}",
                      f"{fmt.ratio(x['p99_ratio'])} {fmt.ci(x['p99_ratio_ci'])}", fmt.pval(x["p_value"]),
-                     f"{x['n_before']}+{x['n_after']}", f"**{x['verdict']}**"])
-    L += _table(["metric", "unit", "median after/before [95% CI]", "p99 after/before [95% CI]", "p", "n",
-                 "verdict"], rows, ["---", "---", "--:", "--:", "--:", "--:", "--:"])
+                     fmt.pval(x.get("p_value_adjusted")), f"{x['n_before']}+{x['n_after']}", f"**{x['verdict']}**"])
+    L += _table(["metric", "unit", "median after/before [95% CI]", "p99 after/before [95% CI]", "p", "p_holm", "n",
+                 "verdict"], rows, ["---", "---", "--:", "--:", "--:", "--:", "--:", "--:"])
     L.append("")
 
     waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]

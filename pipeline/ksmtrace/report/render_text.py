@@ -60,17 +60,18 @@ def _cmp_table(model: dict) -> Table:
     t = Table(title=f"Before/after (Mann-Whitney U, alpha {model['alpha']:g}; bootstrap 95% CI, seed "
                     f"{model['bootstrap']['seed']})", title_justify="left", header_style="bold")
     for col, j in (("metric", "left"), ("unit", "left"), ("median after/before [95% CI]", "right"),
-                   ("p99 after/before [95% CI]", "right"), ("p", "right"), ("n", "right"), ("verdict", "right")):
-        t.add_column(col, justify=j, no_wrap=True)
-    for key, title in (("walk_duration_ns", "walk duration"), ("hold_ns", "lock hold")):
+                   ("p99 after/before [95% CI]", "right"), ("p", "right"), ("p_holm", "right"), ("n", "right"),
+                   ("verdict", "right")):
+        t.add_column(col, justify=j, no_wrap="CI" not in col)  # the CIs wrap first when narrow
+    for key, title in fmt.cmp_rows(c):
         x = c[key]
         v = x["verdict"]
         style = "green" if v.startswith("-") else "red" if v.startswith("+") else ""
         p99 = f"{fmt.ratio(x['p99_ratio'])} {fmt.ci(x['p99_ratio_ci'])}"
         if x.get("p99_p_value") is not None:
-            p99 += f" (p={x['p99_p_value']:.3f})"
+            p99 += f" ({fmt.padj(x, 'p99_p_value')})"
         t.add_row(title, fmt.unit_name(x), f"{fmt.ratio(x['median_ratio'])} {fmt.ci(x['median_ratio_ci'])}",
-                  p99, fmt.pval(x["p_value"]).replace("p=", ""),
+                  p99, fmt.pval(x["p_value"]).replace("p=", ""), fmt.pval(x.get("p_value_adjusted")).replace("p=", ""),
                   f"{x['n_before']}+{x['n_after']}", Text(v, style=style))
     return t
 
@@ -134,11 +135,13 @@ def _runs_table(model: dict) -> Table:
 
 def renderables(model: dict, samples=None) -> list:
     b, a = model["before"], model["after"]
-    title = Text.assemble(("ksmtrace report", "bold"), f": rmap_walk_ksm() walks, page type {model['page_type']}\n",
+    title = Text.assemble((fmt.title(model), "bold"), f": rmap_walk_ksm() walks, page type {model['page_type']}\n",
                           f"before = {fmt.side_title(b)}, evidence {fmt.evidence_text(b)}\n",
                           f"after  = {fmt.side_title(a)}, evidence {fmt.evidence_text(a)}")
     parts = [title, Text(""), _seed_table(model), _notes(fmt.seed_footnotes(model)), Text(""), _dist_table(model),
-             Text(""), _cmp_table(model), _notes([model["comparison"].get("unit_note", "")])]
+             Text(""), _cmp_table(model), _notes([model["comparison"].get("unit_note", ""), fmt.correction_note(model)])]
+    if fmt.is_aa(model):
+        parts[1:1] = [Text(model["aa"]["note"], style="bold")]
     for h in _hist(model, samples):
         parts += [Text(""), h]
     for w in _waits(model):

@@ -13,6 +13,8 @@ Conventions (kept in one place so that every renderer agrees):
   from order statistics (see :func:`boot_quantile`), so a million walks cost a sort, not a
   million-element resample per replicate.
 * Warning texts that benchstat also prints are reused word for word.
+* One report tests several metrics at once: :func:`apply_holm` adjusts every p-value of a report
+  with Holm-Bonferroni, and the verdicts (``significant``, ``~``) use the adjusted p.
 """
 from __future__ import annotations
 
@@ -231,19 +233,23 @@ class Comparison:
     p99_ratio: float | None = None
     p99_ratio_ci: list | None = None
     p_value: float | None = None
-    significant: bool | None = None
-    unit: str = "walk"  # what one sample is: "walk" (or "window") or "run"
+    significant: bool | None = None  # from p_value_adjusted once a correction is applied
+    p_value_adjusted: float | None = None  # Holm-Bonferroni over the tests of one report
+    correction: str | None = None  # "holm" once applied
+    unit: str = "walk"  # what one sample is: "walk" (or "window", "wait") or "run"
     n_before: int = 0
     n_after: int = 0
     p99_p_value: float | None = None  # run unit only: the test on per-run p99s
     p99_significant: bool | None = None
+    p99_p_value_adjusted: float | None = None
     verdict: str = "n/a"  # benchstat style: "~", "-99.83%", "+4.10%" or "n/a"
     warnings: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "significant",
-            "unit", "n_before", "n_after", "p99_p_value", "p99_significant", "verdict", "warnings")}
+            "median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "p_value_adjusted", "correction",
+            "significant", "unit", "n_before", "n_after", "p99_p_value", "p99_p_value_adjusted", "p99_significant",
+            "verdict", "warnings")}
 
 
 def verdict(ratio_value: float | None, significant: bool | None) -> str:
@@ -317,3 +323,41 @@ def compare_runs(before_runs: list[np.ndarray], after_runs: list[np.ndarray], al
     c.verdict = verdict(c.median_ratio, c.significant)
     c.warnings = _unit_warnings(len(med_a), len(med_b), med_a, med_b, alpha, "run")
     return c
+
+
+# --------------------------------------------------------------------------- multiple comparisons
+
+def holm(pvals: list[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); None stays None.
+
+    The family is the non-None p-values: the k-th smallest of m is multiplied by m - k + 1 and
+    the running maximum is taken, so adjusted p < alpha exactly when Holm's procedure rejects.
+    """
+    idx = [i for i, p in enumerate(pvals) if p is not None]
+    m = len(idx)
+    out: list[float | None] = [None] * len(pvals)
+    run = 0.0
+    for k, i in enumerate(sorted(idx, key=lambda i: pvals[i])):
+        run = max(run, min(1.0, (m - k) * float(pvals[i])))
+        out[i] = run
+    return out
+
+
+def apply_holm(comparisons: list[Comparison], alpha: float = ALPHA) -> int:
+    """Adjust every test of these comparisons (p_value and, per run, p99_p_value) as one family.
+
+    Sets the adjusted p-values, ``correction = "holm"``, and recomputes ``significant``,
+    ``p99_significant`` and ``verdict`` from the adjusted p. Returns the number of tests.
+    """
+    slots = [(c, attr) for c in comparisons for attr in ("p_value", "p99_p_value")]
+    adj = holm([getattr(c, attr) for c, attr in slots])
+    for (c, attr), q in zip(slots, adj):
+        setattr(c, attr + "_adjusted", q)
+        sig = None if q is None else bool(q < alpha)
+        if attr == "p_value":
+            c.significant = sig
+            c.correction = "holm"
+            c.verdict = verdict(c.median_ratio, sig)
+        else:
+            c.p99_significant = sig
+    return sum(q is not None for q in adj)
