@@ -82,19 +82,21 @@ def test_aa_single_run_splits_walks_and_says_so():
     side = td.gen_side("one", n_runs=1, walks_per_run=61, seed=5)
     waits = td.gen_waits("one", side["runs"].run_id[0], n=12)
     con, d = _con(side, waits=waits)
-    m = build_report(con, aa="one").model
+    rep = build_report(con, aa="one")
+    m = rep.model
     assert m["mode"] == "aa" and m["aa"]["split"] == "walks"
     assert "walks were split" in m["aa"]["note"]
     b, a = m["before"], m["after"]
     assert (b["walks"], a["walks"]) == (31, 30)  # alternating in walk order
     assert b["hold_ns"]["count"] == 2 * 31 and a["hold_ns"]["count"] == 2 * 30  # windows follow their walk
     assert b["run_ids"] == a["run_ids"] == list(d["runs"].run_id)
-    # the walks of each side are exactly the odd / even walks in start order
+    # the walks of each side are exactly the odd / even walks in start order, per caller
     w = d["walks"].sort_values(["start_ns", "walk_id"])
-    odd = np.sort(w.duration_ns.to_numpy()[0::2])
+    pos = w.groupby("caller").cumcount()
+    odd, even = np.sort(w.duration_ns[pos % 2 == 0]), np.sort(w.duration_ns[pos % 2 == 1])
+    assert list(rep.samples["before"].walk_ns) == list(odd) and list(rep.samples["after"].walk_ns) == list(even)
     c = m["comparison"]["walk_duration_ns"]
     assert c["unit"] == "walk" and (c["n_before"], c["n_after"]) == (31, 30)
-    assert b["walk_duration_ns"]["max"] == odd[-1] and b["walk_duration_ns"]["min"] == odd[0]
     assert c["verdict"] == "~"
     anon = int(waits.anon_vma_lock.sum())
     assert b["lock_waits"]["count"] + a["lock_waits"]["count"] == anon
@@ -222,3 +224,35 @@ def test_raw_significance_that_does_not_survive_the_correction():
         assert c["p99_p_value_adjusted"] == pytest.approx(8 / 70)
         assert c["significant"] is False and c["p99_significant"] is False and c["verdict"] == "~"
     assert "~ (p=0.029 p_holm=0.114 n=4+4)" in render(build_report(con, "before", "after"), "lkml")
+
+
+def _alternating_run(label: str, with_caller: bool):
+    """One run whose walks alternate try_to_migrate (3x slower) / remove_migration_ptes in start order."""
+    side = td.gen_side(label, n_runs=1, walks_per_run=80, sigma=0.1, seed=9)
+    w, lw = side["walks"], side["windows"]
+    slow_ids = set(w.walk_id[w.caller == "try_to_migrate"])
+    w.loc[w.caller == "try_to_migrate", "duration_ns"] *= 3
+    lw.loc[lw.walk_id.isin(slow_ids), "hold_ns"] *= 3
+    if not with_caller:
+        w["caller"] = None
+    return side
+
+
+def test_aa_single_run_alternates_per_caller():
+    """Walks alternate between two callers: alternating per caller puts both kinds on both sides."""
+    con, d = _con(_alternating_run("one", with_caller=True))
+    m = build_report(con, aa="one").model
+    w = d["walks"]
+    assert m["before"]["callers"] == m["after"]["callers"] == {"remove_migration_ptes": 20, "try_to_migrate": 20}
+    assert m["comparison"]["walk_duration_ns"]["verdict"] == "~"
+    assert not any(x.startswith("A/A split") for x in m["warnings"])
+    assert m["before"]["walks"] + m["after"]["walks"] == len(w)
+
+
+def test_aa_single_run_significant_split_is_flagged():
+    """Without a caller the alternation puts all slow walks on one side: the report must say why."""
+    con, _ = _con(_alternating_run("one", with_caller=False))
+    m = build_report(con, aa="one").model
+    c = m["comparison"]["walk_duration_ns"]
+    assert c["significant"] is True and c["median_ratio"] == pytest.approx(3, rel=0.2)  # walk 1 (before) is a fast one
+    assert m["warnings"][0].startswith("A/A split of one run reads significant for walk_duration_ns")

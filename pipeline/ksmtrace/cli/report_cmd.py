@@ -14,7 +14,7 @@ def report(
     before: Optional[str] = typer.Option(None, "--before", "-b", help="Label of the runs before the change."),
     after: Optional[str] = typer.Option(None, "--after", "-a", help="Label of the runs after the change."),
     aa: Optional[str] = typer.Option(None, "--aa", help="A/A check instead: split this label's runs in two "
-                                     "(interleaved in ingest order; one run: its walks alternately) and compare "
+                                     "(interleaved in ingest order; one run: its walks, alternately per caller) and compare "
                                      "them; identical code should read ~. Excludes --before/--after."),
     store: Optional[Path] = StoreOpt,
     page_type: str = typer.Option("ksm", "--page-type", help="Walks to compare: ksm, anon, file or all."),

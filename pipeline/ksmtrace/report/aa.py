@@ -6,8 +6,10 @@ on this setup deserve suspicion (users.md §3.3, nodejs #28867).
 * With several runs, the runs are interleaved in ingest order (``runs.ingested_at``, then
   ``run_id``): runs 1, 3, 5... are group A (before), runs 2, 4, 6... group B (after).
 * With a single run, its walks are split instead, alternating in walk order (start time, then
-  ``walk_id``, per page type); windows follow their walk, anon_vma lock waits alternate in start
-  order. The report says so: walks of one run are not independent samples.
+  ``walk_id``, per page type and caller, so that e.g. try_to_migrate / remove_migration_ptes pairs
+  land on both sides); windows follow their walk, anon_vma lock waits alternate in start order.
+  The report says so: walks of one run are not independent samples, and when such a split still
+  reads significant a warning says why a split of one run cannot be trusted.
 
 The split is done by temp views that relabel the rows of ``walks``, ``lock_windows``,
 ``lock_waits`` and ``runs``; the ordinary report is then built over them.
@@ -72,8 +74,15 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
                 f"before ({a}), runs 2, 4, 6... as after ({b}); identical code should read ~")
     else:
         note = (f"A/A check of {label!r}: a single run, so its walks were split, alternating in walk order "
-                f"(odd walks before = {a}, even walks after = {b}; anon_vma lock waits alternate too); walks of one run "
+                f"(per caller, odd walks before = {a}, even walks after = {b}; anon_vma lock waits alternate too); walks of one run "
                 f"are not independent, so this checks little more than the walk-level statistics")
+    if split == "walks":
+        sig = [k for k, c in m["comparison"].items() if isinstance(c, dict) and c.get("significant")]
+        if sig:
+            m["warnings"].insert(0, (
+                f"A/A split of one run reads significant for {', '.join(sig)}: the walks (and windows) of one run "
+                f"are not independent samples, so pooled tests on them are over-confident, and consecutive walks "
+                f"may differ systematically (alternating kinds of walk); record several runs and run --aa again"))
     m["mode"] = "aa"
     m["aa"] = {"label": label, "split": split, "runs": len(runs), "groups": groups, "note": note}
     return rep
@@ -92,12 +101,13 @@ def _views(con, label, runs, split, names, t_grp, t_map, a, b) -> None:
                 con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
                             f"JOIN {t_map} m ON x.run_id = m.run_id AND x.label = m.orig")
         return
-    # one run: alternate the walks (per page type, in start order); windows follow their walk
+    # one run: alternate the walks (per page type and caller, in start order); windows follow their walk
+    caller = "caller" if "caller" in (_columns(con, "walks") or set()) else "NULL"
     con.execute(f"""
         CREATE TEMP TABLE {t_map} AS
         SELECT w.run_id, w.walk_id, g.orig, g.label
         FROM (SELECT run_id, walk_id, label,
-                     (row_number() OVER (PARTITION BY page_type
+                     (row_number() OVER (PARTITION BY page_type, {caller}
                                          ORDER BY coalesce(start_ns, end_ns) NULLS LAST, walk_id) - 1) % 2 AS g
               FROM walks WHERE label = ?) w
         JOIN {t_grp} g ON g.orig = w.label AND g.g = w.g""", [label])
