@@ -184,3 +184,23 @@ def _short(x: float) -> str:
         if x >= div:
             return f"{x / div:.3g}{unit}"
     return f"{x:.0f}ns"
+
+
+WAITER_HEADER = ["side", "comm/pid", "caller", "type", "contended", "total wait", "max wait"]
+
+
+def waiter_rows(model: dict) -> list[list] | None:
+    """Rows of the anon_vma lock waiters table (WAITER_HEADER), or None when no side recorded any lock wait."""
+    waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]
+    if not any(w and w["all_lock_waits"] for _, w in waits):
+        return None
+    rows = []
+    for side, w in waits:
+        if not w:
+            continue
+        if not w["waiters"]:
+            rows.append([side, "(none)", "", "", "0", "", ""])
+        for x in w["waiters"]:
+            rows.append([side, f"{x.get('comm')}/{x.get('pid')}", x.get("caller") or "", x.get("flags") or "",
+                         x["count"], ns(x["total_ns"]), ns(x["max_ns"])])
+    return rows

@@ -110,20 +110,10 @@ def render(model: dict, plots: dict | None = None) -> str:
                      f'src="data:image/png;base64,{data}"></figure>')
         P.append("</div>")
 
-    waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]
-    if any(w and w["all_lock_waits"] for _, w in waits):
+    rows = fmt.waiter_rows(model)
+    if rows is not None:
         P.append("<h2>anon_vma lock waits</h2>")
-        rows = []
-        for side, w in waits:
-            if not w:
-                continue
-            if not w["waiters"]:
-                rows.append([side, "(none)", "", "", "0", "", ""])
-            for x in w["waiters"]:
-                rows.append([side, f"{x.get('comm')}/{x.get('pid')}", x.get("caller") or "", x.get("flags") or "",
-                             x["count"], fmt.ns(x["total_ns"]), fmt.ns(x["max_ns"])])
-        P.append(_table(["side", "comm/pid", "caller", "type", "contended", "total wait", "max wait"], rows,
-                        left=(0, 1, 2, 3)))
+        P.append(_table(fmt.WAITER_HEADER, rows, left=(0, 1, 2, 3)))
 
     P.append("<h2>Runs</h2>")
     rows = []

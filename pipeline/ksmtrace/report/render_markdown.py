@@ -61,20 +61,10 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
                  "verdict"], rows, ["---", "---", "--:", "--:", "--:", "--:", "--:", "--:"])
     L.append("")
 
-    waits = [(s, model[s].get("lock_waits")) for s in ("before", "after")]
-    if any(w and w["all_lock_waits"] for _, w in waits):
+    rows = fmt.waiter_rows(model)
+    if rows is not None:
         L += ["## anon_vma lock waits", ""]
-        rows = []
-        for side, w in waits:
-            if not w:
-                continue
-            if not w["waiters"]:
-                rows.append([side, "(none)", "", "", "0", "", ""])
-            for x in w["waiters"]:
-                rows.append([side, f"{x.get('comm')}/{x.get('pid')}", x.get("caller") or "", x.get("flags") or "",
-                             x["count"], fmt.ns(x["total_ns"]), fmt.ns(x["max_ns"])])
-        L += _table(["side", "comm/pid", "caller", "type", "contended", "total wait", "max wait"], rows,
-                    ["---", "---", "---", "---", "--:", "--:", "--:"])
+        L += _table(fmt.WAITER_HEADER, rows, ["---", "---", "---", "---", "--:", "--:", "--:"])
         L.append("")
 
     if images:
