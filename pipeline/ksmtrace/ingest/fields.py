@@ -119,18 +119,18 @@ def _pattern_long(payload: pl.Series, rows: pl.Series, pattern: str) -> pl.DataF
     """Per-event pattern on a subset of rows, long form (row, ord, key, value)."""
     names = list(re.compile(pattern).groupindex)
     sub = payload.gather(rows)
-    g = sub.str.extract_groups(pattern)
-    matched = sub.str.contains(pattern)
+    g = pl.DataFrame({"row": rows, "m": sub.str.extract_groups(pattern)}).unnest("m")
+    if any(n in _FLAG_GROUPS for n in names):
+        # a literal-marker group (ksm_page) is "true"/"false" on the rows the pattern matched
+        g = g.with_columns(_matched=sub.str.contains(pattern))
     parts = []
     for i, name in enumerate(names):
-        v = g.struct.field(name)
+        v = pl.col(name)
         if name in _FLAG_GROUPS:
-            v = pl.select(pl.when(v.is_null()).then(pl.lit("false")).otherwise(pl.lit("true"))).to_series()
-            v = pl.select(pl.when(matched).then(v)).to_series()
-        parts.append(pl.DataFrame({"row": rows, "ord": pl.Series([i] * len(rows), dtype=pl.UInt32),
-                                   "key": pl.Series([name] * len(rows), dtype=pl.String), "value": v}))
-    out = pl.concat(parts).filter(pl.col("value").is_not_null())
-    return out
+            v = pl.when(pl.col("_matched")).then(pl.when(v.is_null()).then(pl.lit("false")).otherwise(pl.lit("true")))
+        parts.append(g.select("row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(name, pl.String).alias("key"),
+                              v.cast(pl.String).alias("value")))
+    return pl.concat(parts).filter(pl.col("value").is_not_null())
 
 
 def _prefix_long(payload: pl.Series) -> pl.DataFrame:
@@ -164,25 +164,29 @@ def _template_of(sample: str) -> list[str | None] | None:
 def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) -> tuple[pl.DataFrame, pl.Series]:
     """Fast path for rows whose payload is exactly ``k1=v1 k2=v2 ...`` with the template's keys and no
     spaces inside values: one literal split and fixed-offset slices. Returns (long frame, rows that did not fit)."""
-    sub = pl.DataFrame({"row": rows, "p": payload.gather(rows)})
     k = len(keys)
-    parts = sub.get_column("p").str.splitn(" ", k).struct.unnest() if k > 1 else \
-        pl.DataFrame({"field_0": sub.get_column("p")})
+    sub = payload.gather(rows)
+    parts = sub.str.splitn(" ", k).struct.unnest() if k > 1 else pl.DataFrame({"field_0": sub})
     ok = pl.lit(True)
     for i, key in enumerate(keys):
         c = pl.col(f"field_{i}")
         ok = ok & (c == "==>" if key is None else c.str.starts_with(key + "="))
     ok = ok & ~pl.col(f"field_{k - 1}").str.contains(" ", literal=True)
-    parts = pl.concat([sub, parts], how="horizontal").with_columns(_ok=ok.fill_null(False))
-    good = parts.filter(pl.col("_ok"))
-    bad_rows = parts.filter(~pl.col("_ok")).get_column("row")
+    parts = parts.with_columns(row=rows, _ok=ok.fill_null(False))
+    if parts.get_column("_ok").all():
+        good, bad_rows = parts, rows.clear()
+    else:
+        good = parts.filter(pl.col("_ok"))
+        bad_rows = parts.filter(~pl.col("_ok")).get_column("row")
     longs = []
     for i, key in enumerate(keys):
         if key is None:
             continue
+        v = pl.col(f"field_{i}").str.slice(len(key) + 1)
+        if good.get_column(f"field_{i}").str.ends_with(",").any():
+            v = v.str.strip_suffix(",")
         longs.append(good.select(
-            "row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(key, pl.String).alias("key"),
-            pl.col(f"field_{i}").str.slice(len(key) + 1).str.strip_suffix(",").alias("value")))
+            "row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(key, pl.String).alias("key"), v.alias("value")))
     return (pl.concat(longs) if longs else _EMPTY_LONG.clone()), bad_rows
 
 

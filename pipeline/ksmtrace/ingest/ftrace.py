@@ -116,22 +116,19 @@ def _scan_header(lines: list[str], stats: ParseStats) -> None:
 def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
     """Columns ok/comm/pid/cpu/flags/ts/rest for the common fixed layout (ok=False elsewhere)."""
     l = pl.col("l")
-    b = l.str.find("] ", literal=True)
     out = df.lazy().with_columns(
-        _b=b,
+        _b=l.str.find("] ", literal=True),
+        # first ": " of the line: the end of the timestamp unless comm holds ": " (then the general regex)
+        _p=l.str.find(": ", literal=True),
         _ascii=l.str.len_bytes() == l.str.len_chars(),
     ).with_columns(
         _open=l.str.slice(pl.col("_b") - 4, 1),
         _dash=l.str.slice(16, 1),
         _hl=pl.col("_b") - 4,
-        _tail=l.str.slice(pl.col("_b") + 2),
-    ).with_columns(
-        _p=pl.col("_tail").str.find(": ", literal=True),
-    ).with_columns(
-        _fts=pl.col("_tail").str.slice(0, pl.col("_p")),
-        rest=pl.col("_tail").str.slice(pl.col("_p") + 2),
+        _fts=l.str.slice(pl.col("_b") + 2, pl.col("_p") - pl.col("_b") - 2),
+        rest=l.str.slice(pl.col("_p") + 2),
         comm=l.str.slice(0, 16).str.strip_chars_start(" "),
-        pid=l.str.slice(17, pl.col("_hl") - 17).str.strip_chars_end(" ").cast(pl.Int32, strict=False),
+        pid=l.str.slice(17, pl.col("_b") - 21).str.strip_chars_end(" ").cast(pl.Int32, strict=False),
         cpu=l.str.slice(pl.col("_b") - 3, 3).cast(pl.Int32, strict=False),
     ).with_columns(
         _sp=pl.col("_fts").str.find(" ", literal=True),
@@ -141,10 +138,10 @@ def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         ok=(pl.col("_ascii") & (pl.col("_open") == "[") & (pl.col("_dash") == "-")
             & pl.col("_hl").is_in([23, 25]) & pl.col("pid").is_not_null() & pl.col("cpu").is_not_null()
-            & pl.col("_p").is_not_null()
+            & (pl.col("_p") > pl.col("_b"))
             & (pl.col("flags").is_null() | pl.col("flags").str.len_bytes().is_between(4, 7))
             & pl.col("ts").str.contains(r"^\d+(?:\.\d+)?$")).fill_null(False),
-    ).drop("_b", "_ascii", "_open", "_dash", "_hl", "_tail", "_p", "_fts", "_sp")
+    ).drop("_b", "_ascii", "_open", "_dash", "_hl", "_p", "_fts", "_sp")
     return out.collect()
 
 
@@ -156,11 +153,19 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
     """
     df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
     fast = _fast_prefix(df)
-    ev = fast.filter(pl.col("ok")).select(
+    # ts is digits with at most one ".": one split gives seconds, fraction, and the unit facts
+    ev = fast.lazy().filter(pl.col("ok")).with_columns(
+        _ts=pl.col("ts").str.split_exact(".", 1),
+    ).select(
         "line_no", "comm", "pid", pl.lit(None, pl.Int32).alias("tgid"), "cpu", "flags",
-        ts_to_ns(pl.col("ts")).alias("ts_ns"), "rest", pl.col("ts").str.contains(r"\.").alias("_dot"),
-        pl.col("ts").str.split_exact(".", 1).struct.field("field_1").str.len_bytes().alias("_fraclen"),
-    )
+        pl.when(pl.col("_ts").struct.field("field_1").is_null())
+        .then(pl.col("_ts").struct.field("field_0").cast(pl.Int64, strict=False))
+        .otherwise(pl.col("_ts").struct.field("field_0").cast(pl.Int64, strict=False) * 1_000_000_000
+                   + pl.col("_ts").struct.field("field_1").str.slice(0, 9).str.pad_end(9, "0")
+                   .cast(pl.Int64, strict=False)).alias("ts_ns"),
+        "rest", pl.col("_ts").struct.field("field_1").is_not_null().alias("_dot"),
+        pl.col("_ts").struct.field("field_1").str.len_bytes().alias("_fraclen"),
+    ).collect()
     rest_lines = fast.filter(~pl.col("ok")).select("line_no", "l")
     parts = [ev]
     if rest_lines.height:
