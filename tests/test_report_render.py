@@ -77,6 +77,9 @@ def test_markdown_tables_and_image_links(rep):
     assert "| `Time_ms` |" in md and "![walk_duration_cdf](r-walk_duration_cdf.png)" in md
     header = [x for x in md.splitlines() if x.startswith("| metric | side |")]
     assert header and header[0].count("|") == 11
+    # who waited on the anon_vma lock (testdata: a writer behind the walker, the walker's slow window)
+    assert "| before | java/1234 | vma_prepare | WRITE | 3 |" in md
+    assert "| before | kcompactd0/33 | rmap_walk_ksm | READ | 1 |" in md and "| after | (none) |" in md
 
 
 def test_html_is_self_contained(rep):
@@ -88,6 +91,7 @@ def test_html_is_self_contained(rep):
     for _, data in imgs:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert h.count("<table>") >= 5
+    assert "<h2>anon_vma lock waits</h2>" in h and "java/1234" in h and "vma_prepare" in h
 
 
 def test_plots_skip_empty_figures():
