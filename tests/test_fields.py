@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 import pyarrow as pa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ksmtrace.ingest.fields import MAP_TYPE, normalize_ptr, parse_fields
@@ -115,3 +115,30 @@ def test_template_fast_path_matches_generic(monkeypatch):
     assert fast == slow
     assert fast[17] == [("comm", "my prog-17"), ("pid", "17"), ("prio", "120")]
     assert fast[200][2] == ("prev_state", "R") and fast[200][3] == ("next_comm", "b")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
+                                                                 HealthCheck.data_too_large])
+@given(st.lists(KEY, min_size=1, max_size=5, unique=True),
+       st.lists(st.lists(VAL, min_size=5, max_size=5), min_size=40, max_size=60))
+def test_fast_paths_equal_generic_rule_with_spaces_in_values(keys, rows):
+    """Many rows of one event (the template and values-with-spaces fast paths) parse exactly as the
+    generic rule does, and as the payloads were rendered."""
+    import sys
+
+    F = sys.modules[parse_fields.__module__]
+    pays = [" ".join(f"{k}={v}" for k, v in zip(keys, vals)) for vals in rows]
+    p, e = pl.Series(pays), pl.Series(["some_event"] * len(pays))
+    fast = parse_fields(p, e).to_pylist()
+    old = F.TEMPLATE_MIN_ROWS
+    F.TEMPLATE_MIN_ROWS = 10**9
+    try:
+        slow = parse_fields(p, e).to_pylist()
+    finally:
+        F.TEMPLATE_MIN_ROWS = old
+    assert fast == slow == [list(zip(keys, vals)) for vals in rows]
+
+
+def test_payload_starting_with_arrow_does_not_leak_into_previous_row():
+    got = parse_fields(pl.Series(["a=1 b=x y", "==> next_comm=b next_pid=2"])).to_pylist()
+    assert got == [[("a", "1"), ("b", "x y")], [("next_comm", "b"), ("next_pid", "2")]]
