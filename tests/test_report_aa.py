@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import duckdb
-import ksmtrace.api
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,13 +120,7 @@ def fake_store(monkeypatch):
     other = td.gen_side("v9", walks_per_run=20, walk_median_ns=1e6, seed=2)
     d = td.combine(side, other)
 
-    def connect(store=None, threads=None):
-        con = duckdb.connect()
-        td.create_tables(con, d["walks"], d["windows"], None, d["runs"])
-        return con
-
-    monkeypatch.setattr(ksmtrace.api, "connect", connect)
-    return d
+    return td.serve_from_api(monkeypatch, d)
 
 
 def test_cli_aa(fake_store):

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
-import ksmtrace.api
 from ksmtrace.report import testdata as td
 
 from conftest import run_cli, run_cli_inproc
@@ -19,13 +17,7 @@ def fake_store(monkeypatch):
     a = td.gen_side("v9", walks_per_run=30, walk_median_ns=1e6, iterations=3, seed=2)
     d = td.combine(b, a)
 
-    def connect(store=None, threads=None):
-        con = duckdb.connect()
-        td.create_tables(con, d["walks"], d["windows"], None, d["runs"])
-        return con
-
-    monkeypatch.setattr(ksmtrace.api, "connect", connect)
-    return d
+    return td.serve_from_api(monkeypatch, d)
 
 
 def test_unknown_label_is_one_line_exit_2(fake_store):

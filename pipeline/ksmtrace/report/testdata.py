@@ -142,3 +142,21 @@ def combine(*parts: dict) -> dict[str, pd.DataFrame]:
         dfs = [p[key] for p in parts if p.get(key) is not None]
         out[key] = pd.concat(dfs, ignore_index=True) if dfs else None
     return out
+
+
+def serve_from_api(monkeypatch, d: dict[str, pd.DataFrame], waits: pd.DataFrame | None = None
+                   ) -> dict[str, pd.DataFrame]:
+    """Make ``ksmtrace.api.connect`` return a connection holding ``d``'s walks, windows and runs (and
+    ``waits``) as the views, for CLI tests: the command's code path is otherwise real.
+    ``monkeypatch`` is pytest's fixture."""
+    import duckdb
+
+    from .. import api
+
+    def connect(store=None, threads=None):
+        con = duckdb.connect()
+        create_tables(con, d["walks"], d["windows"], waits, d["runs"])
+        return con
+
+    monkeypatch.setattr(api, "connect", connect)
+    return d
