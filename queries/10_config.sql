@@ -65,6 +65,10 @@ INSERT OR IGNORE INTO _callchain_ignored_events VALUES
 
 -- helpers ---------------------------------------------------------------------------------------
 
+-- aggregate: the sum of a per-window counter over a group of counter lines, or NULL unless every line
+-- carries that counter (a sum over some of the windows would pass for the walk's total)
+CREATE OR REPLACE MACRO _sum_if_all(x) AS CASE WHEN count(x) = count(*) THEN sum(x)::BIGINT END;
+
 -- a printed return value is zero: '0', '0x0', '0x0000', '-0' (walk_rules.md (b): `0x0`, `0` are zero)
 -- (string functions, no regex: this runs on every function_graph row)
 -- fast paths first: '0' / '0x0'; a hex or decimal number whose first digit is not 0 is non-zero

@@ -73,15 +73,15 @@ cagg AS (
            any_value(walk_ns) AS walk_ns, any_value(cb) AS cb,
            min(start_ns) AS first_start_ns, max(end_ns) AS last_end_ns,
            count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
-           -- sums only when every line carries the counter
-           CASE WHEN count(hold_ns) = count(*) THEN sum(hold_ns)::BIGINT END AS total_hold_ns,
-           CASE WHEN count(iterations) = count(*) THEN sum(iterations)::BIGINT END AS iterations,
+           -- sums only when every line carries the counter (_sum_if_all)
+           _sum_if_all(hold_ns) AS total_hold_ns,
+           _sum_if_all(iterations) AS iterations,
            max(iterations) AS max_window_iterations,
-           CASE WHEN count(rmap_one) = count(*) THEN sum(rmap_one)::BIGINT END AS rmap_one,
-           CASE WHEN count(skipped) = count(*) THEN sum(skipped)::BIGINT END AS skipped,
-           CASE WHEN count(skip_addr) = count(*) THEN sum(skip_addr)::BIGINT END AS skip_addr,
-           CASE WHEN count(skip_mm) = count(*) THEN sum(skip_mm)::BIGINT END AS skip_mm,
-           CASE WHEN count(invalid) = count(*) THEN sum(invalid)::BIGINT END AS invalid,
+           _sum_if_all(rmap_one) AS rmap_one,
+           _sum_if_all(skipped) AS skipped,
+           _sum_if_all(skip_addr) AS skip_addr,
+           _sum_if_all(skip_mm) AS skip_mm,
+           _sum_if_all(invalid) AS invalid,
            min(line_no) AS start_line, max(line_no) AS last_line
     FROM fw GROUP BY rk, walk_id
 ),
@@ -102,14 +102,14 @@ cwalks AS (
 -- per-walk sums of the lines owned by a walk of another kind: they fill that walk's NULL columns
 fill AS (
     SELECT rk, walk_id, evidence, count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
-           CASE WHEN count(hold_ns) = count(*) THEN sum(hold_ns)::BIGINT END AS total_hold_ns,
-           CASE WHEN count(iterations) = count(*) THEN sum(iterations)::BIGINT END AS iterations,
+           _sum_if_all(hold_ns) AS total_hold_ns,
+           _sum_if_all(iterations) AS iterations,
            max(iterations) AS max_window_iterations,
-           CASE WHEN count(rmap_one) = count(*) THEN sum(rmap_one)::BIGINT END AS rmap_one,
-           CASE WHEN count(skipped) = count(*) THEN sum(skipped)::BIGINT END AS skipped,
-           CASE WHEN count(skip_addr) = count(*) THEN sum(skip_addr)::BIGINT END AS skip_addr,
-           CASE WHEN count(skip_mm) = count(*) THEN sum(skip_mm)::BIGINT END AS skip_mm,
-           CASE WHEN count(invalid) = count(*) THEN sum(invalid)::BIGINT END AS invalid
+           _sum_if_all(rmap_one) AS rmap_one,
+           _sum_if_all(skipped) AS skipped,
+           _sum_if_all(skip_addr) AS skip_addr,
+           _sum_if_all(skip_mm) AS skip_mm,
+           _sum_if_all(invalid) AS invalid
     FROM owned GROUP BY rk, walk_id, evidence
 ),
 allw AS (SELECT * FROM k UNION ALL SELECT * FROM cwalks),
