@@ -98,15 +98,19 @@ def test_perf_data_with_callchains_matches_perf_text():
     assert all(dict(r["fields"]).get("prev_comm") is not None for r in sw)
     chains = [r["callchain"] for r in sw if r["callchain"]]
     assert chains and any(f["dso"] == "[kernel.kallsyms]" for f in chains[0])
-    assert any(f["sym"] and "schedule" in f["sym"] for c in chains for f in c)
-    # frames match perf's own text for the first record
+    # Frames (address, symbol, dso) match perf's own text for the same file on *this* host. Which symbols
+    # perf resolves depends on the host: kernel frames resolve only where a kallsyms or vmlinux with the
+    # recording kernel's build-id is found ("[unknown]" elsewhere), user frames wherever the binaries match.
     text = tool_text(["perf", "script", "--ns", "-i", str(PERF_CC)])
     first_frames = []
     for ln in text[1:]:
         if not ln.startswith("\t"):
             break
-        first_frames.append(ln.split()[0])
-    assert [f["addr"] for f in rows[0]["callchain"]] == first_frames
+        m = re.match(r"\s*([0-9a-f]+) (.+?)(?:\+(0x[0-9a-f]+))? \((.*)\)$", ln)
+        assert m, ln
+        first_frames.append((m[1], m[2], m[3], m[4]))
+    assert [(f["addr"], f["sym"], f["off"], f["dso"]) for f in rows[0]["callchain"]] == first_frames
+    assert sum(len(c) for c in chains) > len(chains)
 
 
 @needs_perf
