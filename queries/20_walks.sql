@@ -212,7 +212,7 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- @column invalid BIGINT invalid_vma rejections
 -- @column early_exit BOOLEAN the walk returned from inside the loop (rmap_one or done stopped it)
 -- @column n_events BIGINT perf-callchain: selected events in the walk; counters: counter lines
-CREATE OR REPLACE VIEW walks AS
+CREATE OR REPLACE VIEW _walks_from_events AS
 SELECT run_id, label, walk_id::BIGINT AS walk_id, evidence, page_type, pid::INTEGER AS pid, comm,
        cpu::INTEGER AS cpu, start_ns::BIGINT AS start_ns, end_ns::BIGINT AS end_ns,
        duration_ns::BIGINT AS duration_ns, paired AS complete,

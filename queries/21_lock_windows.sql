@@ -24,7 +24,7 @@
 -- @column slow BOOLEAN acquired with down_read after a failed trylock (NULL when the evidence cannot tell)
 -- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters
 -- @column counters_consistent BOOLEAN counter lines: skip_addr + skip_mm + rmap_one (+ invalid) = iterations (NULL unless all present)
-CREATE OR REPLACE VIEW lock_windows AS
+CREATE OR REPLACE VIEW _lock_windows_from_events AS
 SELECT a.run_id, a.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
        a.start_ns::BIGINT AS start_ns, a.end_ns::BIGINT AS end_ns, a.hold_ns::BIGINT AS hold_ns,
        a.iterations::BIGINT AS iterations, a.rmap_one::BIGINT AS rmap_one, a.skipped::BIGINT AS skipped,

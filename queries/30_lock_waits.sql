@@ -72,7 +72,7 @@ FROM _lock_pairs() GROUP BY run_id;
 -- @column interrupted BOOLEAN ret <> 0
 -- @column caller VARCHAR first callchain frame outside the locking primitives (NULL without callchain)
 -- @column callchain STRUCT(addr VARCHAR, sym VARCHAR, off VARCHAR, dso VARCHAR)[] callchain of the contention_begin, innermost frame first
-CREATE OR REPLACE VIEW lock_waits AS
+CREATE OR REPLACE VIEW _lock_waits_from_events AS
 WITH _lock_rows AS MATERIALIZED (SELECT * FROM _lock_rows_scan),
 pre AS (SELECT list(prefix) AS prefixes FROM _lock_primitive_prefixes),
 anon AS (
