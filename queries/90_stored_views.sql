@@ -11,10 +11,12 @@
 -- To try a change of the configuration tables (10_config.sql) without rebuilding, query the
 -- _..._from_events views directly in the same session: they read the events.
 
--- the rows of one stored derived table, for committed runs only
+-- the rows of one stored derived table, for committed runs only. Every file of a table has the same schema
+-- (one stamp for the whole store, checked by ksmtrace before it runs this file), so the schema is read
+-- from one file and a filter on label opens only that label's files.
 CREATE OR REPLACE MACRO _stored(tbl) AS TABLE
 SELECT *
-FROM read_parquet(_store_glob(tbl), hive_partitioning = true, union_by_name = true,
+FROM read_parquet(_store_glob(tbl), hive_partitioning = true,
                   hive_types = {'label': VARCHAR, 'run_id': VARCHAR})
 WHERE run_id IN (SELECT run_id FROM runs);
 

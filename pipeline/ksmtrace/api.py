@@ -30,6 +30,24 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
     return out
 
 
+def ingest_many(paths: Iterable[str], store: Store | str | None = None, label: str = "default",
+                fmt: str = "auto", force: bool = False, partial: bool = False, jobs: int = 1,
+                executor: str = "local", scheduler: str | None = None, on_outcome=None, client=None):
+    """Ingest each path as one run, one task per file (``jobs`` local processes, or a Dask cluster with
+    ``executor="dask"`` and ``scheduler`` or ``client``). A failed file is an Outcome with its error; the
+    others still land. Returns ksmtrace.batch.Outcome per path, in order."""
+    from . import batch
+
+    return batch.ingest_many(paths, _store(store).root, label, fmt=fmt, force=force, partial=partial, jobs=jobs,
+                             executor=executor, scheduler=scheduler, on_outcome=on_outcome, client=client)
+
+
+def rebuild(store: Store | str | None = None, all_runs: bool = False,
+            on_run: Callable[[str], None] | None = None) -> dict:
+    """Recompute the derived tables of stale runs (all runs with ``all_runs``); migrate a 0.1 store."""
+    return _store(store).rebuild(all_runs=all_runs, on_run=on_run)
+
+
 def connect(store: Store | str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the views of queries/*.sql (runs, events, walks ...)."""
     return db.connect(_store(store), threads=threads)

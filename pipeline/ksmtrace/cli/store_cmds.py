@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .. import api, db
+from .. import api, batch, db
 from ..errors import KsmtraceError
 from ..ingest import format_names
 from ..output import render
@@ -52,22 +52,61 @@ def ingest(
     force: bool = typer.Option(False, "--force", help="Replace a run of the same file and label."),
     partial: bool = typer.Option(False, "--partial", help="Keep what a truncated compressed file holds; the run is marked partial."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar [default: on for large inputs on a terminal]."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Ingest this many files at once (one process per file, each also computing the file's walks)."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine, --jobs processes) or dask (the tasks go to the Dask cluster at --scheduler; the store must be on a file system the workers share)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address for --executor dask, e.g. tcp://10.0.0.1:8786."),
 ) -> None:
     """Ingest trace files into the store, one run per file.
 
-    Prints a summary per run: events, malformed lines (with the first line numbers) and lost events.
-    """
+    Prints a summary per run: events, malformed lines (with the first line numbers) and lost events. Each run's walks, lock windows and lock waits are computed once, here, and stored beside its events. With several files, a file that fails is named on stderr and the others still land (exit code 2).
+    """  # noqa: E501 (one line per paragraph: typer keeps the line breaks)
     st = store_of(store)
-    show = progress if progress is not None else (sys.stderr.isatty() and any(
-        p == "-" or (Path(p).exists() and Path(p).stat().st_size > PROGRESS_MIN_BYTES) for p in paths))
     for p in paths:  # refuse early, before anything is written
         if p != "-" and not Path(p).exists():
             raise KsmtraceError(f"{p}: no such file")
-    with _progress(bool(show)) as (on_start, on_bytes):
-        for p in paths:
-            res = api.ingest([p], st, label=label, fmt=fmt, force=force, partial=partial,
+    if executor not in ("local", "dask"):
+        raise KsmtraceError(f"--executor {executor!r} is not one of local, dask")
+    if scheduler and executor != "dask":
+        raise KsmtraceError("--scheduler needs --executor dask")
+    if len(paths) == 1 and executor == "local":  # one file: its error is the command's error
+        show = progress if progress is not None else (sys.stderr.isatty() and (
+            paths[0] == "-" or Path(paths[0]).stat().st_size > PROGRESS_MIN_BYTES))
+        with _progress(bool(show)) as (on_start, on_bytes):
+            res = api.ingest(paths, st, label=label, fmt=fmt, force=force, partial=partial,
                              on_bytes=on_bytes, on_start=on_start)[0]
-            print(("replaced " if res.replaced else "") + res.summary())
+        print(("replaced " if res.replaced else "") + res.summary())
+        return
+    if "-" in paths:
+        raise KsmtraceError("'-' (stdin) can only be ingested on its own")
+
+    def report(o) -> None:
+        if o.ok:
+            print(("replaced " if o.result.replaced else "") + o.result.summary(), flush=True)
+        else:
+            msg = o.error if o.error.startswith(o.path) else f"{o.path}: {o.error}"
+            print(f"ksmtrace: error: {msg}", file=sys.stderr, flush=True)
+
+    outs = api.ingest_many(paths, st, label=label, fmt=fmt, force=force, partial=partial, jobs=jobs,
+                           executor=executor, scheduler=scheduler, on_outcome=report)
+    failed = batch.failed_summary(outs)
+    if failed:
+        raise KsmtraceError(failed)
+
+
+def rebuild(
+    store: Optional[Path] = StoreOpt,
+    all_runs: bool = typer.Option(False, "--all", help="Recompute every run, not only the stale ones."),
+) -> None:
+    """Recompute the stored walks, lock windows and lock waits of runs made by other SQL.
+
+    Needed after queries/*.sql change (ksmtrace names it when a stamp differs); also migrates a store of the 0.1 layout (runs/<run_id>/) to the partitioned one.
+    """  # noqa: E501
+    st = store_of(store)
+    out = api.rebuild(st, all_runs=all_runs, on_run=lambda rid: print(f"rebuilding {rid}", file=sys.stderr))
+    msg = f"{out['rebuilt']} runs rebuilt, {out['up_to_date']} up to date"
+    if out["migrated"]:
+        msg += f", {out['migrated']} migrated from the 0.1 layout"
+    print(msg)
 
 
 def runs(store: Optional[Path] = StoreOpt, fmt: str = FormatOpt) -> None:
@@ -111,3 +150,4 @@ def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(runs)
     app.command()(sql)
+    app.command()(rebuild)
