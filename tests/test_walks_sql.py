@@ -1,7 +1,7 @@
 """The walk views (queries/1*.sql .. 3*.sql) on tiny hand-written events tables.
 
 Every expected value is computed by hand from the printed numbers; the comments show the arithmetic.
-Rules: kernel.md §6 and walk_rules.md (a)-(f).
+Rules: docs/walk-rules.md (a)-(f).
 """
 from __future__ import annotations
 
