@@ -2,14 +2,16 @@
 -- (docs/walk-rules.md (e)). A counter line inside a walk of another kind fills that walk's NULL columns
 -- (and is its window when it has none of its own); the other lines form walks of their own (evidence
 -- counters). Private; used by _walk_parts (20_walks.sql), which computes the relations these macros read
--- once, as MATERIALIZED CTEs of the same names; the views below stand in for them elsewhere.
+-- once, as MATERIALIZED CTEs of the same names. The views below stand in for them when the macros are
+-- defined: empty, with the columns the macros read (a stand-in that expanded the kinds' macros would cost
+-- seconds of binding per connection); outside _walk_parts, query _walk_parts or its public views.
 
--- the walks and windows of every other kind (12_* .. 15_*), one relation (UNION ALL BY NAME)
+-- the walks and windows of every other kind (12_* .. 15_*, combined with UNION ALL BY NAME in _walk_parts)
 CREATE OR REPLACE VIEW _kind_parts AS
-SELECT * FROM _tp_out()
-UNION ALL BY NAME SELECT * FROM _fg_out()
-UNION ALL BY NAME SELECT * FROM _pr_out()
-UNION ALL BY NAME SELECT * FROM _cc_out();
+SELECT NULL::VARCHAR AS part, NULL::UBIGINT AS rk, NULL::INTEGER AS pid, NULL::BIGINT AS walk_id,
+       NULL::VARCHAR AS evidence, NULL::BIGINT AS start_ns, NULL::BIGINT AS end_ns, NULL::BIGINT AS n_windows,
+       NULL::BIGINT AS start_line, NULL::BIGINT AS end_line
+WHERE false;
 
 CREATE OR REPLACE VIEW _counter_line_rows AS SELECT * FROM _counter_lines();
 
@@ -39,7 +41,9 @@ SELECT l.*, s.w.id AS walk_id, s.evidence, s.w.n AS owner_windows
 FROM latest_walk_start s JOIN _counter_line_rows l ON l.rk = s.rk AND l.line_no = s.line_no
 WHERE s.is_line AND s.w.id IS NOT NULL AND s.ts_ns <= s.w.e;
 
-CREATE OR REPLACE VIEW _counter_owned_rows AS SELECT * FROM _counter_owned();
+CREATE OR REPLACE VIEW _counter_owned_rows AS
+SELECT *, NULL::BIGINT AS walk_id, NULL::VARCHAR AS evidence, NULL::BIGINT AS owner_windows
+FROM _counter_line_rows WHERE false;
 
 -- the other lines, with the counter walk each belongs to: consecutive lines of one pid are one walk only
 -- when a ksm_walk summary line of that pid follows them (the walk ends at the summary, duration = walk_ns);
@@ -68,7 +72,10 @@ FROM free_lines f
 JOIN summary_groups gr ON gr.rk = f.rk AND gr.line_no = f.line_no AND NOT gr.is_summary
 LEFT JOIN closing_summaries cl ON cl.rk = f.rk AND cl.pid = f.pid AND cl.g = gr.g;
 
-CREATE OR REPLACE VIEW _counter_walk_line_rows AS SELECT * FROM _counter_walk_lines();
+CREATE OR REPLACE VIEW _counter_walk_line_rows AS
+SELECT *, NULL::BIGINT AS summary_line, NULL::BIGINT AS summary_ts, NULL::BIGINT AS walk_ns, NULL::VARCHAR AS cb,
+       NULL::BIGINT AS walk_id
+FROM _counter_line_rows WHERE false;
 
 -- the walks of evidence counters
 CREATE OR REPLACE MACRO _counter_walks() AS TABLE

@@ -48,9 +48,11 @@ def rebuild(store: Store | str | None = None, all_runs: bool = False,
     return _store(store).rebuild(all_runs=all_runs, on_run=on_run)
 
 
-def connect(store: Store | str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the views of queries/*.sql (runs, events, walks ...)."""
-    return db.connect(_store(store), threads=threads)
+def connect(store: Store | str | None = None, threads: int | None = None,
+            views: str = "all") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views of queries/*.sql (runs, events, walks ...); ``views="public"``
+    defines only the public views (faster to open)."""
+    return db.connect(_store(store), threads=threads, views=views)
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -59,11 +61,11 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def runs(store: Store | str | None = None) -> pd.DataFrame:
-    with connect(store) as con:
+    with connect(store, views="public") as con:
         return to_frame(con.sql("SELECT * FROM runs ORDER BY ingested_at, run_id").to_arrow_table())
 
 
 def sql(query: str, store: Store | str | None = None) -> pd.DataFrame:
     """Run ``query`` over the store's views; exact integers (Arrow dtypes) in the result."""
-    with connect(store) as con:
+    with connect(store, views="all" if db.needs_private_views(query) else "public") as con:
         return to_frame(con.sql(query).to_arrow_table())

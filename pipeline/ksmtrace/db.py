@@ -130,8 +130,20 @@ def check(store: Store) -> None:
                          f"(queries/*.sql changed): run 'ksmtrace rebuild --store {store.root}'")
 
 
-def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with every ksmtrace view defined over ``store``."""
+#: the files a connection needs for the public views only (runs, events and the stored derived tables):
+#: defining the views that compute walks from events costs about a second of binding, which a report or a
+#: query of the public views does not need
+PUBLIC_FILES = ("00_runs.sql", "01_events.sql", STORED_VIEWS_FILE)
+
+
+def needs_private_views(query: str) -> bool:
+    """True when a query names a private view or macro (an identifier starting with _)."""
+    return re.search(r"(?<![\w.'])_[A-Za-z]\w*", query) is not None
+
+
+def connect(store: Store, threads: int | None = None, views: str = "all") -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the ksmtrace views defined over ``store``: every view
+    (``views="all"``), or only the public ones (``"public"``: runs, events, walks, lock_windows, lock_waits)."""
     store.check_usable()
     if not store.exists():
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
@@ -140,7 +152,10 @@ def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnecti
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(Path(store.root).resolve())])
-    _run_files(con, sql_files())
+    files = sql_files()
+    if views == "public":
+        files = [f for f in files if f.name in PUBLIC_FILES]
+    _run_files(con, files)
     return con
 
 

@@ -40,7 +40,7 @@ def report(
     if page_type not in PAGE_TYPES:
         raise KsmtraceError(f"--page-type {page_type!r} is not one of {', '.join(PAGE_TYPES)}")
     check_modes(before, after, aa)
-    with api.connect(store_of(store)) as con:
+    with api.connect(store_of(store), views="public") as con:  # the report reads the public views only
         rep = build_report(con, before, after, page_type, aa=aa)
     for p in write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat):
         print(f"wrote {p}", file=sys.stderr)

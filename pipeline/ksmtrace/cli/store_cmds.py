@@ -136,7 +136,7 @@ def sql(
         raise typer.BadParameter("give a QUERY or --print-views")
     import duckdb
 
-    with api.connect(st) as con:
+    with api.connect(st, views="all" if db.needs_private_views(query) else "public") as con:
         try:
             rel = con.sql(query)
             table = rel.to_arrow_table() if rel is not None else None
