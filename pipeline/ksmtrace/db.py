@@ -39,8 +39,42 @@ def views_sql(store: Store | None = None) -> str:
     return "\n".join(parts)
 
 
-def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with every ksmtrace view defined over ``store``."""
+#: DuckDB settings of a read-only connection, applied after the views are defined (DuckDB 1.1+; the
+#: settings are documented in DuckDB's "Securing DuckDB" page). With external access off only the store
+#: directory can be read (``allowed_directories``), COPY/ATTACH/EXPORT to any other path, INSTALL and
+#: LOAD of extensions fail, and ``lock_configuration`` refuses any SET that would undo this.
+READ_ONLY_SETTINGS = ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
+                      "allow_community_extensions = false", "enable_external_access = false",
+                      "lock_configuration = true")
+
+#: statements a read-only connection runs (SELECT covers DESCRIBE, SUMMARIZE, SHOW and FROM-first queries)
+READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse ``query`` unless every statement in it is a query (no COPY, CREATE, ATTACH, SET, ...).
+
+    The read-only settings already keep every file but the store's out of reach; this also keeps
+    ``COPY ... TO`` from writing into the store directory itself.
+    """
+    try:
+        stmts = con.extract_statements(query)
+    except duckdb.Error as e:
+        raise StoreError("SQL: " + " ".join(str(e).split())) from None
+    for st in stmts:
+        kind = st.type.name
+        if kind not in READ_ONLY_STATEMENTS:
+            raise StoreError(f"SQL: read-only mode runs queries only (SELECT, DESCRIBE, EXPLAIN ...), not {kind}")
+
+
+def connect(store: Store, threads: int | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with every ksmtrace view defined over ``store``.
+
+    ``read_only``: once the views are defined, the connection may read the store directory and nothing
+    else: no other file (read_csv('/etc/passwd'), COPY TO, ATTACH), no extension install or load, and
+    its settings are locked (:data:`READ_ONLY_SETTINGS`). Pass queries through :func:`check_read_only`
+    to refuse statements other than queries too.
+    """
     if not store.exists():
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
     con = duckdb.connect()
@@ -53,6 +87,11 @@ def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnecti
         except duckdb.Error as e:
             con.close()
             raise StoreError(f"{f}: cannot define the views: {' '.join(str(e).split())}") from None
+    if read_only:
+        root = str(Path(store.root).resolve()).rstrip("/") + "/"  # a directory, not a name prefix (st/ not st2)
+        con.execute("SET allowed_directories = ?", [[root]])
+        for setting in READ_ONLY_SETTINGS:
+            con.execute(f"SET {setting}")
     return con
 
 
