@@ -39,8 +39,9 @@ def os_error_message(e: OSError, path=None) -> str:
     """
     import os
 
-    reason = e.strerror or (os.strerror(e.errno) if e.errno else "") or " ".join(str(e).split()) \
-        or type(e).__name__
+    # the OS's own words for errno (pyarrow puts a long "Error writing bytes ... Detail: ..." in strerror)
+    reason = (os.strerror(e.errno) if isinstance(e.errno, int) and e.errno > 0 else e.strerror) \
+        or " ".join(str(e).split()) or type(e).__name__
     names = [n for n in (e.filename, e.filename2) if n not in (None, "")]
     if not names and path is not None:
         names = [path]
