@@ -367,6 +367,21 @@ def test_internal_error_is_one_line(monkeypatch, tmp_path):
 
 # -- Ctrl-C during start-up ------------------------------------------------------------------------------
 
+def _wait_past_entry(p: subprocess.Popen, timeout: float = 10.0) -> None:
+    """On a loaded machine the interpreter's own start-up can outlast a short delay: wait until the process
+    has mapped a compiled module from site-packages (numpy, pyarrow, duckdb ...), which only the imports
+    after ksmtrace's entry point load."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and p.poll() is None:
+        try:
+            maps = Path(f"/proc/{p.pid}/maps").read_text()
+            if "site-packages" in maps or "dist-packages" in maps:
+                return
+        except OSError:
+            return  # no /proc: rely on the delay
+        time.sleep(0.005)
+
+
 def test_ctrl_c_during_startup_is_one_line(tmp_path, store_dir):
     """SIGINT while the heavy modules (typer, duckdb, pandas, pyarrow) are imported: one line, exit 130.
 
@@ -379,6 +394,7 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path, store_dir):
         p = subprocess.Popen([sys.executable, "-m", "ksmtrace", "runs", "--store", str(store_dir)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         time.sleep(delay)
+        _wait_past_entry(p)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=120)
         assert b"Traceback" not in err, (delay, err)

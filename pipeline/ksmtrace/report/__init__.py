@@ -66,8 +66,8 @@ def _write_text(path: Path, text: str) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if e.filename is None or Path(e.filename) == tmp:
-            e.filename = str(path)
+        if e.filename is None or Path(e.filename) == tmp:  # name the file asked for, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 
