@@ -550,6 +550,9 @@ def small_store(tmp_path, store_dir):
     ("SET enable_external_access = true", "not SET"),
     ("CREATE TABLE t AS SELECT 1", "not CREATE"),
     ("EXPORT DATABASE '{tmp}/exp'", "not EXPORT"),
+    ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{store}/inside.csv'", "not COPY"),
+    ("explain\n COPY (SELECT 1) TO '{store}/inside.csv'", "not COPY"),
+    ("/* c */ EXPLAIN COPY (SELECT 1) TO '{store}/inside.csv'", "not"),
 ])
 def test_read_only_sql_refuses(small_store, tmp_path, query, expect):
     from ksmtrace import api
@@ -581,6 +584,7 @@ def test_read_only_sql_reads_every_view(small_store):
         rw = api.sql(f"SELECT count(*) AS n FROM {v}", small_store)
         assert ro.iloc[0]["n"] == rw.iloc[0]["n"], v
     assert api.sql("DESCRIBE walks", small_store, read_only=True).shape[0] > 5
+    assert api.sql("EXPLAIN ANALYZE SELECT * FROM walks", small_store, read_only=True).shape[0] == 1
     assert int(api.sql("SELECT count(*) AS n FROM walks", small_store, read_only=True).iloc[0]["n"]) == 1
 
 

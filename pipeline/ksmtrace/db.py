@@ -47,8 +47,10 @@ READ_ONLY_SETTINGS = ("autoinstall_known_extensions = false", "autoload_known_ex
                       "allow_community_extensions = false", "enable_external_access = false",
                       "lock_configuration = true")
 
-#: statements a read-only connection runs (SELECT covers DESCRIBE, SUMMARIZE, SHOW and FROM-first queries)
-READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
+#: statements a read-only connection runs (SELECT covers DESCRIBE, SUMMARIZE, SHOW and FROM-first queries;
+#: EXPLAIN only of such a query: ``EXPLAIN ANALYZE COPY ...`` runs the COPY)
+READ_ONLY_STATEMENTS = ("SELECT",)
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(.*)", re.IGNORECASE | re.DOTALL)
 
 
 def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
@@ -63,8 +65,14 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise StoreError("SQL: " + " ".join(str(e).split())) from None
     for st in stmts:
         kind = st.type.name
+        if kind == "EXPLAIN":
+            m = _EXPLAIN.match(st.query)
+            if m and m.group(1).strip():
+                check_read_only(con, m.group(1))
+                continue
         if kind not in READ_ONLY_STATEMENTS:
-            raise StoreError(f"SQL: read-only mode runs queries only (SELECT, DESCRIBE, EXPLAIN ...), not {kind}")
+            raise StoreError(f"SQL: read-only mode runs queries only (SELECT, DESCRIBE, EXPLAIN SELECT ...), "
+                             f"not {kind}")
 
 
 def connect(store: Store, threads: int | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
