@@ -354,6 +354,20 @@ def test_broken_pipe_is_quiet(tmp_path, store_dir):
     assert b"Traceback" not in p.stderr and p.stderr == b"", p.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_output_to_a_full_device_is_one_line(small_store):
+    """``> /dev/full``: every write(2) says ENOSPC; one line naming stdout, no "Exception ignored" at exit."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for args in (["sql", "SELECT * FROM range(100000)", "-f", "csv"], ["runs"], ["sql", "--print-views"],
+                 ["report", "--aa", "a", "-f", "json"]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([sys.executable, "-m", "ksmtrace", *args, "--store", str(small_store)], stdout=full,
+                               stderr=subprocess.PIPE, env=env, timeout=600)
+        err = p.stderr.decode()
+        assert p.returncode == 2, (args, err)
+        assert len(err.splitlines()) == 1 and "stdout: No space left on device" in err, (args, err)
+
+
 def test_internal_error_is_one_line(monkeypatch, tmp_path):
     from ksmtrace import api
 

@@ -61,8 +61,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if threading_main():
         signal.signal(signal.SIGTERM, _on_sigterm)  # unwind (and clean up staging) like Ctrl-C
+    stdout = sys.stdout
+    sys.stdout = _NamedStdout(stdout)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
+        sys.stdout.flush()  # a failed write of the output is an error now, not noise at exit
         if rv == 130:  # typer turns KeyboardInterrupt into a returned exit code
             say("interrupted")
         return rv if isinstance(rv, int) else 0
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:  # the net: any OS error (permission, read-only, disk full, name too long ...)
         say(f"error: {os_error_message(e)}")
+        _settle_stdout()
         return 2
     except MemoryError:
         say("error: out of memory")
@@ -109,6 +120,44 @@ def main(argv: list[str] | None = None) -> int:
         say(f"internal error (a bug, please report it; KSMTRACE_DEBUG=1 shows the traceback): "
             f"{type(e).__name__}: {' '.join(str(e).split())}")
         return 70
+
+
+class _NamedStdout:
+    """``sys.stdout`` whose OS errors name it (``stdout: No space left on device`` for ``> /dev/full``)."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def _named(self, e: OSError) -> OSError:
+        return OSError(e.errno, e.strerror or " ".join(str(e).split()), "stdout")
+
+    def write(self, s):
+        try:
+            return self._f.write(s)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._named(e) from None
+
+    def flush(self):
+        try:
+            return self._f.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise self._named(e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _settle_stdout() -> None:
+    """After an error, make sure the interpreter's final flush of stdout cannot fail again (and print an
+    "Exception ignored" trace): a stdout that does not flush is pointed at /dev/null."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _quiet_stdout()
 
 
 def _quiet_stdout() -> None:
