@@ -286,20 +286,40 @@ def test_enospc_unit_ingest_and_report(tmp_path, store_dir, monkeypatch):
     assert "Detail" not in line
     assert tree_hash(store_dir) == before
 
-    real_write = Path.write_text
+    import ksmtrace.report as report_mod
 
-    def full_write(self, *a, **k):
-        with open(self, "w") as f:
-            f.write("half")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # like write(2): no file name
+    real_open = open
+
+    class HalfWritten:  # write(2) on a full disk: some bytes land, then ENOSPC (no file name)
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:4])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_open(file, mode="r", *a, **k):
+        f = real_open(file, mode, *a, **k)
+        return HalfWritten(f) if ("w" in mode or "x" in mode) else f
 
     out = tmp_path / "r.json"
-    with monkeypatch.context() as m:
-        m.setattr(Path, "write_text", full_write)
-        r = run_cli_inproc("report", "-b", "a", "-a", "b", "-f", "json", "--store", str(store_dir), "--out", str(out))
-    assert_one_line(r, 2, f"{out}: No space left on device")
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".ksmtrace", "r."))) == []
-    assert real_write is Path.write_text
+    old = tmp_path / "old.json"
+    old.write_text("the previous report\n")
+    for target in (out, old):
+        with monkeypatch.context() as m:
+            m.setattr(report_mod, "open", full_open, raising=False)
+            r = run_cli_inproc("report", "-b", "a", "-a", "b", "-f", "json", "--store", str(store_dir),
+                               "--out", str(target))
+        assert_one_line(r, 2, f"report not written: {target}: No space left on device")
+        assert not out.exists() and old.read_text() == "the previous report\n"
+        assert not list(tmp_path.glob(".ksmtrace-*"))
 
 
 def test_label_too_long_for_a_file_name(tmp_path, store_dir):

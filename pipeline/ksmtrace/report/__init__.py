@@ -51,17 +51,22 @@ def render(report: Report, fmt: str = "text", plots: dict | None = None, images:
 def _write_text(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all (a full disk leaves the old file, or none, never half of one);
     an OSError names ``path`` (a failed write(2) names no file by itself). A path that is not a regular
-    file (``/dev/stdout``, a FIFO, a symlink) is written in place."""
-    if path.is_symlink() or (path.exists() and not path.is_file()):
+    file (``/dev/stdout``, a FIFO, a symlink), or beside which no file can be made, is written in place."""
+    tmp = path.with_name(f".ksmtrace-{os.getpid()}.tmp")
+    f = None
+    if not (path.is_symlink() or (path.exists() and not path.is_file())):
+        with contextlib.suppress(OSError):
+            f = open(tmp, "x")
+    if f is None:
         try:
             path.write_text(text)
         except OSError as e:
             e.filename = e.filename or str(path)
             raise
         return
-    tmp = path.with_name(f".ksmtrace-{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
+        with f:
+            f.write(text)
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
