@@ -63,7 +63,7 @@ def _ingest_error(e: OSError, path: str, st: Store) -> KsmtraceError:
             in_store = Path(os.path.abspath(os.fsdecode(e.filename))).is_relative_to(st.root.absolute())
     if in_store or e.errno in _STORE_ERRNOS or e.filename is None:
         # pyarrow's write errors name no file: name the store
-        return StoreError(f"{path}: nothing stored: cannot write the store: {os_error_message(e, st.root)}")
+        return StoreError(f"{path}: nothing stored: store {os_error_message(e, st.root)}")
     return BadInput(f"{path}: {os_error_message(e)}")
 
 

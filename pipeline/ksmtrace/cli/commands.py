@@ -50,7 +50,8 @@ def say(msg: str) -> None:
     """One line on stderr: ``ksmtrace: MSG`` with control characters (ESC, CR, newline) shown escaped."""
     from ..safe_text import terminal
 
-    print(f"ksmtrace: {terminal(msg)}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # stderr itself full or closed: nothing to do
+        print(f"ksmtrace: {terminal(msg)}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
