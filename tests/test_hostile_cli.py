@@ -440,6 +440,19 @@ def test_ctrl_c_during_startup_is_one_line(tmp_path, store_dir):
     assert interrupted >= 3
 
 
+def test_sigterm_during_startup_is_one_line(tmp_path, store_dir):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "pipeline") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, "-m", "ksmtrace", "runs", "--store", str(store_dir)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    time.sleep(0.1)
+    _wait_past_entry(p)
+    p.terminate()
+    out, err = p.communicate(timeout=120)
+    if p.returncode == 2 and b"no ksmtrace store" in err:
+        pytest.skip("the command finished before the signal")
+    assert (p.returncode, err) == (143, b"ksmtrace: terminated\n")
+
+
 def test_import_ksmtrace_is_light():
     """The entry point can only catch Ctrl-C once its module runs: ``ksmtrace`` and ``ksmtrace.cli``
     must not pull in the heavy modules."""

@@ -1,9 +1,9 @@
 """The ``ksmtrace`` command: a thin layer over ksmtrace.api and friends.
 
 This package's ``__init__`` is kept light on purpose: the console script imports it first, and
-:func:`entry` installs Ctrl-C handling *before* the heavy imports (typer, duckdb, pandas, pyarrow:
-most of a second) of :mod:`ksmtrace.cli.commands`, where the commands are defined. A Ctrl-C during
-start-up prints one line and exits 130; nothing has been written at that point.
+:func:`entry` installs Ctrl-C and SIGTERM handling *before* the heavy imports (typer, duckdb, pandas,
+pyarrow: most of a second) of :mod:`ksmtrace.cli.commands`, where the commands are defined. A Ctrl-C
+(SIGTERM) during start-up prints one line and exits 130 (143); nothing has been written at that point.
 """
 from __future__ import annotations
 
@@ -14,21 +14,25 @@ import sys
 _LAZY = ("app", "main", "COMMAND_MODULES")
 
 
-def _interrupted_during_startup(signum, frame):  # pragma: no cover - exercised in a subprocess
+def _stopped_during_startup(signum, frame):  # pragma: no cover - exercised in a subprocess
+    """Ctrl-C or SIGTERM before the commands are loaded: nothing is written yet, so just say so and exit."""
     try:
-        os.write(2, b"ksmtrace: interrupted\n")
+        os.write(2, b"ksmtrace: interrupted\n" if signum == signal.SIGINT else b"ksmtrace: terminated\n")
     finally:
-        os._exit(130)
+        os._exit(128 + signum)
 
 
 def entry() -> None:
     """The console script: ``ksmtrace ARGS``."""
-    signal.signal(signal.SIGINT, _interrupted_during_startup)
+    signal.signal(signal.SIGINT, _stopped_during_startup)
+    signal.signal(signal.SIGTERM, _stopped_during_startup)
     try:
         from .commands import main
 
-        # from here on Ctrl-C unwinds as KeyboardInterrupt (so a staged run is cleaned up)
+        # from here on Ctrl-C unwinds as KeyboardInterrupt (so a staged run is cleaned up); main() makes
+        # SIGTERM do the same
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         rc = main()
     except KeyboardInterrupt:
         print("ksmtrace: interrupted", file=sys.stderr)
