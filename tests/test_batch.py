@@ -47,7 +47,7 @@ def test_jobs_equal_serial_and_failure_named(tmp_path, serial):
                 "--jobs", "2")
     assert r.code == 2
     assert r.err.count("\n") == 2 and "Traceback" not in r.err, r.err
-    assert f"{bad}: " in r.err and "1 of 4 files failed (empty.txt); 3 landed" in r.err
+    assert f"{bad}: " in r.err and f"1 of 4 files not ingested ({bad}); stored: {FILES[0]}, {FILES[1]}, {FILES[2]}" in r.err
     assert r.out.count(": run x-") == 3
     _same_as_serial(store, serial)
 

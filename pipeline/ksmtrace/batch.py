@@ -138,12 +138,3 @@ def _dask(args: list[tuple], scheduler: str | None, client, on_outcome) -> list[
     finally:
         if own:
             client.close()
-
-
-def failed_summary(outs: list[Outcome]) -> str | None:
-    bad = [o for o in outs if not o.ok]
-    if not bad:
-        return None
-    landed = len(outs) - len(bad)
-    return (f"{len(bad)} of {len(outs)} files failed ({', '.join(Path(o.path).name for o in bad[:5])}"
-            f"{', ...' if len(bad) > 5 else ''}); {landed} landed")

@@ -84,6 +84,42 @@ def views_sql(store: Store | None = None) -> str:
     return "\n".join(parts)
 
 
+#: DuckDB settings of a read-only connection, applied after the views are defined (DuckDB 1.1+; the
+#: settings are documented in DuckDB's "Securing DuckDB" page). With external access off only the store
+#: directory can be read (``allowed_directories``), COPY/ATTACH/EXPORT to any other path, INSTALL and
+#: LOAD of extensions fail, and ``lock_configuration`` refuses any SET that would undo this.
+READ_ONLY_SETTINGS = ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
+                      "allow_community_extensions = false", "enable_external_access = false",
+                      "lock_configuration = true")
+
+#: statements a read-only connection runs (SELECT covers DESCRIBE, SUMMARIZE, SHOW and FROM-first queries;
+#: EXPLAIN only of such a query: ``EXPLAIN ANALYZE COPY ...`` runs the COPY)
+READ_ONLY_STATEMENTS = ("SELECT",)
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse ``query`` unless every statement in it is a query (no COPY, CREATE, ATTACH, SET, ...).
+
+    The read-only settings already keep every file but the store's out of reach; this also keeps
+    ``COPY ... TO`` from writing into the store directory itself.
+    """
+    try:
+        stmts = con.extract_statements(query)
+    except duckdb.Error as e:
+        raise StoreError("SQL: " + " ".join(str(e).split())) from None
+    for st in stmts:
+        kind = st.type.name
+        if kind == "EXPLAIN":
+            m = _EXPLAIN.match(st.query)
+            if m and m.group(1).strip():
+                check_read_only(con, m.group(1))
+                continue
+        if kind not in READ_ONLY_STATEMENTS:
+            raise StoreError(f"SQL: read-only mode runs queries only (SELECT, DESCRIBE, EXPLAIN SELECT ...), "
+                             f"not {kind}")
+
+
 def _run_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
     for f in files:
         try:
@@ -141,9 +177,16 @@ def needs_private_views(query: str) -> bool:
     return re.search(r"(?<![\w.'])_[A-Za-z]\w*", query) is not None
 
 
-def connect(store: Store, threads: int | None = None, views: str = "all") -> duckdb.DuckDBPyConnection:
+def connect(store: Store, threads: int | None = None, views: str = "all",
+            read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the ksmtrace views defined over ``store``: every view
-    (``views="all"``), or only the public ones (``"public"``: runs, events, walks, lock_windows, lock_waits)."""
+    (``views="all"``), or only the public ones (``"public"``: runs, events, walks, lock_windows, lock_waits).
+
+    ``read_only``: once the views are defined, the connection may read the store directory and nothing
+    else: no other file (read_csv('/etc/passwd'), COPY TO, ATTACH), no extension install or load, and
+    its settings are locked (:data:`READ_ONLY_SETTINGS`). Pass queries through :func:`check_read_only`
+    to refuse statements other than queries too.
+    """
     store.check_usable()
     if not store.exists():
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
@@ -156,6 +199,11 @@ def connect(store: Store, threads: int | None = None, views: str = "all") -> duc
     if views == "public":
         files = [f for f in files if f.name in PUBLIC_FILES]
     _run_files(con, files)
+    if read_only:
+        root = str(Path(store.root).resolve()).rstrip("/") + "/"  # a directory, not a name prefix (st/ not st2)
+        con.execute("SET allowed_directories = ?", [[root]])
+        for setting in READ_ONLY_SETTINGS:
+            con.execute(f"SET {setting}")
     return con
 
 
