@@ -20,10 +20,8 @@ import pyarrow as pa
 from . import db
 from .errors import BadInput, KsmtraceError, StoreError, os_error_message
 from .ingest.run import IngestResult, ingest_one
-from .store import Store, make_run_id
+from .store import Store, encode_label
 
-#: the longest file name (bytes) of Linux file systems; a run directory is named after its label
-NAME_MAX = 255
 
 
 def _store(store: Store | str | os.PathLike | None) -> Store:
@@ -34,11 +32,8 @@ def _store(store: Store | str | os.PathLike | None) -> Store:
 
 
 def check_label(label: str) -> None:
-    """Refuse a label whose run directory name would be longer than a file name may be."""
-    n = len(make_run_id(label).encode())
-    if n > NAME_MAX:
-        raise KsmtraceError(f"label of {len(label)} characters is too long: its run directory name would be "
-                            f"{n} bytes, over the {NAME_MAX} a file name may have")
+    """Refuse a label that cannot name a store partition (empty, or too long for a file name)."""
+    encode_label(label)
 
 
 def _is_input(name, path: str) -> bool:
@@ -82,6 +77,8 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
                                   on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
         except OSError as e:
             raise _ingest_error(e, str(p), st) from e
+        except StoreError as e:  # the store cannot take the run: say which input was not stored
+            raise StoreError(f"{p}: nothing stored: {e}") from None
     return out
 
 
