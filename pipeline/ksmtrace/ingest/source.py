@@ -102,6 +102,7 @@ class _Decoder:
         self._started = False  # the current member has consumed input
         self._done = False
         self._n_members = 0
+        self._error: Exception | None = None
 
     def _new(self):
         if self.kind == "gz":
@@ -125,15 +126,21 @@ class _Decoder:
 
     def read(self) -> bytes:
         """Up to about _DECODE_STEP decoded bytes; b"" at the end. Raises EOFError (truncated) or _CorruptData."""
+        if self._error is not None:
+            raise self._error
         out: list[bytes] = []
         size = 0
         while size < _DECODE_STEP and not self._done:
             try:
                 piece = self._step(_DECODE_STEP - size)
-            except EOFError:
-                raise
+            except EOFError as e:
+                self._error = e
             except self._errors as e:
-                raise _CorruptData(str(e) or type(e).__name__) from None
+                self._error = _CorruptData(str(e) or type(e).__name__)
+            if self._error is not None:
+                if out:  # hand over what was decoded; the error comes with the next read
+                    break
+                raise self._error
             if piece:
                 out.append(piece)
                 size += len(piece)
@@ -181,7 +188,7 @@ class _Decoder:
         self._fill(len(magic))
         if not self._in or self._in.startswith(magic):
             return
-        if self.kind in ("gz", "xz") and not self._in.strip(b"\x00") and self._rest_is_zero():
+        if self.kind in ("gz", "xz") and self._in == bytes(len(self._in)) and self._rest_is_zero():
             self._in = b""
             self._done = True  # zero padding (gzip and xz accept it)
             return
@@ -198,7 +205,7 @@ class _Decoder:
             b = self.raw.read(1 << 20)
             if not b:
                 self._raw_eof = True
-            elif b.strip(b"\x00"):
+            elif b != bytes(len(b)):
                 self._in = b
                 return False
         return True
@@ -221,9 +228,13 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:  # type: ignore[override]
-        data = self._f.read(len(b))
-        n = len(data)
-        b[:n] = data
+        into = getattr(self._f, "readinto", None)
+        if into is not None:
+            n = into(b) or 0
+        else:
+            data = self._f.read(len(b))
+            n = len(data)
+            b[:n] = data
         if self._on and n:
             self._on(n)
         return n
@@ -506,7 +517,7 @@ class _Overlong:
 
     def add(self, b: bytes) -> None:
         self.n += len(b)
-        if self.all_nul and b.strip(b"\x00"):
+        if self.all_nul and b != bytes(len(b)):  # a compare with zeros: the cheapest NUL test
             self.all_nul = False
 
     def marker(self) -> bytes:
