@@ -90,6 +90,12 @@ def take_junk(df: pl.DataFrame, text: str, no: str, stats: "ParseStats", prose_t
     return j.filter(pl.col("_junk").is_null()).drop("_junk")
 
 
+def add_count(stats: "ParseStats", key: str, n: int) -> None:
+    """Add ``n`` to the line counter ``stats.meta[key]`` (known non-event lines: header, blank ...)."""
+    if n:
+        stats.meta[key] = stats.meta.get(key, 0) + n
+
+
 def exact_ns(sec: pl.Expr, frac: pl.Expr) -> pl.Expr:
     """``sec`` digits and ``frac`` digits (NULL: no fraction; the raw counter value is kept) -> exact int64 ns.
 

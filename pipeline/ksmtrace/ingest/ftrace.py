@@ -89,13 +89,15 @@ def ts_to_ns(ts: pl.Expr) -> pl.Expr:
 # ---------------------------------------------------------------- header
 
 
-def _scan_header(lines: list[str], stats: ParseStats, nos: list[int] | None = None) -> None:
+def _scan_header(lines: list[str], stats: ParseStats, nos: list[int] | None = None) -> int:
     """Header facts into stats.meta. A header whose numbers do not fit (``#P:99999999999``, entries beyond
     int64) gives no fact: the line is counted malformed instead."""
     m = stats.meta
+    n_bad = 0
     for i, h in enumerate(lines):
         if _header_out_of_range(h):
             stats.malformed(nos[i] if nos else 0, h, "header number out of range")
+            n_bad += 1
             continue
         if (t := _HDR_TRACER.match(h)) and "tracer" not in m:
             m["tracer"] = t.group(1)
@@ -118,6 +120,7 @@ def _scan_header(lines: list[str], stats: ParseStats, nos: list[int] | None = No
             if total > shown:
                 stats.lost(total - shown)
                 m["overwritten"] = m.get("overwritten", 0) + total - shown
+    return n_bad
 
 
 def _header_out_of_range(h: str) -> bool:
@@ -286,8 +289,8 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
             ))
         hdr = cls.filter(pl.col("_hdr"))
         if hdr.height:
-            counters["n_header_lines"] = counters.get("n_header_lines", 0) + hdr.height
-            _scan_header(hdr.get_column("l").to_list(), stats, hdr.get_column("line_no").to_list())
+            n_bad = _scan_header(hdr.get_column("l").to_list(), stats, hdr.get_column("line_no").to_list())
+            counters["n_header_lines"] = counters.get("n_header_lines", 0) + hdr.height - n_bad
         counters["n_blank_lines"] = counters.get("n_blank_lines", 0) + int(cls.get_column("_blank").sum())
         fr = cls.filter(pl.col("_frame"))
         if fr.height:
@@ -317,7 +320,10 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
 
     # ---- callchains: frames belong to the closest preceding stack record
     ev, n_frames, orphans = _attach_frames(ev, frames)
-    counters["n_stack_frame_lines"] = counters.get("n_stack_frame_lines", 0) + n_frames
+    # attached frames only: orphan frames are counted malformed
+    n_orph = orphans.height if orphans is not None else 0
+    if n_frames - n_orph:
+        counters["n_stack_frame_lines"] = counters.get("n_stack_frame_lines", 0) + n_frames - n_orph
     if orphans is not None and orphans.height:
         stats.malformed_many(orphans.get_column("line_no").to_list(), orphans.get_column("l").to_list(),
                              "stack frame without a <stack trace> record")

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from ..schema import FRAME
 from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, junk_reason, \
-    junk_text, count_junk
+    junk_text, count_junk, add_count
 from .source import CHUNK_BYTES, TraceSource
 
 # -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
@@ -343,6 +343,9 @@ class PerfScriptParser(Parser):
             carry, carry_no = lines.slice(cut), nos[cut:]
             df = df.slice(0, cut)
         tables: list[pa.Table] = []
+        # known non-event lines (every line is an event, one of these, an attached frame or malformed)
+        add_count(stats, "n_header_lines", int(df.get_column("hash").sum()))
+        add_count(stats, "n_blank_lines", int(df.get_column("blank").sum()))
         # malformed: not blank, not hash, not event, not frame, not PERF_RECORD; plus orphan frames
         bad = df.filter(~pl.col("blank") & ~pl.col("hash") & ~pl.col("ev") & ~pl.col("frame") & ~pl.col("perfrec"))
         if bad.height:
@@ -417,6 +420,7 @@ class PerfScriptParser(Parser):
                 self.resolution = 10 ** max(0, 9 - len(fr[0]))
         # same-line sample frame: "cycles:u:  ffffffff9b201293 [unknown] ([unknown])"
         fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
+        add_count(stats, "n_callchain_frame_lines", fdf.height)
         line_frames = parse_frames(fdf.get_column("t")).with_columns(
             rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False))
         same = g.with_row_index("rid").filter(

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, int_in
+from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .perf_script import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .source import CHUNK_BYTES, TraceSource
 
@@ -165,18 +165,6 @@ class TraceCmdReportParser(Parser):
         )
         cand = ~(pl.col("blank") | pl.col("pre") | pl.col("lost") | pl.col("stack"))
         df = df.with_columns(ev=cand & t.str.contains(EVENT_RE))
-        pre = df.filter(pl.col("pre"))
-        for no, ln in zip(pre.get_column("no").to_list(), pre.get_column("t").to_list()):
-            m = re.match(r"^cpus=(\d+)", ln)
-            if m:
-                n = int_in(m.group(1), 1, INT32_MAX)
-                if n is None:
-                    stats.malformed(no, ln, "header number out of range")
-                else:
-                    stats.meta["n_cpus"] = n
-            m = re.match(r"^version = (\d+)", ln)
-            if m:
-                stats.meta["trace_cmd_file_version"] = int(m.group(1))
         opener = pl.col("ev") | pl.col("lost")
         df = df.with_columns(rid=opener.cast(pl.Int64).cum_sum() - 1)
         carry = carry_no = None
@@ -193,6 +181,23 @@ class TraceCmdReportParser(Parser):
             df = df.slice(0, cut)
         tables: list[pa.Table] = []
         df = self._drop_out_of_range(df, stats)
+        # known non-event lines (every line is a record, one of these, an attached line or malformed)
+        n_bad_pre = 0
+        pre = df.filter(pl.col("pre"))
+        for no, ln in zip(pre.get_column("no").to_list(), pre.get_column("t").to_list()):
+            m = re.match(r"^cpus=(\d+)", ln)
+            if m:
+                n = int_in(m.group(1), 1, INT32_MAX)
+                if n is None:
+                    stats.malformed(no, ln, "header number out of range")
+                    n_bad_pre += 1
+                else:
+                    stats.meta["n_cpus"] = n
+            m = re.match(r"^version = (\d+)", ln)
+            if m:
+                stats.meta["trace_cmd_file_version"] = int(m.group(1))
+        add_count(stats, "n_preamble_lines", int(df.get_column("pre").sum()) - n_bad_pre)
+        add_count(stats, "n_blank_lines", int((df.get_column("blank") & ~df.get_column("pre")).sum()))
         recs = df.filter(opener)
         n_rec = recs.height
         other = df.filter(~pl.col("blank") & ~pl.col("pre") & ~opener)
@@ -236,6 +241,7 @@ class TraceCmdReportParser(Parser):
         if bad.height:
             stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(),
                                  "trace-cmd-unparsed")
+        add_count(stats, "n_attached_lines", frames.height + cont.height)
         payload = g.get_column("payload")
         if cont.height:
             joined = cont.group_by("rid", maintain_order=True).agg(pl.col("t").str.join("\n").alias("c"))
