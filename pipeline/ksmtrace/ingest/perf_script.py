@@ -366,7 +366,7 @@ class PerfScriptParser(Parser):
                 rec_rows.append(row)
         # events; numbers that do not fit the schema make the line malformed (never a NULL or wrapped value):
         # only lines with a run of 10 digits can hold one
-        ev_long = df.filter(pl.col("ev") & ~pl.col("perfrec") & pl.col("t").str.contains(r"[0-9]{10}"))
+        ev_long = df.filter(pl.col("ev") & ~pl.col("perfrec")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
         bad_nos = list(bad_recs)
         if ev_long.height:
             gx = ev_long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")

@@ -325,7 +325,7 @@ class TraceSource:
         head = []
         size = 0
         while size < HEAD_BYTES:
-            b = self._read()
+            b = self._read(HEAD_BYTES - size)
             if not b:
                 break
             head.append(b)
@@ -343,14 +343,13 @@ class TraceSource:
     def head_text(self) -> str:
         return self.head.decode("utf-8", "replace")
 
-    def _read(self) -> bytes:
-        """Next block of decompressed bytes (hashed and counted here), b"" at the end."""
+    def _read(self, n: int = CHUNK_BYTES) -> bytes:
+        """Next block of decompressed bytes (about ``n`` at most; hashed and counted here), b"" at the end."""
         if self._eof:
             return b""
         try:
             if self._dec is None:
-                data = self._counted.read1(CHUNK_BYTES) if hasattr(self._counted, "read1") else \
-                    self._counted.read(CHUNK_BYTES)
+                data = self._counted.read(n)
             else:
                 data = self._dec.read()
         except (EOFError, _CorruptData) as e:
@@ -540,11 +539,12 @@ def is_probably_binary(head: bytes) -> bool:
     if not head:
         return False
     sample = head[: 64 << 10]
-    lines = [ln for ln in sample.split(b"\n") if ln.strip(b" \t\r")]
+    lines = sample.split(b"\n")
+    if len(lines) > 1 and len(head) > len(sample):
+        lines.pop()  # cut by the sample
+    lines = [ln for ln in lines if ln.strip(b" \t\r")]
     if not lines:
         return False
-    if len(lines) > 1 and len(sample) == len(head[: 64 << 10]) and len(head) > len(sample):
-        lines = lines[:-1]  # the last line may be cut by the sample
     bad = 0
     total = 0
     for ln in lines:

@@ -286,7 +286,7 @@ class TraceCmdReportParser(Parser):
     def _drop_out_of_range(df: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
         """Records whose pid/tgid/cpu do not fit int32 or whose timestamp does not fit int64 ns are malformed,
         with the lines attached to them (only lines with a run of 10 digits can hold such a number)."""
-        long = df.filter(pl.col("ev") & pl.col("t").str.contains(r"[0-9]{10}"))
+        long = df.filter(pl.col("ev")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
         if not long.height:
             return df
         g = long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")
