@@ -577,3 +577,44 @@ def test_hostile_sidecar_is_a_warning_not_a_traceback(tmp_path, store_dir, sidec
     assert n_cpus == "2"  # from the trace's own #P:2 header, never the sidecar's bad value
     if isinstance(sidecar, dict) and isinstance(sidecar.get("kernel"), str):
         assert kernel == sidecar["kernel"]  # good fields of a sidecar with a bad one are kept
+
+
+# ---------------------------------------------------------------- the source's line rules, as a property
+
+@settings(max_examples=150, deadline=None)
+@given(lines=st.lists(st.one_of(st.binary(max_size=20), st.binary(min_size=200, max_size=700),
+                                st.integers(0, 600).map(lambda n: b"\x00" * n)), max_size=25),
+       final_nl=st.booleans(), block=st.integers(1, 400), gz=st.booleans())
+def test_source_splits_caps_and_counts_every_line(lines, final_nl, block, gz):
+    """With a 256-byte cap and tiny reads: every line comes out unchanged, or (over the cap) as one marker line;
+    the line count is exact; nothing is held beyond the cap."""
+    from unittest import mock
+
+    from ksmtrace.ingest import source
+
+    lines = [ln.replace(b"\n", b"").replace(b"\r", b"") for ln in lines]
+    data = b"\n".join(lines) + (b"\n" if final_nl and lines else b"")
+    want = data.split(b"\n")
+    if want and want[-1] == b"" and data.endswith(b"\n"):
+        want.pop()
+    if not data:
+        want = []
+    blob = gzip.compress(data) if gz else data
+    with mock.patch.object(source, "MAX_LINE_BYTES", 256), mock.patch.object(source, "CHUNK_BYTES", block), \
+            mock.patch.object(source, "HEAD_BYTES", 16), mock.patch.object(source, "_DECODE_STEP", 37):
+        src = TraceSource(stream=io.BytesIO(blob), name="t")
+        out = b"".join(c.data for c in src.chunks(chunk_bytes=block))
+    got = out.split(b"\n")
+    if out.endswith(b"\n"):
+        got.pop()
+    if not out:
+        got = []
+    assert len(got) == len(want) == src.n_lines
+    for w, g in zip(want, got):
+        if len(w) > 256:
+            assert g.startswith(source.OVERLONG_MARK) and len(g) <= 256
+            assert (b"a run of %d NUL bytes" % len(w)) in g if w == bytes(len(w)) else b"%d bytes" % len(w) in g
+        else:
+            assert g == w
+    assert src.n_overlong == sum(1 for w in want if len(w) > 256)
+    assert src.sha256 == __import__("hashlib").sha256(data).hexdigest() and src.n_bytes == len(data)

@@ -343,10 +343,11 @@ class TraceSource:
     def head_text(self) -> str:
         return self.head.decode("utf-8", "replace")
 
-    def _read(self, n: int = CHUNK_BYTES) -> bytes:
+    def _read(self, n: int | None = None) -> bytes:
         """Next block of decompressed bytes (about ``n`` at most; hashed and counted here), b"" at the end."""
         if self._eof:
             return b""
+        n = n or CHUNK_BYTES
         try:
             if self._dec is None:
                 data = self._counted.read(n)
@@ -398,8 +399,9 @@ class TraceSource:
         if hold:
             yield b"\n"
 
-    def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    def chunks(self, chunk_bytes: int | None = None) -> Iterator[Chunk]:
         """Whole-line chunks of about ``chunk_bytes`` (over-long lines replaced by marker lines)."""
+        chunk_bytes = chunk_bytes or CHUNK_BYTES
         cap = MAX_LINE_BYTES
         line_no = 1
         last_nl = True
@@ -511,7 +513,7 @@ class _Overlong:
     def __init__(self, first: bytes):
         self.n = 0
         self.all_nul = True
-        self.prefix = first[:120]
+        self.prefix = first[:max(0, min(120, MAX_LINE_BYTES // 2 - 80))]  # the marker stays under the cap
         self.add(first)
 
     def add(self, b: bytes) -> None:
