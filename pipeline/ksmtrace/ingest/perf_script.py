@@ -311,7 +311,7 @@ class PerfScriptParser(Parser):
         # the regexes run only on the few lines that are not TAB frames, blanks or comments
         cand_mask = ~(df.get_column("tab") | df.get_column("blank") | df.get_column("hash") | df.get_column("perfrec"))
         ev = np.zeros(df.height, bool)
-        frame = df.get_column("tab").to_numpy().copy()
+        frame = (df.get_column("tab") & ~df.get_column("blank")).to_numpy().copy()  # a lone TAB is a blank line
         if cand_mask.any():
             idx = np.flatnonzero(cand_mask.to_numpy())
             sub = lines.gather(idx).to_frame("t").select(
