@@ -618,3 +618,25 @@ def test_source_splits_caps_and_counts_every_line(lines, final_nl, block, gz):
             assert g == w
     assert src.n_overlong == sum(1 for w in want if len(w) > 256)
     assert src.sha256 == __import__("hashlib").sha256(data).hexdigest() and src.n_bytes == len(data)
+
+
+def test_compressed_stream_arriving_byte_by_byte():
+    """A pipe may deliver the magic bytes one read at a time: the gzip is still recognised."""
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            if not self.data:
+                return 0
+            b[:1], self.data = self.data[:1], self.data[1:]
+            return 1
+
+    data = FT_HDR + body(ft, 30)
+    src = TraceSource(stream=Trickle(gzip.compress(data)), name="pipe")
+    assert src.compression == "gz"
+    assert b"".join(c.data for c in src.chunks()) == data

@@ -223,11 +223,28 @@ class _CountingReader(io.RawIOBase):
     def __init__(self, f: BinaryIO, on_bytes: Callable[[int], None] | None):
         self._f = f
         self._on = on_bytes
+        self._prefix = b""
+
+    def magic(self, n: int = 8) -> bytes:
+        """The first ``n`` bytes (fewer only at EOF), kept for the readers: a pipe may deliver them one by one."""
+        while len(self._prefix) < n:
+            b = self._f.read(n - len(self._prefix))
+            if not b:
+                break
+            self._prefix += b
+        return self._prefix
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            if self._on:
+                self._on(n)
+            return n
         into = getattr(self._f, "readinto", None)
         if into is not None:
             n = into(b) or 0
@@ -312,13 +329,14 @@ class TraceSource:
             self.name = name or "<stream>"
             self.size = None
         self._raw = raw
-        counted = io.BufferedReader(_CountingReader(raw, on_bytes), buffer_size=1 << 20)
-        self._counted = counted
+        reader = _CountingReader(raw, on_bytes)
         try:
-            magic = counted.peek(8)[:8]
+            magic = reader.magic(8)
         except OSError as e:
             self.close()
             raise BadInput(f"{self.name}: read error: {e.strerror or e}") from None
+        counted = io.BufferedReader(reader, buffer_size=1 << 20)
+        self._counted = counted
         self.compression = compression_of(magic)
         self._dec = _Decoder(counted, self.compression) if self.compression else None
         self._eof = False
