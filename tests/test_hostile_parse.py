@@ -640,3 +640,24 @@ def test_compressed_stream_arriving_byte_by_byte():
     src = TraceSource(stream=Trickle(gzip.compress(data)), name="pipe")
     assert src.compression == "gz"
     assert b"".join(c.data for c in src.chunks()) == data
+
+
+@pytest.mark.parametrize("kind, accepted", [("bz2", True), ("xz", False), ("zst", False)])
+def test_trailing_garbage_as_each_tool_does(kind, accepted):
+    """bzip2 -dc ignores trailing garbage with a warning (as gzip -dc); xz -dc and zstd -dc refuse it."""
+    import bz2
+    import lzma
+
+    import zstandard
+
+    data = FT_HDR + body(ft, 10)
+    comp = {"bz2": bz2.compress, "xz": lzma.compress, "zst": zstandard.ZstdCompressor().compress}[kind]
+    blob = comp(data[:300]) + comp(data[300:]) + b"junk\x01"
+    if accepted:
+        _, tbl, stats, src = parse_bytes(blob, "ftrace")
+        assert tbl.num_rows == 10 and stats.n_malformed == 0 and "trailing garbage" in src.warnings[0]
+    else:
+        with pytest.raises(KsmtraceError, match="truncated or corrupt"):
+            parse_bytes(blob, "ftrace")
+        _, tbl, stats, src = parse_bytes(blob, "ftrace", partial=True)  # both streams were read
+        assert tbl.num_rows == 10 and src.truncated

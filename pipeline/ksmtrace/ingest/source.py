@@ -137,13 +137,14 @@ class _Decoder:
                 self._error = e
             except self._errors as e:
                 self._error = _CorruptData(str(e) or type(e).__name__)
+            else:
+                if piece:
+                    out.append(piece)
+                    size += len(piece)
             if self._error is not None:
                 if out:  # hand over what was decoded; the error comes with the next read
                     break
                 raise self._error
-            if piece:
-                out.append(piece)
-                size += len(piece)
         return b"".join(out)
 
     def _step(self, room: int) -> bytes:
@@ -176,7 +177,11 @@ class _Decoder:
                 piece = d.decompress(self._in, room)
                 self._in = d.unused_data if d.eof else b""
         if d.eof:
-            self._end_of_member()
+            try:
+                self._end_of_member()
+            except _CorruptData as e:  # after this member's output, which is handed over first
+                self._error = e
+                self._done = True
         return piece
 
     def _end_of_member(self) -> None:
