@@ -661,3 +661,69 @@ def test_trailing_garbage_as_each_tool_does(kind, accepted):
             parse_bytes(blob, "ftrace")
         _, tbl, stats, src = parse_bytes(blob, "ftrace", partial=True)  # both streams were read
         assert tbl.num_rows == 10 and src.truncated
+
+
+# ---------------------------------------------------------------- exact counts under fuzzing
+
+FRAME_OF = {"perf-script": lambda i: f"\tffffffff8100{i:04x} rmap_walk_ksm+0x{i:x} ([kernel.kallsyms])".encode(),
+            "trace-cmd-report": lambda i: f" => rmap_walk_ksm+0x{i:x} (ffffffff81000000)".encode()}
+GOOD_OF = {"ftrace": lambda i: ft(i), "function-graph": lambda i: fg(i), "perf-script": lambda i: pf(i),
+           "trace-cmd-report": lambda i: tc(i)}
+BAD_OF = {
+    "ftrace": [lambda i: ft(i, sec="999999999999.123456"), lambda i: ft(i, pid="2147483648"),
+               lambda i: ft(i, cpu="99999999999")],
+    "function-graph": [lambda i: fg(i, abs_ts="999999999999.000001"), lambda i: fg(i, pid="2147483648"),
+                       lambda i: fg(i, dur="99999999999999999")],
+    "perf-script": [lambda i: pf(i, sec="999999999999.000000001"), lambda i: pf(i, pid="2147483648"),
+                    lambda i: pf(i, cpu="99999999999")],
+    "trace-cmd-report": [lambda i: tc(i, sec="999999999999.000001"), lambda i: tc(i, pid="2147483648"),
+                         lambda i: tc(i, cpu="99999999999")],
+}
+PRE_OF = {"ftrace": FT_HDR, "function-graph": FG_HDR, "perf-script": b"", "trace-cmd-report": TC_PRE}
+
+
+@pytest.mark.parametrize("fmt", list(GOOD_OF))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(units=st.lists(st.tuples(st.sampled_from(["good", "bad", "nul", "blank", "long"]), st.integers(0, 2),
+                                st.integers(0, 2)), min_size=1, max_size=30),
+       nl=st.sampled_from(ENDINGS), chunk=st.sampled_from([None, 300, 4096]))
+def test_fuzz_exact_counts(fmt, units, nl, chunk):
+    """Lines whose fate is known (events, NUL lines, blank lines, lines with numbers that do not fit, over-long
+    lines; records with frames for perf and trace-cmd): the parser's counts are exactly the expected ones, for
+    every line ending and chunking."""
+    from unittest import mock
+
+    from ksmtrace.ingest import source
+
+    units = [("good", 0, 0)] + units  # a text trace (a file of NUL lines alone is binary, refused elsewhere)
+    lines, want_rows, want_bad = [], 0, 0
+    has_frames = fmt in FRAME_OF
+    for i, (kind, variant, n_frames) in enumerate(units):
+        frames = [FRAME_OF[fmt](i * 10 + k) for k in range(n_frames)] if has_frames else []
+        if kind == "good":
+            lines += [GOOD_OF[fmt](i)] + frames
+            want_rows += 1
+        elif kind == "bad":
+            lines += [BAD_OF[fmt][variant](i)] + frames
+            want_bad += 1 + len(frames)  # a record's frames share its fate
+        elif kind == "nul":
+            lines.append(b"\x00" * (1 + variant * 30))
+            want_bad += 1
+        elif kind == "blank":
+            lines.append(b" " * variant)
+        else:
+            lines.append(b"y" * (2100 + variant))
+            want_bad += 1
+    blob = PRE_OF[fmt].replace(b"\n", nl) + nl.join(lines) + nl
+    with mock.patch.object(source, "MAX_LINE_BYTES", 2048):
+        src = TraceSource(stream=io.BytesIO(blob), name="t")
+        cls = get(fmt)
+        p = cls()
+        if chunk and hasattr(p, "chunk_bytes"):
+            p.chunk_bytes = chunk
+        stats = ParseStats()
+        tabs = [conform(t) for t in p.parse(src, stats)]
+    rows = sum(t.num_rows for t in tabs)
+    assert (rows, stats.n_malformed) == (want_rows, want_bad), stats.malformed_examples
+    tbl = pa.concat_tables(tabs) if tabs else conform(pa.table({"line_no": pa.array([], pa.int64())}))
+    accounted(tbl, stats, src)

@@ -358,9 +358,11 @@ class TraceSource:
         n_lf = self.head.count(b"\n")
         n_crlf = self.head.count(b"\r\n")
         #: CR-only line endings (decided on the head)
-        self.cr_only = self.head.count(b"\r") - n_crlf > n_lf and not is_probably_binary(self.head)
-        if self.cr_only:
-            self.head = self.head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self.cr_only = False
+        if self.head.count(b"\r") - n_crlf > n_lf:
+            as_lf = self.head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if not is_probably_binary(as_lf):  # never rewrite a binary file's bytes
+                self.cr_only, self.head = True, as_lf
 
     @property
     def head_text(self) -> str:
