@@ -14,11 +14,8 @@ import gzip
 import io
 import json
 import os
-import resource
-import stat
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path

@@ -23,8 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import FRAME
-from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, junk_reason, \
-    junk_text, take_junk
+from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, take_junk
 from .fields import _to_map, parse_fields
 from .source import TraceSource, is_probably_binary
 
