@@ -135,8 +135,8 @@ class _BinaryParser(Parser):
             return name, file_sha256(name), None
         fd, tmp = tempfile.mkstemp(prefix="ksmtrace-", suffix=".bin")
         with os.fdopen(fd, "wb") as f:
-            for chunk in source.chunks():
-                f.write(chunk.data)
+            for block in source.raw_blocks():  # the bytes as they are: no line rules on binary data
+                f.write(block)
         return tmp, source.sha256, tmp
 
     def _stream(self, conv: _Converter, text_parser: Parser, stats: ParseStats, fail_re: re.Pattern | None,
