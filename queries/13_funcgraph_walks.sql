@@ -126,8 +126,10 @@ w AS (
     FROM wr WHERE kc = 2 AND prv_kc IS DISTINCT FROM 0
 ),
 wagg AS (
-    SELECT rk, walk_id, count(*) AS n_windows, max(end_ns - start_ns) AS max_hold_ns,
-           sum(end_ns - start_ns)::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
+    -- holds clamped at 0: start_ns = trylock entry + its printed (sub-µs) duration, end_ns = up_read's
+    -- whole-µs timestamp, so a hold shorter than the timestamp resolution can come out negative
+    SELECT rk, walk_id, count(*) AS n_windows, max(greatest(end_ns - start_ns, 0)) AS max_hold_ns,
+           sum(greatest(end_ns - start_ns, 0))::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
            max(iterations_raw) AS max_window_iterations, count(*) FILTER (WHERE slow) AS slow_windows,
            arg_max_null(last_iter_hit, window_no) AS early_exit
     FROM win GROUP BY rk, walk_id
@@ -176,5 +178,5 @@ SELECT 'window', f.rk, NULL, f.walk_id, f.window_no, 'function-graph', NULL, NUL
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
        NULL, NULL, NULL, NULL, NULL, f.invalid, NULL, NULL, NULL, NULL,
-       f.end_ns - f.start_ns, f.slow, NULL
+       greatest(f.end_ns - f.start_ns, 0), f.slow, NULL  -- clamped at 0, see wagg
 FROM win f LEFT JOIN iter_runs it ON it.rk = f.rk;

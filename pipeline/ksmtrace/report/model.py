@@ -51,6 +51,9 @@ HOLD_REAL = "longest lock-window hold"
 HOLD_PROXY = "largest gap between mapping events (perf callchains, proxy for a window)"
 NA_ITER = "needs function_graph with the iterators traced, iterator probes or counters"
 NA_SKIP = "needs counters or argument-fetching probes"
+NO_WALKS = ("no walks: this trace has no rmap_walk callchains, function_graph entries, probes or counters "
+            "that show a walk; record with `ksmtrace capture --method auto -- CMD` (`ksmtrace doctor` says which "
+            "method this kernel offers)")
 NA_HOLD = "needs lock windows (function_graph, probes, counters or perf callchains)"
 
 #: runs.meta keys whose values must match between the sides (capture settings)
@@ -368,6 +371,15 @@ class _Builder:
 
         seed, notes = self._seed(label, evidence, window_evidence)
         n_walks = sum(evidence.values())
+        res_ns = max((int(r["ts_resolution_ns"]) for r in runs if r.get("ts_resolution_ns")), default=None)
+        resolution = {"ts_resolution_ns": res_ns}
+        if res_ns and res_ns > 1:  # values below the timestamp resolution: shown as '<1us', never negative
+            resolution["holds_below"] = int(np.sum(hold_ns < res_ns))
+            resolution["walks_below"] = int(np.sum(walk_ns < res_ns))
+        else:
+            resolution["holds_below"] = resolution["walks_below"] = 0
+        resolution["holds_zero"] = int(np.sum(hold_ns <= 0))
+        resolution["walks_zero"] = int(np.sum(walk_ns <= 0))
         n_complete = sum(r["complete_walks"] for r in runs)
         model = {
             "label": label,
@@ -382,6 +394,7 @@ class _Builder:
             "walk_duration_ns": stats.distribution(walk_ns),
             "hold_ns": stats.distribution(hold_ns),
             "hold_quantity": _hold_quantity(window_evidence),
+            "resolution": resolution,
             "window_iterations": stats.distribution(win_it),
             "callers": self._callers(label),
             "run_ids": run_ids,
@@ -444,7 +457,7 @@ class _Builder:
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_waits} AS
             SELECT label, {_opt(cols, 'run_id')}, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns,
-                   coalesce(anon_vma_lock, false) AS anon
+                   anon_vma_lock AS anon
             FROM {self.src['lock_waits']} WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
 
     def wait_samples(self, label: str, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -462,9 +475,9 @@ class _Builder:
         if not self.has_waits:
             return None
         T = self.t_waits
-        total_all, cnt, mx, tot = self.con.execute(
-            f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon) "
-            f"FROM {T} WHERE label = ?", [label]).fetchone()
+        total_all, cnt, mx, tot, unknown = self.con.execute(
+            f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon), "
+            f"count(*) FILTER (anon IS NULL) FROM {T} WHERE label = ?", [label]).fetchone()
         cur = self.con.execute(f"""
             SELECT comm, pid, caller, flags, count(*) AS count, sum(wait_ns) AS total_ns, max(wait_ns) AS max_ns
             FROM {T} WHERE label = ? AND anon
@@ -472,8 +485,10 @@ class _Builder:
         names = [d[0] for d in cur.description]
         waiters = [{k: _int(v) if k in ("pid", "count", "total_ns", "max_ns") else v for k, v in zip(names, row)}
                    for row in cur.fetchall()]
+        # unknown: waits whose lock cannot be told to be an anon_vma lock or not (no callchain on the
+        # contention_begin): never counted as 0 anon_vma waits
         return {"count": int(cnt), "max_ns": _int(mx), "total_ns": _int(tot), "waiters": waiters,
-                "all_lock_waits": int(total_all)}
+                "all_lock_waits": int(total_all), "unknown_lock": int(unknown)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -580,9 +595,11 @@ def _side_warnings(model, page_type, other_types) -> list[str]:
         name = side_name if lab == side_name else f"{side_name} {lab!r}"
         if s["walks"] == 0:
             others = {k: v for k, v in other_types.get(lab, {}).items() if k != page_type}
-            hint = ("; walks present: " + ", ".join(f"{k} {v}" for k, v in others.items())
-                    + f"; try --page-type {next(iter(others))}") if others else "; this label has no walks at all"
-            w.append(f"{name}: no walks of page type {page_type}{hint}")
+            if others:
+                w.append(f"{name}: no walks of page type {page_type}; walks present: "
+                         + ", ".join(f"{k} {v}" for k, v in others.items()) + f"; try --page-type {next(iter(others))}")
+            else:
+                w.append(f"{name}: {NO_WALKS}")
         elif s["walk_duration_ns"]["count"] < MIN_WALKS:
             w.append(f"{name}: only {s['walk_duration_ns']['count']} complete walks "
                      f"(fewer than {MIN_WALKS}); the statistics are anecdotal")
@@ -615,7 +632,23 @@ def _provenance(side: dict) -> dict:
     return p
 
 
+PROV_MAX = 48  # characters of one side's value in a provenance line
+
+
+def _prov_value(vals: tuple) -> str:
+    """One side's provenance value in one short line: whitespace collapsed, long dumps cut."""
+    if not vals:
+        return "unknown"
+    txt = " ".join(", ".join(vals).split())
+    if len(vals) > 1:
+        txt = f"{len(vals)} values: {txt}"
+    if len(txt) > PROV_MAX:
+        txt = txt[:PROV_MAX - 1].rstrip() + f"... ({len(txt)} chars, see --format json)"
+    return txt
+
+
 def _provenance_warnings(model) -> list[str]:
+    """One line per provenance key that differs; the full values stay in the JSON model."""
     pb, pa = _provenance(model["before"]), _provenance(model["after"])
     model["before"]["provenance"] = {k: list(v) for k, v in pb.items()}
     model["after"]["provenance"] = {k: list(v) for k, v in pa.items()}
@@ -625,10 +658,9 @@ def _provenance_warnings(model) -> list[str]:
         if k == "evidence" and (not vb or not va):
             continue
         if vb != va and (vb or va):
-            fb = ", ".join(vb) or "unknown"
-            fa = ", ".join(va) or "unknown"
-            extra = (" (expected when comparing kernels; make sure nothing else changed)" if k == "kernel" else
-                     "; compare only traces captured the same way" if k != "evidence" else
-                     "; the sides measure different quantities")
-            w.append(f"provenance differs: {k}: before {fb}, after {fa}{extra}")
+            extra = (" (expected when comparing kernels)" if k == "kernel" else
+                     "; the sides measure different quantities" if k == "evidence" else "")
+            w.append(f"provenance differs: {k}: before {_prov_value(vb)}, after {_prov_value(va)}{extra}")
+    if any(not x.startswith("provenance differs: kernel") for x in w if x.startswith("provenance differs")):
+        w.append("provenance: compare only traces captured the same way (same tracer, options, clock, CPUs)")
     return w
