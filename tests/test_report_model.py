@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from ksmtrace.errors import KsmtraceError
-from ksmtrace.report import build_report
+from ksmtrace.report import build_report, stats
 from ksmtrace.report import testdata as td
 from ksmtrace.report.model import HOLD_PROXY, NA_ITER, NA_SKIP, UnknownLabel
 
@@ -95,7 +95,7 @@ def test_seed_and_distributions_match_the_rows(pair):
     assert any("3 incomplete walks" in x for x in m["warnings"])
 
 
-def test_walk_unit_comparison_is_mann_whitney_on_complete_walks(pair):
+def test_walk_unit_comparison_is_a_permutation_test_on_complete_walks(pair):
     con, d, _ = pair
     m = build_report(con, "base", "patched").model
     w = d["walks"]
@@ -103,14 +103,15 @@ def test_walk_unit_comparison_is_mann_whitney_on_complete_walks(pair):
     b = w[(w.label == "patched") & w.complete].duration_ns.to_numpy()
     c = m["comparison"]["walk_duration_ns"]
     assert c["unit"] == "walk" and m["comparison"]["unit"] == "walk"
-    assert c["p_value"] == pytest.approx(mannwhitneyu(b, a, alternative="two-sided").pvalue, rel=1e-9)
+    assert c["p_value"] == stats.rank_test(a, b, stats.SEED)  # the walk's duration, one value per walk
+    assert c["p_value"] == pytest.approx(1 / (1 + stats.N_PERM))  # fully separated: no random split beats it
     assert c["significant"] is True
     assert c["median_ratio"] == _nearest_rank(b, .5) / _nearest_rank(a, .5)
     lo, hi = c["median_ratio_ci"]
     assert lo <= c["median_ratio"] <= hi
     lo, hi = c["p99_ratio_ci"]
     assert lo <= c["p99_ratio"] <= hi
-    assert c["verdict"] == f"{(c['median_ratio'] - 1) * 100:+.2f}%"
+    assert c["verdict"] == stats.pct(c["median_ratio"]) and c["verdict"].endswith("%")
     assert any("only one run" in x for x in m["warnings"])
 
 
@@ -149,7 +150,7 @@ def test_several_runs_make_the_run_the_unit():
     assert c["median_ratio"] == pytest.approx(np.sort(med["after"])[2] / np.sort(med["before"])[2])
     assert m["before"]["runs"] == 5 and m["after"]["runs"] == 6
     assert m["comparison"]["hold_ns"]["unit"] == "run"
-    assert "per-run medians" in m["comparison"]["unit_note"]
+    assert "the run (boot) is the unit (5+6 runs)" in m["comparison"]["unit_note"]
     # 5 runs: fewer than benchstat's 6 for a confidence interval
     assert "walk_duration_ns: need >= 6 samples for confidence interval at level 0.95" in m["warnings"]
     assert not any("only one run" in x for x in m["warnings"])

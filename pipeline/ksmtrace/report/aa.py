@@ -25,7 +25,7 @@ import itertools
 import duckdb
 import numpy as np
 
-from .model import VIEWS, Report, ReportError, _build, _columns, require_label
+from .model import DEFAULT_SPLIT_SEED, VIEWS, Report, ReportError, _build, _columns, require_label
 
 _n = itertools.count()
 
@@ -46,10 +46,6 @@ def run_order(con, label: str) -> list[str]:
     ids += [r[0] for r in con.execute("SELECT DISTINCT run_id FROM walks WHERE label = ? ORDER BY 1",
                                       [label]).fetchall() if r[0] not in seen]
     return ids
-
-
-#: the default split: random (seeded, so the report is reproducible), balanced per page type and caller
-DEFAULT_SPLIT_SEED = 1
 
 
 def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_boot: int,

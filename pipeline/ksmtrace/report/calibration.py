@@ -57,9 +57,21 @@ class Rate:
     def rate(self) -> float:
         return self.any_change / self.n if self.n else float("nan")
 
+    def ci(self) -> tuple[float, float]:
+        """Wilson 95% interval of the rate."""
+        n, k, z = self.n, self.any_change, 1.959964
+        if not n:
+            return float("nan"), float("nan")
+        p = k / n
+        mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+        return max(0.0, mid - half), min(1.0, mid + half)
+
     def line(self) -> str:
         per = ", ".join(f"{k} {c}/{t}" for k, (c, t) in self.per_metric.items())
-        return f"{self.what}: {self.any_change}/{self.n} = {100 * self.rate:.1f}% ({per})"
+        lo, hi = self.ci()
+        return (f"{self.what}: {self.any_change}/{self.n} = {100 * self.rate:.1f}% "
+                f"[95% CI {100 * lo:.1f}-{100 * hi:.1f}%] (per metric: {per})")
 
 
 def copy_views(src: duckdb.DuckDBPyConnection, labels: list[str]) -> duckdb.DuckDBPyConnection:

@@ -39,6 +39,8 @@ PAGE_TYPES = ("ksm", "anon", "file", "all")
 VIEWS = ("walks", "lock_windows", "lock_waits", "runs")
 SIDES = ("before", "after")
 MIN_WALKS = 10
+#: --aa: the default split is random with this seed (reproducible); None = plain alternation
+DEFAULT_SPLIT_SEED = 1
 
 EVIDENCE_NAMES = {
     "tracepoint": "tracepoints",
@@ -155,7 +157,8 @@ def check_modes(before: str | None, after: str | None, aa: str | None) -> None:
 
 def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, after: str | None = None,
                  page_type: str = "ksm", alpha: float = stats.ALPHA, seed: int = stats.SEED,
-                 n_boot: int = stats.N_BOOT, aa: str | None = None, aa_split_seed: int | None = None) -> Report:
+                 n_boot: int = stats.N_BOOT, aa: str | None = None,
+                 aa_split_seed: int | None = DEFAULT_SPLIT_SEED) -> Report:
     """Build the before/after report model from the views of ``con``.
 
     With ``aa=LABEL`` (and no before/after) the runs of that one label are split into two groups

@@ -83,7 +83,8 @@ def render(model: dict, plots: dict | None = None) -> str:
             P.append(f"<h{blk.level}>{_e(blk.text)}</h{blk.level}>")
         elif isinstance(blk, tb.Para):
             cls = {"aa": "aa", "scope": "scope"}.get(blk.kind, "note")
-            P.append(f'<p class="{cls}">{_e(blk.text)}</p>')
+            lead = "<b>A/A check.</b> " if blk.kind == "aa" else ""
+            P.append(f'<p class="{cls}">{lead}{_e(blk.text)}</p>')
         elif isinstance(blk, tb.Table):
             P.append(_table(blk))
         elif isinstance(blk, tb.Figures) and plots:

@@ -68,7 +68,7 @@ def render(model: dict) -> str:
                 L.append("")
             L += _wrap(_e(blk.text), indent="  " if blk.kind == "note" else "")
         elif isinstance(blk, tb.Table):
-            L += ["", _e(blk.title) + ":"]
+            L += [""] + _wrap(_e(blk.title) + ":")
             L += _columns(blk) or _records(blk)
             for n in blk.notes:
                 L += _wrap(_e(n), indent="  ", first="* ")

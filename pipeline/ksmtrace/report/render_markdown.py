@@ -44,7 +44,7 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
         elif isinstance(blk, tb.Para):
             text = _e(blk.text)
             if blk.kind == "aa":
-                text = "**A/A check.** " + _e(blk.text.removeprefix("A/A check. "))
+                text = "**A/A check.** " + text
             L += [("- " if blk.kind == "sides" else "") + text]
             if blk.kind != "sides":
                 L.append("")
@@ -56,7 +56,8 @@ def render(model: dict, images: dict[str, str] | None = None, samples=None) -> s
             L += ["## Figures", ""]
             for name, path in images.items():
                 # the path is ours (written beside the report); quoted so no character ends the link
-                L += [f"![{_e(name)}]({quote(path, safe='/:.-_~;,=+')})", ""]
+                alt = name if name.isidentifier() else _e(name)
+                L += [f"![{alt}]({quote(path, safe='/:.-_~;,=+')})", ""]
         elif isinstance(blk, tb.Items):
             L += [f"## {_e(blk.title)}", ""] + [f"- {_e(w)}" for w in blk.items] + [""]
     return "\n".join(L).rstrip("\n") + "\n"

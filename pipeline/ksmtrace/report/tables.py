@@ -189,7 +189,7 @@ def build(model: dict, samples=None) -> list:
     b, a = model["before"], model["after"]
     blocks: list = [Heading(f"{fmt.title(model)}: rmap_walk_ksm() walks, page type {model['page_type']}")]
     if fmt.is_aa(model):
-        blocks.append(Para("A/A check. " + model["aa"]["note"] + ".", "aa"))
+        blocks.append(Para(model["aa"]["note"] + ".", "aa"))
     blocks.append(Para(f"before = {fmt.side_title(b)}, evidence {fmt.evidence_text(b)}", "sides"))
     blocks.append(Para(f"after  = {fmt.side_title(a)}, evidence {fmt.evidence_text(a)}", "sides"))
     blocks.append(Para("Scope: " + fmt.scope(model), "scope"))
