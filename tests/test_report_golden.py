@@ -80,11 +80,16 @@ def render_all(store: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
+def store(tmp_path_factory):
     if not (SAMPLES / "manifest.json").exists():
         pytest.skip("no sample_traces/manifest.json")
-    store = tmp_path_factory.mktemp("golden") / "store"
-    _ingest(store)
+    st = tmp_path_factory.mktemp("golden") / "store"
+    _ingest(st)
+    return st
+
+
+@pytest.fixture(scope="module")
+def outputs(store):
     out = render_all(store)
     if UPDATE:
         write(out)
@@ -132,6 +137,52 @@ def test_golden_reports_are_honest(outputs):
     rows = [x for x in outputs["real-6.18-split-vs-unsplit.lkml.txt"].splitlines()
             if re.match(r"(walk duration|lock hold)\s+\S+ \[", x)]
     assert len(rows) == 2 and all(x.split()[-1].startswith("+") for x in rows), rows
+
+
+def test_no_negative_hold_and_figures_match_their_tables(store):
+    """Bundled samples: no window or walk hold below 0 (function_graph holds under the 1 us timestamp
+    resolution are 0, SQL-side), and every figure's n is its table's count."""
+    from ksmtrace import api
+    from ksmtrace.report import build_report
+    from ksmtrace.report.plots import make_plots
+
+    with api.connect(str(store)) as con:
+        assert con.execute("SELECT count(*) FROM lock_windows WHERE hold_ns < 0").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM walks WHERE max_hold_ns < 0 OR total_hold_ns < 0 "
+                           "OR duration_ns < 0").fetchone()[0] == 0
+        for p in _pairs():
+            rep = build_report(con, p["before"]["label"], p["after"]["label"], page_type=p["page_type"])
+            m = rep.model
+            for side in ("before", "after"):
+                smp = rep.samples[side]
+                assert len(smp.hold_ns) == m[side]["hold_ns"]["count"]
+                assert len(smp.walk_ns) == m[side]["walk_duration_ns"]["count"]
+                assert int((smp.hold_ns < 0).sum()) == 0
+            # the CDF legends carry n = the table's count (values a log axis cannot show are drawn at the floor)
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from ksmtrace.report import plots
+
+            seen = {}
+            orig = plots._png
+
+            def grab(fig, seen=seen):
+                seen[len(seen)] = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts()
+                                                                            if ax.get_legend() else [])]
+                return orig(fig)
+
+            plots._png = grab
+            try:
+                make_plots(rep)
+            finally:
+                plots._png = orig
+            legends = " ".join(" ".join(v) for v in seen.values())
+            for side in ("before", "after"):
+                for key in ("walk_duration_ns", "hold_ns"):
+                    n = m[side][key]["count"]
+                    if n:
+                        assert f"(n={n}" in legends, (p["name"], side, key, legends)
 
 
 if __name__ == "__main__":
