@@ -10,6 +10,11 @@
 -- order (line_no): the order in which the tracer printed the task's calls. Performance: three sorts in
 -- all (task order for membership, walk order twice for the children), no self-joins.
 
+-- a hold clamped at 0 (NULL stays NULL: greatest() would turn it into 0): start_ns is the trylock's whole-µs
+-- entry plus its printed sub-µs duration, end_ns the up_read's whole-µs timestamp, so a hold shorter than the
+-- timestamp resolution can come out below 0
+CREATE OR REPLACE MACRO _hold0(h) AS CASE WHEN h < 0 THEN 0 ELSE h END;
+
 CREATE OR REPLACE MACRO _fg_out() AS TABLE
 WITH walkers AS (SELECT func, page_type FROM _rmap_walkers),
 -- fc / kc / rz: function, kind and retval codes of 11_scan.sql (narrow rows for the sorts)
@@ -126,10 +131,9 @@ w AS (
     FROM wr WHERE kc = 2 AND prv_kc IS DISTINCT FROM 0
 ),
 wagg AS (
-    -- holds clamped at 0: start_ns = trylock entry + its printed (sub-µs) duration, end_ns = up_read's
-    -- whole-µs timestamp, so a hold shorter than the timestamp resolution can come out negative
-    SELECT rk, walk_id, count(*) AS n_windows, max(greatest(end_ns - start_ns, 0)) AS max_hold_ns,
-           sum(greatest(end_ns - start_ns, 0))::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
+    -- holds clamped at 0 (_hold0)
+    SELECT rk, walk_id, count(*) AS n_windows, max(_hold0(end_ns - start_ns)) AS max_hold_ns,
+           sum(_hold0(end_ns - start_ns))::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
            max(iterations_raw) AS max_window_iterations, count(*) FILTER (WHERE slow) AS slow_windows,
            arg_max_null(last_iter_hit, window_no) AS early_exit
     FROM win GROUP BY rk, walk_id
@@ -178,5 +182,5 @@ SELECT 'window', f.rk, NULL, f.walk_id, f.window_no, 'function-graph', NULL, NUL
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END, NULL, f.rmap_one,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END,
        NULL, NULL, NULL, NULL, NULL, f.invalid, NULL, NULL, NULL, NULL,
-       greatest(f.end_ns - f.start_ns, 0), f.slow, NULL  -- clamped at 0, see wagg
+       _hold0(f.end_ns - f.start_ns), f.slow, NULL  -- clamped at 0, see wagg
 FROM win f LEFT JOIN iter_runs it ON it.rk = f.rk;
