@@ -166,6 +166,10 @@ def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, afte
     makes that split random (calibration) instead of alternating.
     """
     check_modes(before, after, aa)
+    try:  # DuckDB draws a progress bar on stdout for queries over 2 s: it would corrupt --format json
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
     if page_type not in PAGE_TYPES:
         raise ReportError(f"unknown page type {page_type!r}: use one of {', '.join(PAGE_TYPES)}")
     if aa is not None:
