@@ -80,6 +80,14 @@ def dist_notes(model: dict) -> list[str]:
         z = r.get("walks_zero", 0)
         if z and not (res and res > 1):
             out.append(f"{side}: {z} walks have duration 0 (a single event: the duration is a lower bound)")
+    for key, title, _ in DIST_ROWS:
+        empty = [s for s in ("before", "after") if not model[s][key]["count"]]
+        if empty:
+            why = {"window_iterations": model[empty[0]]["seed_notes"].get("nr_iteration_total"),
+                   "hold_ns": model[empty[0]]["seed_notes"].get("time_ms")}.get(key) or "no complete walks"
+            if key == "hold_ns" and model[empty[0]]["walk_duration_ns"]["count"]:
+                why = "no lock windows in this evidence"
+            out.append(f"{title}: n/a for {' and '.join(empty)}: {why}")
     hq = model["before"].get("hold_quantity") or model["after"].get("hold_quantity")
     if hq and "proxy" in hq:
         out.append("lock hold = " + hq)

@@ -112,7 +112,9 @@ def dist_table(model: dict) -> Table:
             d = model[side][key]
             res = fmt.resolution_of(model[side], key)
             rows.append([_c(title if i == 0 else ""), _c(side)] +
-                        [_c(fmt.count(d[k]) if k == "count" else fmt.value(d[k], unit, res)) for k, _ in fmt.DIST_COLS])
+                        # no value at all: unknown (n/a, the notes say why), not a count of 0
+                        [_c((fmt.count(d[k]) if d[k] else fmt.NA) if k == "count" else fmt.value(d[k], unit, res))
+                         for k, _ in fmt.DIST_COLS])
     cols = [Column("metric", "l"), Column("side", "l")] + [
         Column(h, lkml=k in ("count", "p50", "p99", "p999", "max")) for k, h in fmt.DIST_COLS]
     return Table("dist", "Distributions (complete walks; holds and iterations per lock window)", cols, rows,
