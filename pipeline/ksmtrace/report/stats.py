@@ -246,8 +246,6 @@ def rank_test(a, b, seed: int = SEED, n_perm: int = N_PERM) -> float | None:
     never 0), the tie-corrected normal approximation above :data:`PERM_MAX_N` units. None when a side
     is empty; 1.0 when every value is equal.
     """
-    from scipy.stats import rankdata
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     n1, n2 = len(a), len(b)
@@ -259,7 +257,7 @@ def rank_test(a, b, seed: int = SEED, n_perm: int = N_PERM) -> float | None:
     n = n1 + n2
     if n > PERM_MAX_N:
         return _mwu_asymptotic_sorted(sort(a), sort(b))
-    r = rankdata(x)
+    r = midranks(x)
     k = min(n1, n2)
     rk = r[:n1] if n1 == k else r[n1:]
     mu = k * (n + 1) / 2
@@ -277,6 +275,19 @@ def rank_test(a, b, seed: int = SEED, n_perm: int = N_PERM) -> float | None:
         hits += int(np.sum(np.abs(perm[:, :k].sum(axis=1) - mu) >= obs))
         done += m
     return (1 + hits) / (1 + n_perm)
+
+
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties given the mean of their ranks (as scipy.stats.rankdata)."""
+    n = len(x)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    edges = np.flatnonzero(np.diff(xs)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [n]])
+    r = np.empty(n, dtype=np.float64)
+    r[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return r
 
 
 def perm_min_p(n1: int, n2: int, n_perm: int = N_PERM) -> float:
