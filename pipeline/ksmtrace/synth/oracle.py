@@ -393,7 +393,8 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
                             break
                     inv += not ok
         out.append(dict(start_ns=x["start"], end_ns=x["end"],
-                        hold_ns=None if x["end"] is None else x["end"] - x["start"], iterations=n_it,
+                        # clamped at 0 as in the SQL: a hold below the whole-us timestamp resolution
+                        hold_ns=None if x["end"] is None else max(0, x["end"] - x["start"]), iterations=n_it,
                         rmap_one=ro, invalid=inv, skipped=None if n_it is None else n_it - ro - inv, skip_addr=None,
                         skip_mm=None, slow=x["slow"], evidence="function-graph", counters_consistent=None,
                         pid=w["pid"]))
