@@ -436,3 +436,86 @@ def test_missing_store_and_missing_directory(samples, tmp_path):
     assert r.code == 2 and "no ksmtrace store" in r.err and "Traceback" not in r.err
     r = run_cli("export", "-f", "perfetto", "-o", str(tmp_path / "no" / "x"), "--store", str(store))
     assert r.code == 2 and "no such directory" in r.err and "Traceback" not in r.err
+
+
+# ------------------------------------------------------------------ walks cut by the trace's edges
+
+def test_walks_cut_by_the_trace_edges(tmp_path):
+    from ksmtrace import api
+    from ksmtrace.synth import Layout, generate
+
+    generate(Layout(vmas=40, items=4), walks=6, evidence="function-graph", truncate="both", seed=2).write(
+        tmp_path / "cut.txt")
+    store = tmp_path / "store"
+    api.ingest([str(tmp_path / "cut.txt")], store, label="cut")
+    with api.connect(store) as con:
+        walks = _rows(con, "SELECT * FROM walks")
+        lo, hi = con.execute("SELECT first_ts_ns, last_ts_ns FROM runs").fetchone()
+    assert any(w["start_ns"] is None for w in walks) and any(w["end_ns"] is None for w in walks)
+    res = api.export("perfetto", tmp_path / "cut.pftrace", store=store)
+    _, slices, _, _, _ = read_perfetto(tmp_path / "cut.pftrace")
+    got = {s["args"]["walk_id"]: s for s in slices if s["name"].startswith("rmap_walk")}
+    assert res.walks == len(got) == len(walks)
+    for w in walks:
+        s = got[w["walk_id"]]
+        assert s["ts"] == (w["start_ns"] if w["start_ns"] is not None else lo)
+        assert s["ts"] + s["dur"] == (w["end_ns"] if w["end_ns"] is not None else hi)
+        assert ("start_ns" in s["args"]) == (w["start_ns"] is not None)  # an unseen end stays absent
+        assert ("end_ns" in s["args"]) == (w["end_ns"] is not None)
+        assert s["args"]["complete"] == w["complete"]
+
+
+# ------------------------------------------------------------------ the track layout, as a property
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def _task_slices(draw):
+    from ksmtrace.export import _Slice
+
+    out, t = [], 0
+    for w in range(draw(st.integers(0, 4))):
+        t += draw(st.integers(0, 5))
+        start = t
+        wins = []
+        for n in range(draw(st.integers(0, 4))):
+            t += draw(st.integers(0, 3))
+            s = t
+            t += draw(st.integers(0, 3))
+            wins.append(_Slice("window", ("window", "r", w, n), ("walk", "r", w), s, t, "lock window", {}))
+        t += draw(st.integers(0, 3))
+        out.append(_Slice("walk", ("walk", "r", w), None, start, t, "rmap_walk_ksm", {}))
+        out += wins
+    for k in range(draw(st.integers(0, 5))):
+        s = draw(st.integers(0, t + 3))
+        out.append(_Slice("wait", ("wait", "r", k), None, s, s + draw(st.integers(0, 6)), "lock wait WRITE", {}))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_task_slices())
+def test_lay_out_places_every_slice_once_and_nests(slices):
+    from ksmtrace.export import _lay_out
+
+    parents = {s.key: s.parent for s in slices}
+    lanes = _lay_out(slices)
+    placed = Counter()
+    for lane_no, events in enumerate(lanes):
+        stack = []
+        for ts, ph, sl in events:
+            if ph == "B":
+                assert ts == sl.start
+                assert not stack or (stack[-1].start <= sl.start and sl.end <= stack[-1].end)
+                if lane_no == 0 and sl.kind == "window":
+                    assert stack and stack[-1].key == parents[sl.key]  # a window on the main track is in its walk
+                stack.append(sl)
+                placed[sl.key] += 1
+            else:
+                assert stack.pop() is sl and ts == sl.end
+        assert not stack
+        times = [ts for ts, _, _ in events]
+        assert times == sorted(times)
+    assert placed == Counter(s.key for s in slices)
+    # well-formed walks and windows (disjoint walks, windows inside) all stay on the task's own track
+    assert all(ph != "B" or sl.kind == "wait" for events in lanes[1:] for _, ph, sl in events)

@@ -254,36 +254,48 @@ def collect(con, runs: list[dict]) -> tuple[list[dict], dict[tuple, _Task], int]
     return runs, tasks, len(holders)
 
 
-_RANK = {"walk": 0, "window": 1, "wait": 2}
-
-
-def _order(x: _Slice) -> tuple:
-    """Outer slices first; a walk right before its own windows (zero-length walks of counter lines share their
-    timestamp with the next walk), waits after walks and windows that span the same time."""
-    family = x.parent if x.parent is not None else x.key
-    return (x.start, -x.end, 1 if x.kind == "wait" else 0, family[1:], _RANK[x.kind], x.key[1:])
-
-
-def _stack(items: list[_Slice]) -> tuple[list[tuple], set, list[_Slice]]:
-    """Nest ``items`` on one track: (events in emission order, keys placed, items that do not nest)."""
-    events, stack, rest, placed = [], [], [], set()
-    for sl in sorted(items, key=_order):
+def _stack(items: list[_Slice]) -> tuple[list[tuple], list[_Slice], list[_Slice]]:
+    """Nest ``items``, taken in the given order, on one track: (events in emission order, slices placed in
+    that order, slices that do not nest). A slice is placed when it lies inside the open slice (a window: inside
+    its own walk) and does not begin before the last event written."""
+    events, stack, rest, placed = [], [], [], []
+    last = None
+    for sl in items:
         while stack and stack[-1].end <= sl.start and stack[-1].key != sl.parent:
             top = stack.pop()
             events.append((top.end, "E", top))
-        if sl.parent is not None and not any(x.key == sl.parent for x in stack):
-            rest.append(sl)  # a window whose walk is not open here
-            continue
-        if stack and (sl.end > stack[-1].end or (sl.parent is not None and stack[-1].key != sl.parent)):
-            rest.append(sl)  # would overlap the open slice without nesting in it
+            last = top.end
+        if (last is not None and sl.start < last) or (
+                sl.parent is not None and (not stack or stack[-1].key != sl.parent)) or (
+                stack and sl.end > stack[-1].end):
+            rest.append(sl)  # would overlap the open slice without nesting in it, or its walk is not open
             continue
         stack.append(sl)
-        placed.add(sl.key)
+        placed.append(sl)
         events.append((sl.start, "B", sl))
+        last = sl.start
     while stack:
         top = stack.pop()
         events.append((top.end, "E", top))
     return events, placed, rest
+
+
+def _tree_order(main: list[_Slice]) -> list[_Slice]:
+    """Walks by time, each followed by its own windows by time (shorter first: a zero-length window at the
+    start of the next is its predecessor, not its parent), so siblings never nest in each other."""
+    keys = {x.key for x in main}
+    kids: dict[tuple, list[_Slice]] = {}
+    top = []
+    for x in main:
+        if x.parent is not None and x.parent in keys:
+            kids.setdefault(x.parent, []).append(x)
+        else:
+            top.append(x)
+    out = []
+    for x in sorted(top, key=lambda x: (x.start, x.end, x.key[1:])):
+        out.append(x)
+        out += sorted(kids.get(x.key, []), key=lambda k: (k.start, k.end, k.key[1:]))
+    return out
 
 
 def _fits(main: list[_Slice], waits: list[_Slice]) -> tuple[list[_Slice], list[_Slice]]:
@@ -313,15 +325,19 @@ def _lay_out(slices: list[_Slice]) -> list[list[tuple]]:
     lanes = []
     todo = list(slices)
     while todo:
-        main = [x for x in todo if x.kind != "wait"]
-        _, placed, rest = _stack(main)
-        ok, bad = _fits([x for x in main if x.key in placed], [x for x in todo if x.kind == "wait"])
-        events, placed, rest2 = _stack([x for x in main if x.key in placed] + ok)
-        if not placed:  # cannot happen with parents sorted before children; never loop
-            events, placed, rest2 = _stack([_detach(x) for x in todo])
+        _, main, rest = _stack(_tree_order([x for x in todo if x.kind != "wait"]))
+        ok, bad = _fits(main, [x for x in todo if x.kind == "wait"])
+        # merge the waits in by time: after the walks and windows that begin with them (their containers),
+        # nested waits outermost first
+        order = sorted([((x.start, 0, i, 0), x) for i, x in enumerate(main)]
+                       + [((x.start, 1, -x.end, x.key[1:]), x) for x in ok], key=lambda kx: kx[0])
+        events, placed, rest2 = _stack([x for _, x in order])
+        if not placed:  # cannot happen (the first slice always fits an empty track); never loop
+            events, placed, rest2 = _stack([_detach(x) for x in sorted(todo, key=lambda x: (x.start, -x.end))])
             rest, bad = [], []
         lanes.append(events)
-        todo = [_detach(x) if x.parent in placed else x for x in rest + bad + rest2]
+        keys = {x.key for x in placed}
+        todo = [_detach(x) if x.parent in keys else x for x in rest + bad + rest2]
     return lanes
 
 
