@@ -18,8 +18,10 @@ known"; it becomes a flow arrow from the window to the wait.
 Layout: one top track per run (named by label and run id), under it one track per task (``comm pid``) that
 walked or waited, holding a slice per walk (``rmap_walk_ksm`` ...), a child slice per lock window and the
 task's lock waits; and, where the evidence has them, counter tracks per task (iterations, skipped, skip_addr,
-skip_mm of each window: the window's value while it is held, 0 outside). A slice that cannot nest on its task's
-track (a lock wait straddling two windows, say) goes to an extra ``(overlap N)`` track of that task; the
+skip_mm of each window: the window's value while it is held, 0 outside). On a task's track the walks are laid
+out by time, each followed by its own windows (so touching windows stay siblings), and the waits are merged in
+where they nest without cutting a walk or window. A slice that cannot nest there (a lock wait straddling two
+windows, a window the views give a negative hold) goes to an extra ``(overlap N)`` track of that task; the
 result counts them.
 """
 from __future__ import annotations
@@ -111,18 +113,7 @@ class _Task:
 
 
 def _clean(v: Any) -> Any:
-    """A value from a pandas/Arrow row as a plain Python value, None for NULL."""
-    if v is None:
-        return None
-    try:
-        import pandas as pd
-
-        if v is pd.NA or (isinstance(v, float) and v != v):
-            return None
-    except ImportError:  # pragma: no cover
-        pass
-    if hasattr(v, "item"):
-        v = v.item()
+    """A value as DuckDB's fetchall gives it: Python ints, strings, bools, None for NULL."""
     return v
 
 
@@ -402,6 +393,7 @@ def _write_perfetto(f, runs: list[dict], tasks: dict[tuple, _Task], res: ExportR
         d = p.track_descriptor
         d.uuid = u
         d.name = name
+        d.sibling_merge_behavior = pb.TrackDescriptor.SIBLING_MERGE_BEHAVIOR_NONE  # one track per task, as named
         if parent is not None:
             d.parent_uuid = parent
         if rank is not None:
@@ -426,7 +418,7 @@ def _write_perfetto(f, runs: list[dict], tasks: dict[tuple, _Task], res: ExportR
             else:
                 a.string_value = str(v)
 
-    timeline: list[tuple[int, int, Any]] = []  # (ts, seq, callable writing the packet)
+    timeline: list[tuple[int, int, Any]] = []  # (ts, seq, what to write): sorted before writing
     seq = 0
     for r_rank, r in enumerate(runs):
         run_tasks = sorted((t for t in tasks.values() if t.run_id == r["run_id"]), key=lambda t: t.order)
