@@ -130,3 +130,14 @@ def sql(query: str, store: Store | str | None = None, read_only: bool = False) -
         if read_only:
             db.check_read_only(con, query)
         return to_frame(con.sql(query).to_arrow_table())
+
+
+def export(fmt: str, out: str | os.PathLike, store: Store | str | None = None, label: str | None = None,
+           run: str | None = None):
+    """``ksmtrace export``: write the walks, lock windows and lock waits of the store (or of one label / run)
+    to ``out`` as a Perfetto protobuf trace (``fmt="perfetto"``) or Chrome JSON (``fmt="chrome-json"``) for
+    the Perfetto UI. Returns an :class:`ksmtrace.export.ExportResult` with what was written."""
+    from .export import export_trace
+
+    with connect(store) as con:
+        return export_trace(con, fmt, out, label=label, run=run)
