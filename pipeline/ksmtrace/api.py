@@ -20,7 +20,7 @@ import pyarrow as pa
 from . import db
 from .errors import BadInput, KsmtraceError, StoreError, os_error_message
 from .ingest.run import IngestResult, ingest_one
-from .store import Store, make_run_id
+from .store import Store, partition_names
 
 #: the longest file name (bytes) of Linux file systems; a run directory is named after its label
 NAME_MAX = 255
@@ -34,10 +34,11 @@ def _store(store: Store | str | os.PathLike | None) -> Store:
 
 
 def check_label(label: str) -> None:
-    """Refuse a label whose run directory name would be longer than a file name may be."""
-    n = len(make_run_id(label).encode())
+    """Refuse a label whose partition directory names (label=<label>, run_id=<id>) would be longer than a
+    file name may be."""
+    n = max(len(name.encode()) for name in partition_names(label))
     if n > NAME_MAX:
-        raise KsmtraceError(f"label of {len(label)} characters is too long: its run directory name would be "
+        raise KsmtraceError(f"label of {len(label)} characters is too long: its partition directory name would be "
                             f"{n} bytes, over the {NAME_MAX} a file name may have")
 
 
