@@ -20,8 +20,10 @@ import pyarrow as pa
 from . import db
 from .errors import BadInput, KsmtraceError, StoreError, os_error_message
 from .ingest.run import IngestResult, ingest_one
-from .store import Store, encode_label
+from .store import Store, partition_names
 
+#: the longest file name (bytes) of Linux file systems; a run directory is named after its label
+NAME_MAX = 255
 
 
 def _store(store: Store | str | os.PathLike | None) -> Store:
@@ -32,8 +34,12 @@ def _store(store: Store | str | os.PathLike | None) -> Store:
 
 
 def check_label(label: str) -> None:
-    """Refuse a label that cannot name a store partition (empty, or too long for a file name)."""
-    encode_label(label)
+    """Refuse a label whose partition directory names (label=<label>, run_id=<id>) would be longer than a
+    file name may be."""
+    n = max(len(name.encode()) for name in partition_names(label))
+    if n > NAME_MAX:
+        raise KsmtraceError(f"label of {len(label)} characters is too long: its partition directory name would be "
+                            f"{n} bytes, over the {NAME_MAX} a file name may have")
 
 
 def _is_input(name, path: str) -> bool:
@@ -77,8 +83,6 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
                                   on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
         except OSError as e:
             raise _ingest_error(e, str(p), st) from e
-        except StoreError as e:  # the store cannot take the run: say which input was not stored
-            raise StoreError(f"{p}: nothing stored: {e}") from None
     return out
 
 
@@ -130,14 +134,3 @@ def sql(query: str, store: Store | str | None = None, read_only: bool = False) -
         if read_only:
             db.check_read_only(con, query)
         return to_frame(con.sql(query).to_arrow_table())
-
-
-def export(fmt: str, out: str | os.PathLike, store: Store | str | None = None, label: str | None = None,
-           run: str | None = None):
-    """``ksmtrace export``: write the walks, lock windows and lock waits of the store (or of one label / run)
-    to ``out`` as a Perfetto protobuf trace (``fmt="perfetto"``) or Chrome JSON (``fmt="chrome-json"``) for
-    the Perfetto UI. Returns an :class:`ksmtrace.export.ExportResult` with what was written."""
-    from .export import export_trace
-
-    with connect(store) as con:
-        return export_trace(con, fmt, out, label=label, run=run)

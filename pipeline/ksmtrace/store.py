@@ -53,7 +53,7 @@ BASE_TABLES = ("events", "runs")
 #: a staging dir of another host (whose pid we cannot check) is stale after this long
 STALE_FOREIGN_S = 24 * 3600
 #: longest percent-encoded label (it is a directory name; most file systems allow 255 bytes)
-MAX_LABEL_BYTES = 200
+NAME_MAX = 255
 
 
 def default_store_path() -> Path:
@@ -74,10 +74,15 @@ def encode_label(label: str) -> str:
     if not label:
         raise BadInput("the label must not be empty")
     enc = urllib.parse.quote(label, safe="")
-    if len(enc) > MAX_LABEL_BYTES:
-        raise BadInput(f"label of {len(label)} characters is too long: {len(enc)} bytes as a partition name "
-                       f"(label=...), at most {MAX_LABEL_BYTES}")
+    if len(f"label={enc}") > NAME_MAX:
+        raise BadInput(f"label of {len(label)} characters is too long: its partition directory name would be "
+                       f"{len(enc) + 6} bytes, over the {NAME_MAX} a file name may have")
     return enc
+
+
+def partition_names(label: str) -> list[str]:
+    """The directory names a run of ``label`` gets (``label=<enc>``, ``run_id=<id>``), for length checks."""
+    return [f"label={urllib.parse.quote(label, safe='')}", f"run_id={make_run_id(label)}"]
 
 
 def partition(table: str, label: str, run_id: str) -> Path:
@@ -123,21 +128,6 @@ def _proc_start(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
 
 
-def _oserror(root: Path, e: OSError, doing: str) -> StoreError:
-    """One line for an OSError met while reading or writing the store: the OS's own reason, verbatim."""
-    if e.errno == errno.ENOTDIR:
-        return StoreError(f"{root} is not a directory: --store must name a store directory")
-    hint = " (a read-only store?)" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
-    return StoreError(f"cannot {doing} the store {root}: {e.strerror or e}{hint}")
-
-
-def _not_writable_reason(path: Path) -> str:
-    with contextlib.suppress(OSError):
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
-            return os.strerror(errno.EROFS)
-    return os.strerror(errno.EACCES)
-
-
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_store_path()
@@ -179,10 +169,6 @@ class Store:
         if self.is_old_layout():
             raise StoreError(f"{r} has the layout of ksmtrace 0.1 (runs/<run_id>/); migrate it with "
                              f"'ksmtrace rebuild --store {r}'")
-        if write:
-            probe = r if r.exists() else next((p for p in r.parents if p.exists()), Path("."))
-            if not os.access(probe, os.W_OK | os.X_OK):
-                raise StoreError(f"cannot write the store {r}: {_not_writable_reason(probe)} (a read-only store?)")
 
     def ensure(self) -> None:
         """Create the layout, with the zero-row files that keep the views' globs valid."""
@@ -224,7 +210,7 @@ class Store:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError as e:
-            raise _oserror(self.root, e, "create") from None
+            raise
 
     # -- locking --------------------------------------------------------------
     @contextlib.contextmanager
@@ -241,7 +227,7 @@ class Store:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise _oserror(self.root, e, "lock") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_depth = 1
@@ -254,21 +240,23 @@ class Store:
     # -- staging --------------------------------------------------------------
     def new_staging(self) -> Path:
         """A private directory under .tmp, recording its owner (host, pid, start time) for clean_stale."""
-        d = self.tmp_dir / uuid.uuid4().hex
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            d = self.tmp_dir / uuid.uuid4().hex
             d.mkdir()
-            _write_json(d / OWNER, {"host": socket.gethostname(), "pid": os.getpid(),
-                                    "start": _proc_start(os.getpid()), "created": time.time()})
-        except OSError as e:  # disk full, read-only ...: leave nothing behind
-            self.discard_staging(d)
-            raise _oserror(self.root, e, "write") from None
+            try:
+                _write_json(d / OWNER, {"host": socket.gethostname(), "pid": os.getpid(),
+                                        "start": _proc_start(os.getpid()), "created": time.time()})
+            except BaseException:  # disk full: leave nothing behind
+                shutil.rmtree(d, ignore_errors=True)
+                raise
+        except OSError as e:
+            raise
         return d
 
     def discard_staging(self, staging: Path) -> None:
+        """Remove a staging directory (.tmp stays: a failed ingest leaves the store as it was)."""
         shutil.rmtree(staging, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.tmp_dir.rmdir()
 
     def clean_stale(self) -> list[str]:
         """Remove what dead writers left (call under the lock): staging dirs whose owner process is gone (or,
@@ -313,7 +301,7 @@ class Store:
         try:
             ldirs = sorted(self.runs_dir.iterdir())
         except OSError as e:
-            raise _oserror(self.root, e, "read") from None
+            raise
         for ldir in ldirs:
             if not ldir.name.startswith("label=") or ldir.name == f"label={EMPTY}":
                 continue
@@ -371,7 +359,7 @@ class Store:
             manifest["tables"].update(db.compute_derived(staging, label, run_id))
             _write_json(staging / partition("runs", label, run_id) / MANIFEST, manifest)
         except OSError as e:
-            raise _oserror(self.root, e, "write") from None
+            raise
         with self.locked():
             self.ensure()
             try:
@@ -385,8 +373,8 @@ class Store:
                 if old_entry is not None:
                     self._remove_entry(old_entry)
             except OSError as e:
-                raise _oserror(self.root, e, "write") from None
-        self.discard_staging(staging)
+                raise
+        shutil.rmtree(staging, ignore_errors=True)  # .tmp itself stays, as an empty directory
         return run_id, old is not None
 
     def _stage(self, staging: Path, run_row: pa.Table) -> dict:
@@ -441,7 +429,7 @@ class Store:
             try:
                 self._remove_entry(e)
             except OSError as ex:
-                raise _oserror(self.root, ex, "write") from None
+                raise
 
     # -- rebuilding the derived tables ----------------------------------------------
     def stale_runs(self) -> list[RunEntry]:
@@ -458,9 +446,6 @@ class Store:
         old = self.is_old_layout()
         if not old:
             self.check_usable(write=True)
-        elif self.root.exists() and not os.access(self.root, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot write the store {self.root}: {_not_writable_reason(self.root)} "
-                             f"(a read-only store?)")
         out = {"migrated": 0, "rebuilt": 0, "up_to_date": 0}
         with self.locked():
             try:
@@ -478,7 +463,7 @@ class Store:
                     self._rebuild_entry(e)
                     out["rebuilt"] += 1
             except OSError as ex:
-                raise _oserror(self.root, ex, "write") from None
+                raise
         return out
 
     def _rebuild_entry(self, e: RunEntry) -> None:
@@ -581,5 +566,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _write_json(path: Path, obj: dict) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(obj, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, sort_keys=True, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -186,7 +186,7 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
     lock_windows, lock_waits) are computed before it is published (Store.publish).
     """
     encode_label(label)  # an empty or too long label: refused before anything is read
-    store.check_usable(write=True)
+    store.check_usable()
     src = TraceSource(path, partial=partial, on_bytes=on_bytes)
     if on_size:
         on_size(src.size)
