@@ -66,7 +66,8 @@ def doctor(
 def capture(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Trace text file to write (FILE.meta.json "
                                        "beside it records provenance)."),
-    method: str = typer.Option("auto", "--method", "-m", help="auto, rmap-tracepoints, function-graph, kprobes, "
+    method: str = typer.Option("auto", "--method", "-m", help="auto, rmap-tracepoints, function-graph, "
+                               "function-graph-locks, kprobes, "
                                "perf-callchain or events."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds to record when no COMMAND "
                                              "is given."),
@@ -76,7 +77,8 @@ def capture(
                                    "the text."),
     filter_addr: Optional[str] = typer.Option(None, "--filter-addr", help="START-END: record only migration "
                                               "PTE events of this address range."),
-    buffer_kb: int = typer.Option(16384, "--buffer-kb", help="tracefs buffer per CPU (KiB)."),
+    buffer_kb: Optional[int] = typer.Option(None, "--buffer-kb", help="tracefs buffer per CPU (KiB); default: sized "
+                                            "for the repro layout (function-graph), else 16384."),
     command: Optional[List[str]] = typer.Argument(None, help="Workload to run while recording (after --)."),
 ) -> None:
     """Record a trace ksmtrace ingests, with the best method this kernel offers (needs root).
