@@ -224,3 +224,24 @@ def test_print_recipes_run_as_printed_in_a_fake_tracefs(tmp_path):
     assert p.returncode == 0, p.stderr
     assert (work / "run.txt").read_text() == "x\n" and (work / "run.txt.bufstats.txt").exists()
     assert not (t / "run.txt").exists()
+
+
+def test_doctor_says_which_method_fits_which_layout(tmp_path, monkeypatch):
+    from ksmtrace.capture import capture as c, doctor
+
+    fake_fg_tracefs(tmp_path, monkeypatch)
+    info = doctor.probe()
+    rows = {r["method"]: r for r in info["layouts"]}
+    assert set(rows) == {"rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "bpftrace",
+                         "perf-callchain"}
+    assert rows["function-graph"]["available"] and rows["function-graph-locks"]["available"]
+    big = rows["function-graph"]["max_vmas"]
+    # the bound is capture's own estimate: the largest layout fits, one more VMA does not
+    cap_kb = int(2_500_000 * c.BUFFER_MEM_SHARE) // info["cpus"]
+    fits = lambda v: (c.estimate_fg_calls({"vmas": v, "pages": v, "forks": 0}) * c.FG_BYTES_PER_CALL * 1.25  # noqa
+                      <= cap_kb * 1024 and c.estimate_fg_calls({"vmas": v, "pages": v, "forks": 0})
+                      * doctor.TEXT_BYTES_PER_CALL <= doctor.MAX_TEXT)
+    assert fits(big) and not fits(big + 1) and 200 < big < 20000
+    assert "any size" in rows["bpftrace"]["layouts"] and "any size" in rows["function-graph-locks"]["layouts"]
+    text = doctor.render(info)
+    assert "which method fits which layout" in text and f"up to about {big} VMAs" in text
