@@ -39,7 +39,7 @@ def bpftrace_version(exe: str | None = None) -> tuple[int, int] | None:
     if not exe:
         return None
     try:
-        p = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+        p = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=300)  # slow under TCG
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"v?(\d+)\.(\d+)", p.stdout + p.stderr)
@@ -56,8 +56,9 @@ def struct_names(kernel: str | None = None) -> tuple[str, str]:
 
 def program(version: tuple[int, int] | None = (0, 17), kernel: str | None = None,
             callbacks: tuple[str, ...] = CALLBACKS, comm: str | None = None) -> str:
-    """The bpftrace program text for this bpftrace version and kernel."""
-    new = version is None or version >= (0, 20)
+    """The bpftrace program text for this bpftrace version and kernel. An unknown version gets the kfunc:
+    spelling, which bpftrace >= 0.20 still accepts as an alias of fentry:."""
+    new = version is not None and version >= (0, 20)
     ent, ret = ("fentry", "fexit") if new else ("kfunc", "kretfunc")
     arg = "args." if new else "args->"
     item, node = struct_names(kernel)
