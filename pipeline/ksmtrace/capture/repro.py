@@ -55,6 +55,7 @@ class ReproOptions:
     pages_to_scan: int = 5000
     sleep_millisecs: int = 10
     merge_timeout: float = 180.0
+    move_ksm_pages: int | None = None  # move-pages: move only the first N KSM pages (default: all)
     addr: int | None = None           # fixed address hint for the region (lets perf/tracefs filter by addr)
 
     def validate(self) -> "ReproOptions":
@@ -72,6 +73,8 @@ class ReproOptions:
             raise env.CaptureError(f"--trigger must be one of {', '.join(TRIGGERS)} (got {self.trigger!r})")
         if self.hold < 0:
             raise env.CaptureError(f"--hold must be >= 0 seconds (got {self.hold})")
+        if self.move_ksm_pages is not None and self.move_ksm_pages < 1:
+            raise env.CaptureError(f"--move-ksm-pages must be at least 1 (got {self.move_ksm_pages})")
         if self.compact_passes < 1:
             raise env.CaptureError(f"--compact-passes must be at least 1 (got {self.compact_passes})")
         if self.attempts < 1:
@@ -504,14 +507,28 @@ class Repro:
         nr = SYS_MOVE_PAGES.get(platform.machine())
         if nr is None:
             raise env.MethodUnavailable(f"move_pages syscall number unknown on {platform.machine()}")
-        n = self.o.pages
-        pages = (ctypes.c_void_p * n)(*[self.base + i * PAGE for i in range(n)])
+        # one address per physical page: moving one mapping of a KSM page migrates the whole page (and walks
+        # all its rmap_items); --move-ksm-pages N moves only the first N KSM pages (shared PFNs, region order)
+        seen: dict[int, int] = {}
+        for i, pfn in enumerate(before):
+            if pfn and pfn not in seen:
+                seen[pfn] = i
+        from collections import Counter
+
+        shared = {p for p, c in Counter(before).items() if p and c > 1}
+        idx = [i for p, i in seen.items() if p in shared]
+        if self.o.move_ksm_pages is not None:
+            idx = idx[:self.o.move_ksm_pages]
+        if not idx:
+            raise env.CaptureError("no KSM page to move (nothing merged?)")
+        n = len(idx)
+        pages = (ctypes.c_void_p * n)(*[self.base + i * PAGE for i in idx])
         status = (ctypes.c_int * n)()
         rc = self.lib.c.syscall(nr, 0, ctypes.c_ulong(n), pages, None, status, MPOL_MF_MOVE_ALL)
         if rc < 0:
             raise env.CaptureError(f"move_pages query failed: {os.strerror(ctypes.get_errno())}")
         # every page goes to a node other than its own: move_pages to the current node moves nothing
-        # (and walks nothing); a page whose query failed (negative status) is sent off node 0's way
+        # (and walks nothing)
         nodes_online = env.numa_nodes()
         cur = [status[i] for i in range(n)]
         want = [pick_target(c, nodes_online) for c in cur]
@@ -521,15 +538,14 @@ class Repro:
             raise env.CaptureError(f"move_pages to other nodes failed: {os.strerror(ctypes.get_errno())}")
         busy = sum(1 for i in range(n) if status[i] == -16)    # -EBUSY: KSM pages report it now and then
         if busy:
-            r.notes.append(f"move_pages: {busy} pages reported EBUSY (not moved)")
-        target = want[0]
+            r.notes.append(f"move_pages: {busy} of {n} KSM pages reported EBUSY (not moved)")
         r.trigger_passes = 1
         r.pages_moved = sum(1 for i in range(n) if status[i] == want[i])
-        after = region_pfns(self.base, n)
-        r.ksm_pages_moved = len({p for p in before if p} - set(after))
+        after = region_pfns(self.base, self.o.pages)
+        r.ksm_pages_moved = len({before[i] for i in idx} - set(after))
         moves = sorted({(c, w) for c, w in zip(cur, want) if c >= 0})
-        self.say(f"repro: move_pages {', '.join(f'node {c} -> {w}' for c, w in moves) or 'to node ' + str(target)}: "
-                 f"{r.pages_moved} of {n} pages on their new node; {r.ksm_pages_moved} KSM pages moved")
+        self.say(f"repro: move_pages {', '.join(f'node {c} -> {w}' for c, w in moves) or 'to node ' + str(want[0])}: "
+                 f"{r.ksm_pages_moved} of {n} KSM pages moved (of {len(shared)})")
 
 
 def pick_target(current: int, nodes: list[int]) -> int:

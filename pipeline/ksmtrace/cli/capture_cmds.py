@@ -35,6 +35,8 @@ def repro(
     pages_to_scan: int = typer.Option(5000, "--pages-to-scan", help="KSM pages_to_scan while merging (restored)."),
     sleep_ms: int = typer.Option(10, "--sleep-ms", help="KSM sleep_millisecs while merging (restored)."),
     merge_timeout: float = typer.Option(180.0, "--merge-timeout", help="Seconds to wait for KSM merging."),
+    move_ksm_pages: Optional[int] = typer.Option(None, "--move-ksm-pages", help="With --trigger move-pages: "
+                                                 "move only the first N KSM pages (default: all)."),
     addr: Optional[str] = typer.Option(None, "--addr", help="Map the region at this address (e.g. 0x600000000000), "
                                        "so a capture can filter on it."),
 ) -> None:
@@ -48,7 +50,7 @@ def repro(
 
     opts = r.ReproOptions(vmas=vmas, pages=pages, forks=forks, trigger=trigger, hold=hold,
                           compact_passes=compact_passes, attempts=attempts, pages_to_scan=pages_to_scan, sleep_millisecs=sleep_ms,
-                          merge_timeout=merge_timeout, addr=_int_auto(addr, "--addr"))
+                          merge_timeout=merge_timeout, move_ksm_pages=move_ksm_pages, addr=_int_auto(addr, "--addr"))
     r.run(opts)
 
 
