@@ -17,8 +17,8 @@ new forks), so the program steps through that list itself and applies the loop's
 chain the iterator returns: ``addr`` outside [vm_start, vm_end) is an address skip, else
 ``(item->mm == vma->vm_mm) == pass`` is an mm skip. Stepping needs the rmap_item's layout: the hlist node
 sits ``HLIST_OFFSET`` bytes into the item (64-bit, 6.1 to 6.18); the program checks ``item->head`` (the
-item's stable node) on every step and prints ``skip_addr=-1 skip_mm=-1`` for a window when that check fails,
-which ingest reads as unknown. ``invalid_vma`` rejections (folio_referenced only) would count as neither.
+item's stable node) on every step and leaves skip_addr/skip_mm out of a window's line when that check fails
+(ingest then has them as unknown, never 0). ``invalid_vma`` rejections (folio_referenced only) would count as neither.
 """
 from __future__ import annotations
 
@@ -84,6 +84,20 @@ def program(version: tuple[int, int] | None = (0, 17), kernel: str | None = None
         for i, c in enumerate(callbacks))
     summary += """
   else { printf("%16s-%-7d [%03d] ..... %llu.%06llu: ksm_walk: walk_ns=%llu windows=%llu iters=%llu rmap_one=%llu hold_max_ns=%llu cb=none\\n", comm, tid, cpu, $n / 1000000000, ($n % 1000000000) / 1000, $n - @t0[tid], @win[tid], @it[tid], @one[tid], @maxh[tid]); }"""
+    # one probe per iterator: bpftrace refuses attach points whose functions' arguments differ
+    it_body = f"""  @it[tid]++; @itw[tid]++;
+  if (@ok[tid]) {{
+    $vma = ((struct anon_vma_chain *)retval)->vma;
+    $ri = (struct {item} *)@item[tid];
+    $addr = $ri->address & ~(uint64)4095;
+    if ($addr < $vma->vm_start || $addr >= $vma->vm_end) {{
+      @sa[tid]++;
+    }} else {{
+      if ((((uint64)$ri->mm == (uint64)$vma->vm_mm) ? 1 : 0) == @pass[tid]) {{ @sm[tid]++; }}
+    }}
+  }}"""
+    iter_first, iter_next = (f"{ret}:{f} /@t0[tid] && @lk[tid] && (uint64)retval != 0/ {{\n{it_body}\n}}"
+                             for f in ("anon_vma_interval_tree_iter_first", "anon_vma_interval_tree_iter_next"))
     maps = ("t0", "node", "it", "item", "pass", "win", "one", "maxh", "cb", "ok", "lk", "itw", "onew", "sa", "sm")
     dels = " ".join(f"delete(@{m}[tid]);" for m in maps)
     clears = " ".join(f"clear(@{m});" for m in maps + ("walks",))
@@ -102,26 +116,17 @@ def program(version: tuple[int, int] | None = (0, 17), kernel: str | None = None
 {ret}:down_read /@t0[tid]/ {{
 {start}
 }}
-{ret}:anon_vma_interval_tree_iter_first, {ret}:anon_vma_interval_tree_iter_next
-    /@t0[tid] && @lk[tid] && (uint64)retval != 0/ {{
-  @it[tid]++; @itw[tid]++;
-  if (@ok[tid]) {{
-    $vma = ((struct anon_vma_chain *)retval)->vma;
-    $ri = (struct {item} *)@item[tid];
-    $addr = $ri->address & ~(uint64)4095;
-    if ($addr < $vma->vm_start || $addr >= $vma->vm_end) {{
-      @sa[tid]++;
-    }} else {{
-      if ((((uint64)$ri->mm == (uint64)$vma->vm_mm) ? 1 : 0) == @pass[tid]) {{ @sm[tid]++; }}
-    }}
-  }}
-}}
+{iter_first}
+{iter_next}
 {cb_probes}
 {ent}:up_read /@t0[tid] && @lk[tid]/ {{
   $n = nsecs; $h = $n - @lk[tid]; @lk[tid] = 0;
   if ($h > @maxh[tid]) {{ @maxh[tid] = $h; }}
-  if (@ok[tid]) {{ $sa = (int64)@sa[tid]; $sm = (int64)@sm[tid]; }} else {{ $sa = -1; $sm = -1; }}
-  printf("%16s-%-7d [%03d] ..... %llu.%06llu: ksm_window: hold_ns=%llu iterations=%llu rmap_one=%llu skip_addr=%lld skip_mm=%lld walk=%llu window=%llu\\n", comm, tid, cpu, $n / 1000000000, ($n % 1000000000) / 1000, $h, @itw[tid], @onew[tid], $sa, $sm, @walks[tid], @win[tid]);
+  if (@ok[tid]) {{
+    printf("%16s-%-7d [%03d] ..... %llu.%06llu: ksm_window: hold_ns=%llu iterations=%llu rmap_one=%llu skip_addr=%llu skip_mm=%llu walk=%llu window=%llu\\n", comm, tid, cpu, $n / 1000000000, ($n % 1000000000) / 1000, $h, @itw[tid], @onew[tid], @sa[tid], @sm[tid], @walks[tid], @win[tid]);
+  }} else {{
+    printf("%16s-%-7d [%03d] ..... %llu.%06llu: ksm_window: hold_ns=%llu iterations=%llu rmap_one=%llu walk=%llu window=%llu\\n", comm, tid, cpu, $n / 1000000000, ($n % 1000000000) / 1000, $h, @itw[tid], @onew[tid], @walks[tid], @win[tid]);
+  }}
 }}
 {ret}:rmap_walk_ksm /@t0[tid]/ {{
   $n = nsecs;

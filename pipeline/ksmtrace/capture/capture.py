@@ -519,8 +519,7 @@ class Capture:
         missing = []
         for f in funcs[1:]:  # one name per write: an unknown name fails its write only
             try:
-                with open(t / "set_ftrace_filter", "a") as fh:
-                    fh.write(f + "\n")
+                env.append(t / "set_ftrace_filter", f)
             except OSError:
                 missing.append(f)
         env.write(t / "max_graph_depth", 0)
@@ -587,21 +586,20 @@ class Capture:
                 pass
             for d in reversed(added):
                 try:
-                    with open(kp, "a") as f:
-                        f.write("-:" + d.split()[0].split(":", 1)[1] + "\n")
+                    env.append(kp, "-:" + d.split()[0].split(":", 1)[1])
                 except OSError as e:
                     probs.append(f"cannot remove kprobe {d.split()[0]}: {e.strerror}")
             return probs
         self.cleanups.append(remove)
         for d in kprobe_defs():
             try:
-                with open(kp, "a") as f:
-                    f.write(d + "\n")
+                env.append(kp, d)
                 added.append(d)
             except OSError as e:
                 self.meta.setdefault("probe_errors", []).append(f"{d}: {e.strerror}")
         if not added:
-            raise env.MethodUnavailable("no kprobe could be placed (see probe_errors in the sidecar)")
+            raise env.MethodUnavailable("no kprobe could be placed (first: "
+                                        f"{self.meta.get('probe_errors', ['?'])[0]})")
         self.meta["probes"] = added
         self._instance_capture(t, ("ksmp",) + tracefs.STOCK_EVENTS[5:], stacktrace=True)
         self.meta["kprobe_profile"] = (env.read(t / "kprobe_profile") or "").splitlines()
@@ -645,8 +643,10 @@ class Capture:
                     break
                 time.sleep(0.5)
             if bp.poll() is not None:
-                msg = err.read_bytes().decode(errors="replace").strip().splitlines()
-                raise env.MethodUnavailable("bpftrace failed: " + (msg[-1] if msg else f"exit {bp.returncode}"))
+                msg = [ln for ln in err.read_bytes().decode(errors="replace").splitlines() if ln.strip()]
+                first = next((ln for ln in msg if "ERROR" in ln or "FATAL" in ln), msg[-1] if msg else "")
+                raise env.MethodUnavailable(f"bpftrace failed ({script.name} kept): "
+                                            + (first.strip() or f"exit {bp.returncode}"))
             self.meta["command_exit"] = self._spawn(self._workload())
             self.proc = None
             stop()

@@ -181,8 +181,7 @@ class SavedState:
                 f.write("")
             lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
             for ln in lines:
-                with open(p, "a") as f:
-                    f.write(ln + "\n")
+                env.append(p, ln)
             return
         if name in ("buffer_size_kb", "buffer_total_size_kb"):
             env.write(p, buffer_size_value(text))
