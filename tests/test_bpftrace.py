@@ -49,7 +49,7 @@ def test_output_lines_ingest_as_counters(tmp_path):
     win_split = next(f for f in fmts if "ksm_window" in f and "skip_addr" in f)
     win_plain = next(f for f in fmts if "ksm_window" in f and "skip_addr" not in f)
     walk = next(f for f in fmts if "ksm_walk" in f and "cb=remove_migration_pte" in f)
-    lines = ["Attaching 17 probes...\n",
+    lines = ["Attaching 17 probes...\n", bt.ATTACHED + "\n",
              _render(win_split, "ksm_rmap_repro", 263, 1, 1234, 500000, 81234, 201, 1, 199, 1, 1, 1),
              _render(win_split, "ksm_rmap_repro", 263, 1, 1234, 600000, 80000, 201, 0, 200, 1, 1, 2),
              _render(win_plain, "ksm_rmap_repro", 263, 1, 1234, 700000, 79000, 201, 1, 1, 3),
@@ -78,7 +78,7 @@ def test_print_recipe_carries_the_program():
     r = run_cli_inproc("capture", "--print", "--method", "function-graph")
     assert r.code == 0
     assert "kfunc:rmap_walk_ksm" in r.out and "ksm_window: hold_ns=" in r.out
-    assert 'bpftrace ksm_windows.bt > "$OUT"' in r.out
+    assert 'bpftrace ksm_windows.bt > "$OUT.bpftrace.txt"' in r.out and bt.ATTACHED in r.out
 
 
 @pytest.mark.parametrize("kernel, names", [("6.1.0-57-amd64", ("rmap_item", "stable_node")),

@@ -29,6 +29,8 @@ import subprocess
 from . import env
 
 HLIST_OFFSET = 48
+#: printed by BEGIN, which runs once every probe is attached: start the workload after it
+ATTACHED = "ksmtrace-bpftrace: attached"
 #: rmap_one callbacks probed (the ones missing from a kernel are left out when the program is built)
 CALLBACKS = ("try_to_migrate_one", "remove_migration_pte", "try_to_unmap_one", "folio_referenced_one",
              "page_idle_clear_pte_refs_one")
@@ -104,6 +106,7 @@ def program(version: tuple[int, int] | None = (0, 17), kernel: str | None = None
     return f"""\
 // ksmtrace: rmap_walk_ksm lock windows counted in the kernel (evidence e). Generated for bpftrace
 // {'>= 0.20' if new else '0.17-0.19'} and struct {item}; see ksmtrace/capture/bpftrace.py.
+BEGIN {{ printf("{ATTACHED}\\n"); }}
 {ent}:rmap_walk_ksm /@t0[tid] == 0{only}/ {{
   @t0[tid] = nsecs; @walks[tid]++;
   @node[tid] = (uint64){arg}folio->mapping & ~(uint64)3;
@@ -148,8 +151,9 @@ cat > ksm_windows.bt <<'BT'
 {prog}BT
 # bpftrace >= 0.20 spells the probes fentry:/fexit: and arguments args.x; kernels >= 6.2 name the structs
 # ksm_rmap_item / ksm_stable_node: 'ksmtrace capture --method bpftrace' writes the right variant. E.g.:
-#   {prog20.splitlines()[2]}
-bpftrace ksm_windows.bt > "$OUT" & BT=$!
-sleep 5                                         # attaching takes a while (a minute under QEMU TCG)
+#   {prog20.splitlines()[3]}
+bpftrace ksm_windows.bt > "$OUT.bpftrace.txt" & BT=$!
+# BEGIN prints the line below once every probe is attached (that takes a minute under QEMU TCG)
+until grep -q '{ATTACHED}' "$OUT.bpftrace.txt" 2>/dev/null; do kill -0 $BT || break; sleep 1; done
 $W; kill -INT $BT; wait $BT
 """

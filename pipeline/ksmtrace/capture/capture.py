@@ -635,9 +635,8 @@ class Capture:
                         bp.wait()
                 return []
             self.cleanups.append(stop)
-            # bpftrace prints "Attaching N probes..." before attaching; BEGIN is absent, so wait for the probes
-            # to show up as BPF links (attaching all trampolines takes up to a minute under QEMU TCG)
-            deadline = time.monotonic() + 300
+            # wait for BEGIN's line (attaching all trampolines takes up to a minute under QEMU TCG)
+            deadline = time.monotonic() + 600
             while bp.poll() is None and time.monotonic() < deadline:
                 if _bpftrace_attached(bp.pid, self.out):
                     break
@@ -657,27 +656,14 @@ class Capture:
 
 
 def _bpftrace_attached(pid: int, out: Path) -> bool:
-    """True once bpftrace holds a BPF link for every kfunc/fentry probe: it prints "Attaching N probes..."
-    first (N counts END, which is no link), then attaches them one by one."""
+    """True once the program's BEGIN probe printed its line: bpftrace runs BEGIN after attaching every probe."""
+    from .bpftrace import ATTACHED
+
     try:
         with open(out, "rb") as f:
-            head = f.read(200).decode(errors="replace")
+            return ATTACHED.encode() in f.read(4096)
     except OSError:
         return False
-    m = re.search(r"Attaching (\d+) probes?", head)
-    if not m:
-        return False
-    n = 0
-    try:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                if os.readlink(fd) == "anon_inode:bpf_link":
-                    n += 1
-            except OSError:
-                pass
-    except OSError:
-        return False
-    return n >= int(m.group(1)) - 1
 
 
 def count_ksm_walk_events(path: Path) -> int:

@@ -98,7 +98,7 @@ TRACECMD = """\
 trace-cmd record -p function_graph -g rmap_walk_ksm -l rmap_walk_ksm -l down_read_trylock -l down_read \\
     -l up_read -l anon_vma_interval_tree_iter_first -l anon_vma_interval_tree_iter_next \\
     -l try_to_migrate_one -l remove_migration_pte -O funcgraph-tail -o "$OUT.dat" -- $W
-trace-cmd report -t -i "$OUT.dat" > "$OUT"
+trace-cmd report -t -i "$OUT.dat" > "$OUT.trace-cmd.txt"
 """
 
 KPROBES = """\
