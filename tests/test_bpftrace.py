@@ -19,7 +19,8 @@ def _probes(prog: str) -> list[str]:
 def test_spelling_per_version_and_kernel():
     old = bt.program((0, 17), "6.1.0-57-amd64")
     assert "kfunc:rmap_walk_ksm" in old and "args->folio" in old and "fentry:" not in old
-    assert "struct rmap_item *" in old and "struct stable_node *" in old
+    assert "struct ksm_rmap_item *" in old and "struct ksm_stable_node *" in old
+    assert "struct rmap_item *" in bt.program((0, 17), "6.0.19")
     new = bt.program((0, 21), "6.12.1")
     assert "fentry:rmap_walk_ksm" in new and "args.folio" in new and "kfunc:" not in new
     assert "struct ksm_rmap_item *" in new and "struct ksm_stable_node *" in new
@@ -81,8 +82,8 @@ def test_print_recipe_carries_the_program():
     assert 'bpftrace ksm_windows.bt > "$OUT.bpftrace.txt"' in r.out and bt.ATTACHED in r.out
 
 
-@pytest.mark.parametrize("kernel, names", [("6.1.0-57-amd64", ("rmap_item", "stable_node")),
-                                           ("6.2.0", ("ksm_rmap_item", "ksm_stable_node")),
+@pytest.mark.parametrize("kernel, names", [("6.0.19", ("rmap_item", "stable_node")),
+                                           ("6.1.0-57-amd64", ("ksm_rmap_item", "ksm_stable_node")),
                                            ("6.18.44-fc", ("ksm_rmap_item", "ksm_stable_node"))])
 def test_struct_names(kernel, names):
     assert bt.struct_names(kernel) == names

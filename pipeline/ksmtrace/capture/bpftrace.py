@@ -49,10 +49,11 @@ def bpftrace_version(exe: str | None = None) -> tuple[int, int] | None:
 
 
 def struct_names(kernel: str | None = None) -> tuple[str, str]:
-    """(rmap item, stable node) struct names: ksm_rmap_item / ksm_stable_node from 6.2 on."""
+    """(rmap item, stable node) struct names: ksm_rmap_item / ksm_stable_node from 6.1 on (the ksm_ prefix was
+    added in the 6.1 merge window; Debian's 6.1 BTF has no struct stable_node)."""
     rel = kernel or env.kernel_release()
     m = re.match(r"(\d+)\.(\d+)", rel)
-    old = bool(m) and (int(m.group(1)), int(m.group(2))) < (6, 2)
+    old = bool(m) and (int(m.group(1)), int(m.group(2))) < (6, 1)
     return ("rmap_item", "stable_node") if old else ("ksm_rmap_item", "ksm_stable_node")
 
 
@@ -143,14 +144,14 @@ END {{ {clears} }}
 def recipe() -> str:
     """The ``capture --print`` section: the same program, written out and run as printed."""
     prog = program((0, 17), kernel="6.1")
-    prog20 = program((0, 20), kernel="6.2")
+    prog20 = program((0, 20), kernel="6.12")
     return f"""\
 ## bpftrace counters (evidence e; needs BPF trampolines and BTF: /sys/kernel/btf/vmlinux). One counter line
-## per lock window at any layout size. bpftrace 0.17-0.19 (Debian 12) and kernels before 6.2 (struct rmap_item):
+## per lock window at any layout size. bpftrace 0.17-0.19 (Debian 12); kernels >= 6.1 (struct ksm_rmap_item):
 cat > ksm_windows.bt <<'BT'
 {prog}BT
-# bpftrace >= 0.20 spells the probes fentry:/fexit: and arguments args.x; kernels >= 6.2 name the structs
-# ksm_rmap_item / ksm_stable_node: 'ksmtrace capture --method bpftrace' writes the right variant. E.g.:
+# bpftrace >= 0.20 spells the probes fentry:/fexit: and arguments args.x; kernels before 6.1 name the structs
+# rmap_item / stable_node: 'ksmtrace capture --method bpftrace' writes the right variant. E.g.:
 #   {prog20.splitlines()[3]}
 bpftrace ksm_windows.bt > "$OUT.bpftrace.txt" & BT=$!
 # BEGIN prints the line below once every probe is attached (that takes a minute under QEMU TCG)

@@ -140,6 +140,19 @@ def region_vmas(pid: int | str, start: int, end: int) -> tuple[int, int]:
     return inside, total
 
 
+def region_neighbours(pid: int | str, start: int, end: int) -> list[str]:
+    """The /proc/PID/maps lines just below and just above the region (what could share its anon_vma)."""
+    below = above = None
+    with open(env.PATHS.proc / str(pid) / "maps") as f:
+        for line in f:
+            a, b = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
+            if b <= start:
+                below = line.rstrip("\n")
+            elif a >= end and above is None:
+                above = line.rstrip("\n")
+    return [x for x in (below, above) if x]
+
+
 def region_pfns(start: int, pages: int, pid: int | str = "self") -> list[int]:
     """PFN of every page of the region (0 when not present; PFNs read as 0 without root)."""
     with open(env.PATHS.proc / str(pid) / "pagemap", "rb") as f:
@@ -212,6 +225,7 @@ class ReproResult:
     ksm_pages_moved: int | None = None
     pages_moved: int | None = None
     trigger_seconds: float = 0.0
+    neighbours: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -400,6 +414,7 @@ class Repro:
         r.ksm_pages_expected = -(-o.pages // max(r.max_page_sharing, 1))
         r.vmas_in_region, r.maps_total = region_vmas("self", self.base, self.base + self.size)
         r.anon_vma_vmas = r.vmas_in_region * (1 + len(self.children))
+        r.neighbours = region_neighbours("self", self.base, self.base + self.size)
         self.say(f"repro: merged: ksm_merging_pages {r.ksm_merging_pages}/{o.pages} ksm_rmap_items "
                  f"{r.ksm_rmap_items} KSM pages (K) {r.ksm_pages} (expected ~{r.ksm_pages_expected}) "
                  f"in {r.merge_seconds:.1f} s")
