@@ -125,7 +125,7 @@ BEGIN {{ printf("{ATTACHED}\\n"); }}
 {cb_probes}
 {ent}:up_read /@t0[tid] && @lk[tid]/ {{
   $n = nsecs; $h = $n - @lk[tid]; @lk[tid] = 0;
-  if ($h > @maxh[tid]) {{ @maxh[tid] = $h; }}
+  if ((int64)$h > @maxh[tid]) {{ @maxh[tid] = (int64)$h; }}
   if (@ok[tid]) {{
     printf("%16s-%-7d [%03d] ..... %llu.%06llu: ksm_window: hold_ns=%llu iterations=%llu rmap_one=%llu skip_addr=%llu skip_mm=%llu walk=%llu window=%llu\\n", comm, tid, cpu, $n / 1000000000, ($n % 1000000000) / 1000, $h, @itw[tid], @onew[tid], @sa[tid], @sm[tid], @walks[tid], @win[tid]);
   }} else {{

@@ -614,7 +614,11 @@ class Capture:
         if not env.PATHS.btf.exists():
             raise env.MethodUnavailable(f"bpftrace counting needs BTF ({env.PATHS.btf}; CONFIG_DEBUG_INFO_BTF)")
         version = bt.bpftrace_version(exe)
-        prog = bt.program(version, env.kernel_release())
+        # kfunc needs each function traceable (and in BTF): keep the rmap_one callbacks this kernel has
+        traceable = _traceable_functions(t, bt.CALLBACKS)
+        cbs = tuple(c for c in bt.CALLBACKS if c in traceable) if traceable else bt.CALLBACKS
+        self.meta["not_traceable"] = [c for c in bt.CALLBACKS if c not in cbs]
+        prog = bt.program(version, env.kernel_release(), callbacks=cbs)
         script = self.out.with_name(self.out.name + ".bt")
         script.write_text(prog)
         self.meta["bpftrace_version"] = ".".join(map(str, version)) if version else None
@@ -653,6 +657,20 @@ class Capture:
         self.meta["bpftrace_stderr"] = err.read_bytes().decode(errors="replace").splitlines()[-20:]
         err.unlink(missing_ok=True)
         self._check_interrupt()
+
+
+def _traceable_functions(t: Path, wanted: tuple[str, ...]) -> set[str]:
+    """Which of ``wanted`` are listed in available_filter_functions (empty set when it cannot be read)."""
+    want, found = set(wanted), set()
+    try:
+        with open(t / "available_filter_functions", "rb") as f:
+            for line in f:
+                name = line.split(None, 1)[0].decode(errors="replace") if line.strip() else ""
+                if name in want:
+                    found.add(name)
+    except OSError:
+        return set()
+    return found
 
 
 def _bpftrace_attached(pid: int, out: Path) -> bool:
