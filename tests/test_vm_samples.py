@@ -26,7 +26,7 @@ def _ingest(tmp_path, trace: Path):
     assert r.code == 0, r.err
     from ksmtrace import api
 
-    runs = api.sql("SELECT n_malformed, evidence FROM runs", store)
+    runs = api.sql("SELECT n_malformed FROM runs", store)
     return store, api, runs
 
 
