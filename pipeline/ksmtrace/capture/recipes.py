@@ -29,7 +29,7 @@ EVENTS = """\
 I=$T/instances/ksmtrace; mkdir $I
 echo {buffer_kb} > $I/buffer_size_kb
 for e in {events}; do
-  echo 1 > $I/events/$e/enable
+  if [ -e $I/events/$e/enable ]; then echo 1 > $I/events/$e/enable; else echo "no event $e here"; fi
 done
 echo 0 > $I/options/hash-ptr                   # real pointers (joinable with perf data)
 {filters}# stacks of rwsem waits: flags & 2 = READ (walkers' slow path), & 4 = WRITE (the writers stuck behind a walker)
