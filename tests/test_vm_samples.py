@@ -42,7 +42,10 @@ def test_sample_is_what_its_layout_dictates(trace, tmp_path):
     store, api, runs = _ingest(tmp_path, trace)
     assert int(runs["n_malformed"].sum()) == 0
     assert meta["kernel"].startswith("6.1.") and meta.get("lost_events", 0) == 0
-    items = repro["ksm_rmap_items"] // repro["ksm_pages"]      # rmap_items per KSM page (pages <= 256 * K)
+    # rmap_items of the walked KSM page: the region pages mapping it (recorded by repro; older sidecars: the
+    # first KSM page of the region fills up to max_page_sharing)
+    moved = repro.get("moved_page_mappings")
+    items = moved[0] if moved else min(repro["max_page_sharing"], repro["pages"])
     vmas = repro["anon_vma_vmas"]
     w = api.sql("SELECT * FROM walks WHERE complete ORDER BY start_ns", store)
     assert len(w) >= 2, "a move makes a try_to_migrate and a remove_migration_ptes walk per KSM page"

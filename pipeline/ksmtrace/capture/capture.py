@@ -633,7 +633,7 @@ class Capture:
                 if bp.poll() is None:
                     bp.send_signal(signal.SIGINT)
                     try:
-                        bp.wait(timeout=120)
+                        bp.wait(timeout=600)   # END and exit take minutes under TCG at 20,000 VMAs
                     except subprocess.TimeoutExpired:
                         bp.kill()
                         bp.wait()

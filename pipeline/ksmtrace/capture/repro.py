@@ -227,6 +227,7 @@ class ReproResult:
     pages_moved: int | None = None
     trigger_seconds: float = 0.0
     neighbours: list[str] = field(default_factory=list)
+    moved_page_mappings: list[int] = field(default_factory=list)   # region pages mapping each moved KSM page
     notes: list[str] = field(default_factory=list)
 
 
@@ -561,6 +562,8 @@ class Repro:
         r.pages_moved = sum(1 for i in range(n) if status[i] == want[i])
         after = region_pfns(self.base, self.o.pages)
         r.ksm_pages_moved = len({before[i] for i in idx} - set(after))
+        count = Counter(before)
+        r.moved_page_mappings = [count[before[i]] for i in idx]
         moves = sorted({(c, w) for c, w in zip(cur, want) if c >= 0})
         self.say(f"repro: move_pages {', '.join(f'node {c} -> {w}' for c, w in moves) or 'to node ' + str(want[0])}: "
                  f"{r.ksm_pages_moved} of {n} KSM pages moved (of {len(shared)})")
