@@ -143,8 +143,11 @@ END {{ {clears} }}
 
 def recipe() -> str:
     """The ``capture --print`` section: the same program, written out and run as printed."""
-    prog = program((0, 17), kernel="6.1")
-    prog20 = program((0, 20), kernel="6.12")
+    # page_idle_clear_pte_refs_one exists only with CONFIG_IDLE_PAGE_TRACKING (Debian's 6.1 lacks it), and
+    # bpftrace refuses the whole program over one missing function: the printed program leaves it out
+    cbs = tuple(c for c in CALLBACKS if c != "page_idle_clear_pte_refs_one")
+    prog = program((0, 17), kernel="6.1", callbacks=cbs)
+    prog20 = program((0, 20), kernel="6.12", callbacks=cbs)
     return f"""\
 ## bpftrace counters (evidence e; needs BPF trampolines and BTF: /sys/kernel/btf/vmlinux). One counter line
 ## per lock window at any layout size. bpftrace 0.17-0.19 (Debian 12); kernels >= 6.1 (struct ksm_rmap_item):
