@@ -7,13 +7,18 @@ The Python API (``ksmtrace.api``) mirrors the command line::
     api.sql("SELECT label, count(*) FROM walks GROUP BY ALL", store="data")
 
 (``ksmtrace.ingest`` is the package of input-format parsers, hence ``api.ingest``.)
+
+``import ksmtrace`` itself is light: ``api`` (duckdb, pandas, pyarrow) is imported on first use, so the
+``ksmtrace`` command can install its Ctrl-C handling before those heavy imports.
 """
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
+__all__ = ["api", "connect", "runs", "sql", "__version__"]
 
-def __getattr__(name):
-    # api (duckdb, pandas, polars) is imported on first use: commands that never touch the store, such as
-    # repro and capture inside a QEMU guest (10-30x slower), start without that second of imports
+
+def __getattr__(name: str):
     if name in ("api", "connect", "runs", "sql"):
         import importlib
 
