@@ -107,6 +107,8 @@ KPROBES = """\
 # The iterator returns fetch the returned chain's VMA (anon_vma_chain.vma, offset 0) bounds (vm_start, vm_end
 # at offsets 0 and 8 of vm_area_struct) for the address-skip split.
 cd $T
+OLD_KB=$(sed 's/.*expanded: *\\([0-9]*\\).*/\\1/; s/ .*//' buffer_size_kb)
+echo {buffer_kb} > buffer_size_kb              # the lock probes fire system-wide: the default buffer overflows
 {kprobe_lines}
 echo 1 > events/ksmp/enable
 echo 1 > tracing_on; $W
@@ -115,6 +117,7 @@ echo 0 > tracing_on
 cat trace > "$OUT"
 cat kprobe_profile > "$OUT.kprobe_profile.txt"   # hits and MISSES per probe: keep with the trace
 echo 0 > events/ksmp/enable; for p in $(awk '/^[pr]:ksmp/ {{print $1}}' kprobe_events); do echo "-:${{p#*:}}" >> kprobe_events; done
+echo $OLD_KB > buffer_size_kb
 # fprobes with BTF argument names (recent kernels with CONFIG_FPROBE_EVENTS), instead of the kprobes:
 #   echo 'f:ksmp/walk rmap_walk_ksm folio rmap_one=rwc->rmap_one:symbol' >> dynamic_events
 #   echo 'f:ksmp/walk_ret rmap_walk_ksm%return'                          >> dynamic_events
