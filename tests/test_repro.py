@@ -148,7 +148,7 @@ def test_sigint_reaps_children_and_restores_knobs():
             assert time.monotonic() < deadline
         assert len(children) == 2
         assert all(os.path.exists(f"/proc/{c}") for c in children)
-        assert knob_snapshot()["run"].strip() == "1"
+        assert knob_snapshot()["run"].strip() == "0"      # ksmd paused (merged pages kept) for the trigger
         p.send_signal(signal.SIGINT)
         rc = p.wait(timeout=60)
     finally:
@@ -160,3 +160,32 @@ def test_sigint_reaps_children_and_restores_knobs():
     assert "interrupted" in err and "Traceback" not in err
     assert not any(os.path.exists(f"/proc/{c}") for c in children)
     assert knob_snapshot() == before
+
+
+def test_merged_pages_from_page_tables():
+    """Merge detection that holds on 6.1 (no ksm_merging_pages in /proc/PID/ksm_stat) and current kernels:
+    pages sharing a PFN are merged; a page alone on its PFN counts when /proc/kpageflags flags it KSM."""
+    import io
+    import struct
+
+    from ksmtrace.capture.repro import KPF_KSM, merged_pages
+
+    flags = bytearray(8 * 64)
+    struct.pack_into("<Q", flags, 8 * 40, 1 << KPF_KSM)        # PFN 40: a KSM page mapped once
+    struct.pack_into("<Q", flags, 8 * 41, 1 << 5)              # PFN 41: an ordinary page (LRU bit)
+    kpf = io.BytesIO(bytes(flags))
+    assert merged_pages([7, 7, 7, 9, 9, 41], kpf) == 5
+    assert merged_pages([7, 7, 40, 41], kpf) == 3
+    assert merged_pages([], kpf) == 0
+    with pytest.raises(OSError):
+        merged_pages([0, 0, 0], kpf)                            # PFNs hidden (not root)
+
+
+def test_move_target_is_another_node():
+    from ksmtrace.capture import env
+    from ksmtrace.capture.repro import pick_target
+
+    assert pick_target(0, [0, 1]) == 1 and pick_target(1, [0, 1]) == 0
+    assert pick_target(1, [0, 1, 2]) == 2 and pick_target(-14, [0, 1]) == 0
+    with pytest.raises(env.MethodUnavailable):
+        pick_target(0, [0])

@@ -100,6 +100,17 @@ def write(path: Path, value: str | int) -> None:
         raise CaptureError(f"cannot write {value!r} to {path}: {e.strerror or e}") from None
 
 
+def append(path: Path, line: str) -> None:
+    """Add one line to a tracefs list file (kprobe_events, set_ftrace_filter...) with O_APPEND and no seek:
+    Python's open(..., "a") seeks to the end, which kprobe_events refuses (EINVAL) when opened write-only.
+    Raises OSError (the kernel's answer to that one line)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (line.rstrip("\n") + "\n").encode())
+    finally:
+        os.close(fd)
+
+
 # --------------------------------------------------------------------------- system facts
 def kernel_release() -> str:
     return platform.release()

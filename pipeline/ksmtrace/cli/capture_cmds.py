@@ -35,6 +35,8 @@ def repro(
     pages_to_scan: int = typer.Option(5000, "--pages-to-scan", help="KSM pages_to_scan while merging (restored)."),
     sleep_ms: int = typer.Option(10, "--sleep-ms", help="KSM sleep_millisecs while merging (restored)."),
     merge_timeout: float = typer.Option(180.0, "--merge-timeout", help="Seconds to wait for KSM merging."),
+    move_ksm_pages: Optional[int] = typer.Option(None, "--move-ksm-pages", help="With --trigger move-pages: "
+                                                 "move only the first N KSM pages (default: all)."),
     addr: Optional[str] = typer.Option(None, "--addr", help="Map the region at this address (e.g. 0x600000000000), "
                                        "so a capture can filter on it."),
 ) -> None:
@@ -48,7 +50,7 @@ def repro(
 
     opts = r.ReproOptions(vmas=vmas, pages=pages, forks=forks, trigger=trigger, hold=hold,
                           compact_passes=compact_passes, attempts=attempts, pages_to_scan=pages_to_scan, sleep_millisecs=sleep_ms,
-                          merge_timeout=merge_timeout, addr=_int_auto(addr, "--addr"))
+                          merge_timeout=merge_timeout, move_ksm_pages=move_ksm_pages, addr=_int_auto(addr, "--addr"))
     r.run(opts)
 
 
@@ -66,7 +68,8 @@ def doctor(
 def capture(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Trace text file to write (FILE.meta.json "
                                        "beside it records provenance)."),
-    method: str = typer.Option("auto", "--method", "-m", help="auto, rmap-tracepoints, function-graph, kprobes, "
+    method: str = typer.Option("auto", "--method", "-m", help="auto, rmap-tracepoints, function-graph, "
+                               "function-graph-locks, kprobes, "
                                "perf-callchain or events."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds to record when no COMMAND "
                                              "is given."),
@@ -76,7 +79,8 @@ def capture(
                                    "the text."),
     filter_addr: Optional[str] = typer.Option(None, "--filter-addr", help="START-END: record only migration "
                                               "PTE events of this address range."),
-    buffer_kb: int = typer.Option(16384, "--buffer-kb", help="tracefs buffer per CPU (KiB)."),
+    buffer_kb: Optional[int] = typer.Option(None, "--buffer-kb", help="tracefs buffer per CPU (KiB); default: sized "
+                                            "for the repro layout (function-graph), else 16384."),
     command: Optional[List[str]] = typer.Argument(None, help="Workload to run while recording (after --)."),
 ) -> None:
     """Record a trace ksmtrace ingests, with the best method this kernel offers (needs root).
