@@ -1,7 +1,9 @@
 """ksmtrace capture: record a trace with the best method the kernel offers, then restore everything.
 
 Methods (kernel.md §6): ``rmap-tracepoints`` (a), ``function-graph`` (b), ``kprobes`` (c),
-``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains).
+``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains),
+``counters`` (e: the per-lock-window counter lines an instrumented kernel writes with trace_printk, e.g.
+kernel/patches/counters.patch, plus the stock events, from the top-level buffer).
 The trace text goes to ``--out``; provenance to ``OUT.meta.json``. An interrupted capture keeps
 what it recorded as ``NAME.partial.EXT`` with ``"partial": true`` in its sidecar.
 """
@@ -21,7 +23,10 @@ from typing import Any
 
 from . import doctor, env, recipes, tracefs
 
-METHODS = ("auto", "rmap-tracepoints", "function-graph", "kprobes", "perf-callchain", "events")
+METHODS = ("auto", "counters", "rmap-tracepoints", "function-graph", "kprobes", "perf-callchain", "events")
+#: keys of a counter line (queries/11_scan.sql, class 6); a trace_printk format holding one of them in
+#: printk_formats means the kernel is instrumented
+COUNTER_KEYS = ("hold_ns=", "Time_ms=", "iterations=", "Nr_iteration_total=")
 PERF_EVENTS = ("migrate:set_migration_pte", "migrate:remove_migration_pte", "migrate:mm_migrate_pages_start",
                "migrate:mm_migrate_pages", "compaction:mm_compaction_begin", "compaction:mm_compaction_end",
                "lock:contention_begin", "lock:contention_end")
@@ -196,8 +201,11 @@ class Capture:
         ev = doctor.evidence(info)
         ok = {doctor.METHOD_OF[k]: ev[k]["available"] for k in doctor.METHOD_OF}
         ok["events"] = bool(info["tracefs"]["events"].get("migrate"))
+        ok["counters"] = bool(counter_formats(t))
         self.meta["evidence_available"] = {k: v["available"] for k, v in ev.items()}
         if self.o.method == "auto":
+            if ok["counters"]:  # an instrumented kernel: exact per-window counters beat every inference
+                return "counters"
             for m in doctor.METHOD_ORDER:
                 if ok.get(m):
                     return m
@@ -206,7 +214,9 @@ class Capture:
         if not ok.get(self.o.method):
             avail = [m for m in doctor.METHOD_ORDER if ok.get(m)]
             key = next((k for k, m in doctor.METHOD_OF.items() if m == self.o.method), None)
-            why = ev[key]["why"] if key else "no migrate:* events"
+            why = (ev[key]["why"] if key else "no trace_printk counter format in printk_formats (not an "
+                   "instrumented kernel: see kernel/patches/counters.patch)" if self.o.method == "counters"
+                   else "no migrate:* events")
             raise env.MethodUnavailable(f"method {self.o.method} is not available on this kernel ({why}); "
                                         f"available: {', '.join(avail) or 'none'}"
                                         + (f"; try --method {avail[0]}" if avail else ""))
@@ -383,6 +393,43 @@ class Capture:
     def _run_rmap_tracepoints(self, t: Path) -> None:
         self._instance_capture(t, tracefs.RMAP_EVENTS + tracefs.STOCK_EVENTS)
 
+    def _run_counters(self, t: Path) -> None:
+        """trace_printk writes only into the top-level buffer: nop tracer there, the stock events beside
+        the counter lines (they place the walks among migrations), no overwrite (losses are counted in
+        the header's entries-in-buffer/entries-written and in per_cpu stats, not silently overwritten)."""
+        events = [e for e in tracefs.STOCK_EVENTS if (t / "events" / e / "enable").exists()]
+        st = tracefs.SavedState(t)
+        st.save("tracing_on", "current_tracer", "buffer_size_kb", "options/overwrite", "options/hash-ptr",
+                *[f"events/{e}/enable" for e in events])
+        self.cleanups.append(st.restore)
+        env.write(t / "tracing_on", 0)
+        env.write(t / "current_tracer", "nop")
+        env.write(t / "buffer_size_kb", self.o.buffer_kb)
+        for o, v in (("overwrite", 0), ("hash-ptr", 0)):
+            if (t / "options" / o).exists():
+                env.write(t / "options" / o, v)
+        for e in events:
+            env.write(t / "events" / e / "enable", 1)
+        self.meta["events"] = ["trace_printk:" + f for f in counter_formats(t)] + events
+        self.meta["tracefs_options"] = {"overwrite": 0, "hash-ptr": 0, "buffer_size_kb": self.o.buffer_kb}
+        env.write(t / "trace", "")
+        env.write(t / "tracing_on", 1)
+        try:
+            self.meta["command_exit"] = self._spawn(self._workload())
+            self.proc = None
+        finally:
+            env.write(t / "tracing_on", 0)
+            with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
+                while b := src.read(1 << 20):
+                    dst.write(b)
+            stats = self.out.with_name(self.out.name + ".bufstats.txt")
+            stats.write_text(_cpu_stats(t))
+            self.meta["bufstats"] = str(stats)
+            self.meta["overrun"] = _overruns(stats.read_text())
+            for e in events:
+                env.write(t / "events" / e / "enable", 0)
+        self._check_interrupt()
+
     def _run_function_graph(self, t: Path) -> None:
         st = tracefs.SavedState(t)
         st.save("tracing_on", "current_tracer", "set_graph_function", "set_ftrace_filter", "max_graph_depth",
@@ -454,6 +501,23 @@ class Capture:
         self.meta["probes"] = added
         self._instance_capture(t, ("ksmp",) + tracefs.STOCK_EVENTS[5:], stacktrace=True)
         self.meta["kprobe_profile"] = (env.read(t / "kprobe_profile") or "").splitlines()
+
+
+def _cpu_stats(t: Path) -> str:
+    """per_cpu/cpuN/stats of the top-level buffer (overrun, dropped events)."""
+    cpus = sorted((t / "per_cpu").glob("cpu*"), key=lambda x: int(x.name[3:]) if x.name[3:].isdigit() else 0)
+    return "\n".join(f"== {c.name}\n{env.read(c / 'stats') or ''}" for c in cpus) + "\n"
+
+
+def counter_formats(t: Path) -> list[str]:
+    """The trace_printk formats in ``printk_formats`` that write counter lines (an instrumented kernel)."""
+    text = env.read(t / "printk_formats") or ""
+    out = []
+    for line in text.splitlines():
+        fmt = line.split(" : ", 1)[-1].strip().strip('"')
+        if any(k in fmt for k in COUNTER_KEYS):
+            out.append(fmt.replace("\\n", "").strip())
+    return out
 
 
 def count_ksm_walk_events(path: Path) -> int:
