@@ -157,9 +157,10 @@ def test_options_are_checked_before_any_boot(images, tmp_path):
 def test_order_and_guest_command():
     assert order(3) == [("before", 1), ("after", 1), ("before", 2), ("after", 2), ("before", 3), ("after", 3)]
     cmd = guest_command(AbOptions("a", "b", vmas=500, forks=2, method="counters", pages=900), Path("/o/t.txt"))
-    assert cmd == ["ksmtrace", "capture", "--out", "/o/t.txt", "--method", "counters", "--buffer-kb", "65536",
-                   "--", "ksmtrace", "repro", "--vmas", "500", "--trigger", "move-pages", "--pages", "900",
-                   "--forks", "2"]
+    assert cmd == ["ksmtrace", "capture", "--out", "/o/t.txt", "--method", "counters", "--", "ksmtrace", "repro",
+                   "--vmas", "500", "--trigger", "move-pages", "--pages", "900", "--forks", "2"]
+    cmd = guest_command(AbOptions("a", "b", buffer_kb=4096), Path("/o/t.txt"))
+    assert cmd[cmd.index("--buffer-kb") + 1] == "4096" and cmd.index("--buffer-kb") < cmd.index("--")
 
 
 def test_default_runs_make_the_run_the_unit_with_a_ci():

@@ -19,14 +19,15 @@ from conftest import ROOT, run_cli, run_cli_inproc
 # ------------------------------------------------------------------ --print (no root needed)
 @pytest.mark.parametrize("method, must", [
     ("perf-callchain", ["perf record -a -g", "-e migrate:set_migration_pte", "-e lock:contention_end",
-                        "--ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > split.txt", "--stack-skip 0"]),
+                        "--ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > \"$OUT\"",
+                        'OUT=$(realpath -m -- "split.txt")', "--stack-skip 0"]),
     ("function-graph", ["echo rmap_walk_ksm > set_graph_function", "options/funcgraph-abstime",
                         "trace-cmd record -p function_graph -g rmap_walk_ksm"]),
     ("kprobes", ["p:ksmp/rmap_walk_ksm rmap_walk_ksm", "r:ksmp/rmap_walk_ksm_ret", "kprobe_profile",
                  "f:ksmp/walk rmap_walk_ksm"]),
     ("rmap-tracepoints", ["events/rmap/enable", "perf record -a -g -e rmap:rmap_walk_start"]),
     ("events", ["options/hash-ptr", "instances/ksmtrace", "migrate/set_migration_pte",
-                "stacktrace if flags & 2", "per_cpu/cpu*"]),
+                "stacktrace if flags & 6", "per_cpu/cpu*"]),
 ])
 def test_print_recipe(method, must):
     r = run_cli_inproc("capture", "--print", "--method", method, "--out", "split.txt", "--",

@@ -159,7 +159,7 @@ def test_run_returns_exit_code_cwd_and_tail(fake):
     assert str(fake.work) in r.console_tail.splitlines() and "to-stderr" in r.console_tail
     assert lines[-2:] == [str(fake.work), "to-stderr"]
     argv = Path(fake.env["FAKE_VNG_LOG"]).read_text().splitlines()
-    assert argv[:3] == ["--run", str(fake.kernel), "--memory"] and "--disable-kvm" in argv
+    assert argv[:4] == ["--run", str(fake.kernel), "--user", "root"] and "--disable-kvm" in argv
     rw = [argv[i + 1] for i, a in enumerate(argv) if a == "--rwdir"]
     assert str(fake.work) in rw
     assert not [p for p in fake.tmp.glob("ksmtrace-vm-*")], "private status dir left behind"

@@ -58,7 +58,7 @@ class AbOptions:
     numa_nodes: int = 2
     kvm: str = "auto"
     timeout: float = 1800.0           # per boot, boot included
-    buffer_kb: int = 65536
+    buffer_kb: int | None = None      # capture --buffer-kb (default: capture's own sizing)
     page_type: str = "ksm"
     verbose: bool = False             # echo every guest line
 
@@ -133,8 +133,8 @@ def guest_command(opts: AbOptions, trace: Path) -> list[str]:
         repro += ["--pages", str(opts.pages)]
     if opts.forks:
         repro += ["--forks", str(opts.forks)]
-    return ["ksmtrace", "capture", "--out", str(trace), "--method", opts.method, "--buffer-kb",
-            str(opts.buffer_kb), "--", *repro]
+    buf = ["--buffer-kb", str(opts.buffer_kb)] if opts.buffer_kb else []
+    return ["ksmtrace", "capture", "--out", str(trace), "--method", opts.method, *buf, "--", *repro]
 
 
 def order(runs: int) -> list[tuple[str, int]]:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -23,7 +26,8 @@ from typing import Any
 
 from . import doctor, env, recipes, tracefs
 
-METHODS = ("auto", "counters", "rmap-tracepoints", "function-graph", "kprobes", "perf-callchain", "events")
+METHODS = ("auto", "counters", "rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "bpftrace",
+           "perf-callchain", "events")
 #: keys of a counter line (queries/11_scan.sql, class 6); a trace_printk format holding one of them in
 #: printk_formats means the kernel is instrumented
 COUNTER_KEYS = ("hold_ns=", "Time_ms=", "iterations=", "Nr_iteration_total=")
@@ -31,15 +35,110 @@ PERF_EVENTS = ("migrate:set_migration_pte", "migrate:remove_migration_pte", "mig
                "migrate:mm_migrate_pages", "compaction:mm_compaction_begin", "compaction:mm_compaction_end",
                "lock:contention_begin", "lock:contention_end")
 PERF_SCRIPT_FIELDS = "comm,pid,tid,cpu,time,event,trace,ip,sym"
-FG_FUNCS = ("rmap_walk_ksm", "down_read_trylock", "down_read", "up_read", "try_to_migrate_one",
-            "remove_migration_pte", "try_to_unmap_one", "folio_referenced_one", "page_idle_clear_pte_refs_one",
-            "damon_folio_mkold_one", "damon_folio_young_one", "folio_not_mapped", "page_not_mapped",
-            "invalid_folio_referenced_vma", "__cond_resched")
+FG_WALK = ("rmap_walk_ksm",)
+FG_LOCK = ("down_read_trylock", "down_read", "up_read")
+FG_ITER = ("anon_vma_interval_tree_iter_first", "anon_vma_interval_tree_iter_next")
+#: rmap_one callbacks (names differ between kernel versions: the ones a kernel lacks are skipped and listed)
+FG_RMAP_ONE = ("try_to_migrate_one", "remove_migration_pte", "try_to_unmap_one", "folio_referenced_one",
+               "page_idle_clear_pte_refs_one", "damon_folio_mkold_one", "damon_folio_young_one",
+               "invalid_folio_referenced_vma")
+#: function-graph: walk, lock, iterator and rmap_one functions (counts; the iterators inflate hold times)
+FG_FUNCS = FG_WALK + FG_LOCK + FG_ITER + FG_RMAP_ONE
+#: function-graph-locks: walk and lock functions only (hold times without per-iteration overhead)
+FG_LOCK_FUNCS = FG_WALK + FG_LOCK
 FG_OPTIONS = ("funcgraph-abstime", "funcgraph-proc", "funcgraph-tail", "funcgraph-retval", "funcgraph-retaddr")
-KPROBE_DEFS = ("p:ksmp/rmap_walk_ksm rmap_walk_ksm folio=%di rwc=%si", "r:ksmp/rmap_walk_ksm_ret rmap_walk_ksm",
-               "r:ksmp/rd_try_ret down_read_trylock ret=$retval", "r:ksmp/rd_slow_ret down_read",
-               "p:ksmp/rd_up up_read sem=%di", "p:ksmp/mig_one try_to_migrate_one",
-               "p:ksmp/rm_pte remove_migration_pte")
+FG_REQUIRED = ("funcgraph-abstime", "funcgraph-proc")
+#: bytes one traced call costs in the ring buffer (entry + return event with headers), for sizing it
+FG_BYTES_PER_CALL = 80
+#: stay below this share of MemAvailable for all per-CPU buffers together
+BUFFER_MEM_SHARE = 0.4
+DEFAULT_BUFFER_KB = 16384
+COUNTERS_BUFFER_KB = 65536   # counters: no overwrite, so room for every migration event beside the lines
+#: lock contention flags (include/trace/events/lock.h): LCB_F_READ 2, LCB_F_WRITE 4. The waiters stuck behind
+#: a walker's read hold are writers; the walker's own slow-path waits are readers: keep both.
+RWSEM_WAIT_TRIGGER = "stacktrace if flags & 6"
+
+
+def kprobe_defs(machine: str | None = None) -> tuple[str, ...]:
+    """kprobe/kretprobe definitions (evidence c). Register fetchargs such as %di and %si are x86-64 only:
+    on other architectures the portable $argN (kernels >= 4.20) names the same arguments. The iterator
+    returns fetch the returned chain's VMA bounds (anon_vma_chain.vma at offset 0; vm_start, vm_end at 0 and 8
+    of vm_area_struct), which the address-skip split needs."""
+    x86 = (machine or platform.machine()) == "x86_64"
+    a1, a2 = ("%di", "%si") if x86 else ("$arg1", "$arg2")   # x86-64 registers; $argN elsewhere
+    vma = "vm_start=+0(+0($retval)):x64 vm_end=+8(+0($retval)):x64"
+    return (f"p:ksmp/rmap_walk_ksm rmap_walk_ksm folio={a1} rwc={a2}", "r:ksmp/rmap_walk_ksm_ret rmap_walk_ksm",
+            "r:ksmp/rd_try_ret down_read_trylock ret=$retval", "r:ksmp/rd_slow_ret down_read",
+            f"p:ksmp/rd_up up_read sem={a1}",
+            f"r:ksmp/it_first_ret anon_vma_interval_tree_iter_first ret=$retval {vma}",
+            f"r:ksmp/it_next_ret anon_vma_interval_tree_iter_next ret=$retval {vma}",
+            "p:ksmp/mig_one try_to_migrate_one", "p:ksmp/rm_pte remove_migration_pte",
+            "p:ksmp/unmap_one try_to_unmap_one", "p:ksmp/ref_one folio_referenced_one")
+
+
+KPROBE_DEFS = kprobe_defs()
+
+
+def repro_layout(command: list[str]) -> dict[str, Any] | None:
+    """The layout a ``ksmtrace repro ...`` command builds ({vmas, pages, forks, trigger}), or None."""
+    if len(command) >= 2 and Path(command[0]).name == "ksmtrace" and command[1] == "repro":
+        i = 1
+    elif len(command) >= 4 and command[1:4] == ["-m", "ksmtrace", "repro"]:
+        i = 3
+    else:
+        return None
+    args, out = command[i + 1:], {"vmas": None, "pages": None, "forks": 0, "trigger": "compact"}
+    for j, a in enumerate(args):
+        key, eq, val = a.partition("=")
+        if key not in ("--vmas", "--pages", "--forks", "--trigger"):
+            continue
+        if not eq:
+            val = args[j + 1] if j + 1 < len(args) else ""
+        k = key[2:]
+        if k == "trigger":
+            out[k] = val
+        else:
+            try:
+                out[k] = int(val)
+            except ValueError:
+                return None
+    if out["vmas"] is None:
+        return None
+    if out["pages"] is None:
+        out["pages"] = out["vmas"] if out["vmas"] > 1 else 20000
+    return out
+
+
+def estimate_fg_calls(layout: dict[str, Any], iterators: bool = True) -> int:
+    """Traced calls one repro run makes under function-graph: each KSM page is walked by try_to_migrate
+    (one pass over its rmap_items) and remove_migration_ptes (two passes); every rmap_item's pass queries
+    the anon_vma tree, whose VMAs all overlap (iterator calls = VMAs + 1 per query)."""
+    forks = layout.get("forks") or 0
+    items = layout["pages"] * (1 + forks)
+    vmas = layout["vmas"] * (1 + forks)
+    passes = 3
+    per_query = (vmas + 1) if iterators else 0
+    return passes * items * (per_query + 4)     # + trylock, up_read, rmap_one, cond_resched slack
+
+
+def memavailable_kb() -> int | None:
+    for line in (env.read(env.PATHS.proc / "meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            try:
+                return int(line.split()[1])
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def size_buffer_kb(calls: int | None, cpus: int, mem_kb: int | None) -> tuple[int, int | None]:
+    """(buffer_size_kb per CPU, the size the layout wants or None). The walks of one task may run on any CPU,
+    so each CPU gets the whole estimate, capped by BUFFER_MEM_SHARE of MemAvailable over all CPUs."""
+    if calls is None:
+        return DEFAULT_BUFFER_KB, None
+    want = max(DEFAULT_BUFFER_KB, int(calls * FG_BYTES_PER_CALL * 1.25) // 1024)
+    cap = int(mem_kb * BUFFER_MEM_SHARE) // max(cpus, 1) if mem_kb else want
+    return max(1024, min(want, cap)), want
 
 
 def parse_range(text: str | None) -> tuple[int, int] | None:
@@ -64,7 +163,7 @@ class CaptureOptions:
     command: list[str] = field(default_factory=list)
     keep_data: bool = True
     filter_addr: tuple[int, int] | None = None
-    buffer_kb: int = 16384
+    buffer_kb: int | None = None       # None: sized for the layout (function-graph), else 16384
     perf_mmap: str = "16M"             # perf record -m: ring buffer per CPU (lost chunks otherwise)
 
     def validate(self, need_out: bool = True) -> "CaptureOptions":
@@ -79,7 +178,7 @@ class CaptureOptions:
                                    "20000) or --duration SECONDS")
         if self.duration is not None and self.duration <= 0:
             raise env.CaptureError(f"--duration must be positive (got {self.duration})")
-        if self.buffer_kb < 64:
+        if self.buffer_kb is not None and self.buffer_kb < 64:
             raise env.CaptureError(f"--buffer-kb must be at least 64 (got {self.buffer_kb})")
         return self
 
@@ -89,7 +188,8 @@ def print_recipe(opts: CaptureOptions) -> str:
     workload = shlex.join(opts.command) if opts.command else (
         f"sleep {opts.duration:g}" if opts.duration else "ksmtrace repro --vmas 20000")
     return recipes.render(opts.method, out=str(opts.out or "trace.txt"), workload=workload,
-                          buffer_kb=opts.buffer_kb, addr_range=opts.filter_addr, events=tracefs.STOCK_EVENTS)
+                          buffer_kb=opts.buffer_kb or DEFAULT_BUFFER_KB, addr_range=opts.filter_addr,
+                          events=tracefs.STOCK_EVENTS)
 
 
 def partial_name(out: Path) -> Path:
@@ -201,6 +301,8 @@ class Capture:
         ev = doctor.evidence(info)
         ok = {doctor.METHOD_OF[k]: ev[k]["available"] for k in doctor.METHOD_OF}
         ok["events"] = bool(info["tracefs"]["events"].get("migrate"))
+        ok["function-graph-locks"] = ok.get("function-graph")
+        ok["bpftrace"] = bool(env.PATHS.btf.exists() and info["tracefs"].get("filter_functions_readable"))
         ok["counters"] = bool(counter_formats(t))
         self.meta["evidence_available"] = {k: v["available"] for k, v in ev.items()}
         if self.o.method == "auto":
@@ -213,7 +315,8 @@ class Capture:
                                         "no function_graph, no kprobes); see 'ksmtrace capture --print'")
         if not ok.get(self.o.method):
             avail = [m for m in doctor.METHOD_ORDER if ok.get(m)]
-            key = next((k for k, m in doctor.METHOD_OF.items() if m == self.o.method), None)
+            base = "function-graph" if self.o.method == "function-graph-locks" else self.o.method
+            key = next((k for k, m in doctor.METHOD_OF.items() if m == base), None)
             why = (ev[key]["why"] if key else "no trace_printk counter format in printk_formats (not an "
                    "instrumented kernel: see kernel/patches/counters.patch)" if self.o.method == "counters"
                    else "no migrate:* events")
@@ -355,7 +458,8 @@ class Capture:
     def _instance_capture(self, t: Path, events: tuple[str, ...], stacktrace: bool = True) -> None:
         inst = tracefs.Instance(t).create()
         self.cleanups.append(inst.remove)
-        inst.set("buffer_size_kb", self.o.buffer_kb)
+        kb = self.o.buffer_kb or DEFAULT_BUFFER_KB
+        inst.set("buffer_size_kb", kb)
         enabled = [e for e in events if inst.enable(e)]
         if not enabled:
             raise env.MethodUnavailable("none of the trace events exist on this kernel")
@@ -367,18 +471,19 @@ class Capture:
                     inst.filter(e, flt)
         if stacktrace and "lock/contention_begin" in enabled:
             try:
-                inst.trigger("lock/contention_begin", "stacktrace if flags & 2")
+                inst.trigger("lock/contention_begin", RWSEM_WAIT_TRIGGER)
             except env.CaptureError:
                 pass  # no trigger support: waits stay unattributed
         self.meta["events"] = enabled
         self.meta["tracefs_instance"] = str(inst.dir)
-        self.meta["tracefs_options"] = {"hash-ptr": 0, "buffer_size_kb": self.o.buffer_kb,
+        self.meta["tracefs_options"] = {"hash-ptr": 0, "buffer_size_kb": kb,
                                         "filter": flt, "stacktrace_trigger": bool(inst.triggers)}
         inst.set("tracing_on", 1)
         try:
             self.meta["command_exit"] = self._spawn(self._workload())
             self.proc = None
         finally:
+            self._buffer_stats(inst.dir)
             inst.set("tracing_on", 0)
             inst.dump(self.out)
             stats = self.out.with_name(self.out.name + ".bufstats.txt")
@@ -404,72 +509,118 @@ class Capture:
         self.cleanups.append(st.restore)
         env.write(t / "tracing_on", 0)
         env.write(t / "current_tracer", "nop")
-        env.write(t / "buffer_size_kb", self.o.buffer_kb)
+        kb = self.o.buffer_kb or COUNTERS_BUFFER_KB
+        env.write(t / "buffer_size_kb", kb)
         for o, v in (("overwrite", 0), ("hash-ptr", 0)):
             if (t / "options" / o).exists():
                 env.write(t / "options" / o, v)
         for e in events:
             env.write(t / "events" / e / "enable", 1)
         self.meta["events"] = ["trace_printk:" + f for f in counter_formats(t)] + events
-        self.meta["tracefs_options"] = {"overwrite": 0, "hash-ptr": 0, "buffer_size_kb": self.o.buffer_kb}
+        self.meta["tracefs_options"] = {"overwrite": 0, "hash-ptr": 0, "buffer_size_kb": kb}
         env.write(t / "trace", "")
         env.write(t / "tracing_on", 1)
         try:
             self.meta["command_exit"] = self._spawn(self._workload())
             self.proc = None
         finally:
+            self._buffer_stats(t)
             env.write(t / "tracing_on", 0)
             with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
                 while b := src.read(1 << 20):
                     dst.write(b)
-            stats = self.out.with_name(self.out.name + ".bufstats.txt")
-            stats.write_text(_cpu_stats(t))
-            self.meta["bufstats"] = str(stats)
-            self.meta["overrun"] = _overruns(stats.read_text())
             for e in events:
                 env.write(t / "events" / e / "enable", 0)
         self._check_interrupt()
 
-    def _run_function_graph(self, t: Path) -> None:
+
+    def _fg_buffer_kb(self, iterators: bool) -> int:
+        """--buffer-kb, or a size for the repro layout the command builds (capped by free memory)."""
+        layout = repro_layout(self.o.command)
+        if self.o.buffer_kb is not None:
+            kb, want = self.o.buffer_kb, None
+        else:
+            calls = estimate_fg_calls(layout, iterators) if layout else None
+            kb, want = size_buffer_kb(calls, env.cpu_count(), memavailable_kb())
+            if want and kb < want:
+                print(f"capture: warning: the layout wants about {want // 1024} MiB of ring buffer per CPU, more "
+                      f"than memory allows ({kb // 1024} MiB); early walks will be overwritten. Use a smaller "
+                      f"layout (--vmas) with function-graph, or the bpftrace counters (ksmtrace doctor)",
+                      file=sys.stderr)
+        self.meta["layout"] = layout
+        self.meta["buffer_kb_wanted"] = want
+        return kb
+
+    def _run_function_graph(self, t: Path, locks_only: bool = False) -> None:
+        funcs = FG_LOCK_FUNCS if locks_only else FG_FUNCS
+        if "function_graph" not in tracefs.available_tracers(t):
+            raise env.MethodUnavailable("this kernel has no function_graph tracer (CONFIG_FUNCTION_GRAPH_TRACER)")
         st = tracefs.SavedState(t)
         st.save("tracing_on", "current_tracer", "set_graph_function", "set_ftrace_filter", "max_graph_depth",
-                "buffer_size_kb", *[f"options/{o}" for o in FG_OPTIONS])
+                "buffer_size_kb")
         self.cleanups.append(st.restore)
         env.write(t / "tracing_on", 0)
         env.write(t / "current_tracer", "nop")
-        env.write(t / "set_graph_function", "rmap_walk_ksm")
-        env.write(t / "set_ftrace_filter", "rmap_walk_ksm")
+        env.write(t / "set_graph_function", FG_WALK[0])
+        env.write(t / "set_ftrace_filter", FG_WALK[0])
         missing = []
-        for f in FG_FUNCS[1:]:
+        for f in funcs[1:]:  # one name per write: an unknown name fails its write only
             try:
                 with open(t / "set_ftrace_filter", "a") as fh:
                     fh.write(f + "\n")
             except OSError:
                 missing.append(f)
         env.write(t / "max_graph_depth", 0)
-        env.write(t / "buffer_size_kb", self.o.buffer_kb)
+        kb = self._fg_buffer_kb(iterators=not locks_only)
+        env.write(t / "buffer_size_kb", kb)
+        # the funcgraph-* option files exist only once function_graph is the current tracer; they are
+        # restored first (cleanups run last-in first-out), while it still is
+        env.write(t / "current_tracer", "function_graph")
+        ost = tracefs.SavedState(t)
+        ost.save(*[f"options/{o}" for o in FG_OPTIONS])
+        self.cleanups.append(ost.restore)
         opts = {}
         for o in FG_OPTIONS:
             p = t / "options" / o
             if p.exists():
                 env.write(p, 1)
                 opts[o] = 1
-        self.meta["events"] = ["function_graph:" + f for f in FG_FUNCS if f not in missing]
+        lacking = [o for o in FG_REQUIRED if o not in opts]
+        if lacking:
+            raise env.MethodUnavailable(f"function_graph lacks the options {', '.join(lacking)} (needed for "
+                                        f"per-task nesting and window times)")
+        self.meta["events"] = ["function_graph:" + f for f in funcs if f not in missing]
         self.meta["not_traceable"] = missing
-        self.meta["tracefs_options"] = opts
+        self.meta["tracefs_options"] = {**opts, "buffer_size_kb": kb, "max_graph_depth": 0}
         env.write(t / "trace", "")
-        env.write(t / "current_tracer", "function_graph")
         env.write(t / "tracing_on", 1)
         try:
             self.meta["command_exit"] = self._spawn(self._workload())
             self.proc = None
         finally:
+            self._buffer_stats(t)
             env.write(t / "tracing_on", 0)
             with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
                 while b := src.read(1 << 20):
                     dst.write(b)
-            env.write(t / "current_tracer", "nop")
         self._check_interrupt()
+
+    def _run_function_graph_locks(self, t: Path) -> None:
+        self._run_function_graph(t, locks_only=True)
+
+    def _buffer_stats(self, buffer_dir: Path) -> None:
+        """per_cpu/cpuN/stats into the sidecar ("per_cpu_stats"), read while tracing is still on; tells the
+        user when the ring buffer lost events (the function_graph text itself does not say so)."""
+        stats = tracefs.per_cpu_stats(buffer_dir)
+        self.meta["per_cpu_stats"] = stats
+        lost = tracefs.lost_events(stats)
+        self.meta["lost_events"] = lost
+        if lost:
+            worst = ", ".join(f"cpu{c}: {(s.get('overrun') or 0) + (s.get('dropped_events') or 0)}"
+                              for c, s in stats.items() if (s.get("overrun") or 0) + (s.get("dropped_events") or 0))
+            print(f"capture: warning: the ring buffer lost {lost} events ({worst}): the earliest walks are "
+                  f"missing or incomplete (ingest marks walks cut by the loss). Give --buffer-kb more, use a "
+                  f"smaller layout, or count in the kernel (bpftrace counters)", file=sys.stderr)
 
     def _run_kprobes(self, t: Path) -> None:
         kp = t / "kprobe_events"
@@ -489,7 +640,7 @@ class Capture:
                     probs.append(f"cannot remove kprobe {d.split()[0]}: {e.strerror}")
             return probs
         self.cleanups.append(remove)
-        for d in KPROBE_DEFS:
+        for d in kprobe_defs():
             try:
                 with open(kp, "a") as f:
                     f.write(d + "\n")
@@ -503,10 +654,77 @@ class Capture:
         self.meta["kprobe_profile"] = (env.read(t / "kprobe_profile") or "").splitlines()
 
 
-def _cpu_stats(t: Path) -> str:
-    """per_cpu/cpuN/stats of the top-level buffer (overrun, dropped events)."""
-    cpus = sorted((t / "per_cpu").glob("cpu*"), key=lambda x: int(x.name[3:]) if x.name[3:].isdigit() else 0)
-    return "\n".join(f"== {c.name}\n{env.read(c / 'stats') or ''}" for c in cpus) + "\n"
+    def _run_bpftrace(self, t: Path) -> None:
+        """In-kernel counting (evidence e): the bpftrace program of capture/bpftrace.py writes one counter line per
+        lock window into OUT while the workload runs."""
+        from . import bpftrace as bt
+
+        exe = env.require_tool("bpftrace", "Debian package bpftrace")
+        if not env.PATHS.btf.exists():
+            raise env.MethodUnavailable(f"bpftrace counting needs BTF ({env.PATHS.btf}; CONFIG_DEBUG_INFO_BTF)")
+        version = bt.bpftrace_version(exe)
+        prog = bt.program(version, env.kernel_release())
+        script = self.out.with_name(self.out.name + ".bt")
+        script.write_text(prog)
+        self.meta["bpftrace_version"] = ".".join(map(str, version)) if version else None
+        self.meta["bpftrace_program"] = str(script)
+        self.meta["events"] = ["bpftrace:ksm_window", "bpftrace:ksm_walk"]
+        err = self.out.with_name(self.out.name + ".bpftrace.err")
+        with open(self.out, "wb") as fout, open(err, "wb") as ferr:
+            bp = subprocess.Popen([exe, str(script)], stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL,
+                                  start_new_session=True)
+
+            def stop() -> list[str]:
+                if bp.poll() is None:
+                    bp.send_signal(signal.SIGINT)
+                    try:
+                        bp.wait(timeout=120)
+                    except subprocess.TimeoutExpired:
+                        bp.kill()
+                        bp.wait()
+                return []
+            self.cleanups.append(stop)
+            # bpftrace prints "Attaching N probes..." before attaching; BEGIN is absent, so wait for the probes
+            # to show up as BPF links (attaching all trampolines takes up to a minute under QEMU TCG)
+            deadline = time.monotonic() + 300
+            while bp.poll() is None and time.monotonic() < deadline:
+                if _bpftrace_attached(bp.pid, self.out):
+                    break
+                time.sleep(0.5)
+            if bp.poll() is not None:
+                msg = err.read_bytes().decode(errors="replace").strip().splitlines()
+                raise env.MethodUnavailable("bpftrace failed: " + (msg[-1] if msg else f"exit {bp.returncode}"))
+            self.meta["command_exit"] = self._spawn(self._workload())
+            self.proc = None
+            stop()
+        self.meta["bpftrace_exit"] = bp.returncode
+        self.meta["bpftrace_stderr"] = err.read_bytes().decode(errors="replace").splitlines()[-20:]
+        err.unlink(missing_ok=True)
+        self._check_interrupt()
+
+
+def _bpftrace_attached(pid: int, out: Path) -> bool:
+    """True once bpftrace holds a BPF link for every kfunc/fentry probe: it prints "Attaching N probes..."
+    first (N counts END, which is no link), then attaches them one by one."""
+    try:
+        with open(out, "rb") as f:
+            head = f.read(200).decode(errors="replace")
+    except OSError:
+        return False
+    m = re.search(r"Attaching (\d+) probes?", head)
+    if not m:
+        return False
+    n = 0
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == "anon_inode:bpf_link":
+                    n += 1
+            except OSError:
+                pass
+    except OSError:
+        return False
+    return n >= int(m.group(1)) - 1
 
 
 def counter_formats(t: Path) -> list[str]:

@@ -85,8 +85,59 @@ def probe() -> dict[str, Any]:
     info["tracefs"] = tf
     info["evidence"] = evidence(info)
     info["method"] = best_method(info)
+    info["layouts"] = layout_fit(info)
     info["next"] = next_commands(info)
     return info
+
+
+TEXT_BYTES_PER_CALL = 80
+MAX_TEXT = 1 << 30
+
+
+def max_fg_vmas(buffer_kb: int, iterators: bool = True) -> int:
+    """The largest split layout (pages = VMAs, no forks) whose function-graph trace fits a per-CPU ring buffer
+    of buffer_kb (capture's own estimate: three passes over every rmap_item, each iterating all VMAs)."""
+    from .capture import estimate_fg_calls, FG_BYTES_PER_CALL
+
+    lo, hi = 1, 1_000_000
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        calls = estimate_fg_calls({"vmas": mid, "pages": mid, "forks": 0}, iterators)
+        # the ring buffer must hold it, and the text (about TEXT_BYTES_PER_CALL a call) stay under MAX_TEXT
+        if calls * FG_BYTES_PER_CALL * 1.25 <= buffer_kb * 1024 and calls * TEXT_BYTES_PER_CALL <= MAX_TEXT:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def layout_fit(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which capture method fits which layout size here: per-call tracing of the iterators (function-graph,
+    kprobes) costs items x passes x VMAs ring-buffer entries per KSM page, so it only fits small layouts; the
+    other methods record a few events per window or per walk and fit any size."""
+    from .capture import BUFFER_MEM_SHARE, memavailable_kb
+
+    ev = info.get("evidence", {})
+    mem = memavailable_kb()
+    cpus = max(info.get("cpus") or 1, 1)
+    cap_kb = int(mem * BUFFER_MEM_SHARE) // cpus if mem else None
+    big = max_fg_vmas(cap_kb) if cap_kb else None
+    size = (f"up to about {big} VMAs (pages = VMAs; {cap_kb // 1024} MiB of ring buffer per CPU here, trace text "
+            f"<= 1 GiB)" if big else "small layouts only (a few hundred VMAs)")
+    rows = [
+        ("rmap-tracepoints", "a", "any size", "walk durations only (one event pair per walk)"),
+        ("function-graph", "b", size, "counts: windows, iterations, rmap_one (the iterators inflate hold times)"),
+        ("function-graph-locks", "b", "any size (a few calls per lock window)", "hold times and windows, no "
+         "iterations"),
+        ("kprobes", "c", size.replace("VMAs (pages", "VMAs with the iterator probes (pages"),
+         "windows, iterations, rmap_one, address-skip split from the iterators' VMA bounds; lock probes fire "
+         "system-wide"),
+        ("bpftrace", "e", "any size (counted in the kernel: one line per lock window)", "hold, iterations, "
+         "rmap_one and the address/mm skip split per window; needs BTF"),
+        ("perf-callchain", "d", "any size (one event per rmap_one call)", "walk spans and gaps (lower bounds)"),
+    ]
+    return [{"method": m, "available": bool(ev.get(k, {}).get("available")), "layouts": sz, "gives": what,
+             "max_vmas": big if m in ("function-graph", "kprobes") else None} for m, k, sz, what in rows]
 
 
 def _swap_total_kb() -> int | None:
@@ -167,9 +218,15 @@ def next_commands(info: dict[str, Any]) -> list[str]:
             return [pre + "ksmtrace doctor     # again as root, to look inside tracefs"]
         return ["# nothing usable for KSM walks here; see the recipes for other kernels:", "ksmtrace capture --print"]
     trig = "" if len(info["numa_nodes"]) < 2 else " --trigger move-pages"
+    vm = []
+    if not info["evidence"].get("b", {}).get("available"):
+        vm = ["# no function_graph/kprobes here: count walks in a guest booted from a kernel that has them",
+              "# (Debian's linux-image-amd64; needs qemu-system-x86 and pip install virtme-ng):",
+              "ksmtrace vm -- ksmtrace capture --method function-graph --out fg.txt -- ksmtrace repro --vmas 200 "
+              "--trigger move-pages"]
     return [f"{pre}ksmtrace capture --method {m} --out split.txt -- ksmtrace repro --vmas 20000{trig}",
             f"{pre}ksmtrace capture --method {m} --out unsplit.txt -- ksmtrace repro --vmas 1 --pages 20000{trig}",
-            "ksmtrace ingest --label split split.txt && ksmtrace ingest --label unsplit unsplit.txt"]
+            "ksmtrace ingest --label split split.txt && ksmtrace ingest --label unsplit unsplit.txt"] + vm
 
 
 def render(info: dict[str, Any], fmt: str = "text") -> str:
@@ -219,6 +276,10 @@ def render(info: dict[str, Any], fmt: str = "text") -> str:
     L.append("evidence (kernel.md §6)")
     for key, e in info["evidence"].items():
         L.append(f"  {key} {'✔' if e['available'] else '✘'} {e['what']}: {e['why']}")
+    L.append("")
+    L.append("which method fits which layout (repro --vmas N)")
+    for r in info.get("layouts", []):
+        L.append(f"  {'✔' if r['available'] else '✘'} {r['method']:<21} {r['layouts']}: {r['gives']}")
     L.append("")
     L.append(f"best capture method: {info['method'] or 'none'}")
     L.append("next:")

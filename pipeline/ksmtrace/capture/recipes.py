@@ -12,6 +12,7 @@ PREAMBLE = """\
 T=$(awk '$3=="tracefs"{{print $2; exit}}' /proc/mounts)
 [ -n "$T" ] || {{ mount -t tracefs nodev /sys/kernel/tracing && T=/sys/kernel/tracing; }}
 W='{workload}'     # the workload, e.g. ksmtrace repro --vmas 20000
+OUT=$(realpath -m -- "{out}")   # absolute: the recipes below cd into tracefs, where nothing may be written
 """
 
 DOCTOR = """\
@@ -31,11 +32,13 @@ for e in {events}; do
   echo 1 > $I/events/$e/enable
 done
 echo 0 > $I/options/hash-ptr                   # real pointers (joinable with perf data)
-{filters}echo 'stacktrace if flags & 2' > $I/events/lock/contention_begin/trigger   # attribute READ waits
-echo 1 > $I/tracing_on; $W; echo 0 > $I/tracing_on
-cat $I/trace > {out}
-for c in $I/per_cpu/cpu*; do echo "== $c"; cat $c/stats; done > {out}.bufstats.txt
-echo '!stacktrace if flags & 2' > $I/events/lock/contention_begin/trigger
+{filters}# stacks of rwsem waits: flags & 2 = READ (walkers' slow path), & 4 = WRITE (the writers stuck behind a walker)
+echo '{trigger}' > $I/events/lock/contention_begin/trigger
+echo 1 > $I/tracing_on; $W
+for c in $I/per_cpu/cpu*; do echo "== $c"; cat $c/stats; done > "$OUT.bufstats.txt"   # overrun, dropped events
+echo 0 > $I/tracing_on
+cat $I/trace > "$OUT"
+echo '!{trigger}' > $I/events/lock/contention_begin/trigger
 echo 0 > $I/events/enable; rmdir $I
 """
 
@@ -46,101 +49,91 @@ echo 1 > $I/events/rmap/enable                 # v5-v7: rmap_walk_start + rmap_w
 echo 0 > $I/options/hash-ptr
 echo 1 > $I/events/migrate/enable; echo 1 > $I/events/lock/enable
 echo 1 > $I/tracing_on; $W; echo 0 > $I/tracing_on
-cat $I/trace > {out}; echo 0 > $I/events/enable; rmdir $I
+cat $I/trace > "$OUT"; echo 0 > $I/events/enable; rmdir $I
 # with callchains (the walk's caller):
-perf record -a -g -e rmap:rmap_walk_start -e rmap:rmap_walk_end -o rmap.data -- $W
-perf script -i rmap.data --ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > {out}
+perf record -a -g -e rmap:rmap_walk_start -e rmap:rmap_walk_end -o "$OUT.perf.data" -- $W
+perf script -i "$OUT.perf.data" --ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > "$OUT"
 """
 
 FUNCGRAPH = """\
 ## function_graph (evidence b; needs CONFIG_FUNCTION_GRAPH_TRACER)
+## {fg_title}
 cd $T
+OLD_KB=$(sed 's/.*expanded: *\\([0-9]*\\).*/\\1/; s/ .*//' buffer_size_kb)   # "7 (expanded: 1408)" -> 1408
 echo 0 > tracing_on; echo nop > current_tracer; echo > trace
 echo rmap_walk_ksm > set_graph_function
 echo rmap_walk_ksm > set_ftrace_filter
-for f in down_read_trylock down_read up_read try_to_migrate_one remove_migration_pte try_to_unmap_one \\
-         folio_referenced_one page_idle_clear_pte_refs_one damon_folio_mkold_one damon_folio_young_one \\
-         folio_not_mapped page_not_mapped invalid_folio_referenced_vma __cond_resched; do
+for f in {fg_funcs}; do
   echo $f >> set_ftrace_filter 2>/dev/null || echo "not traceable here: $f"   # one name per write
 done
-# counting run only (never use it for times): add the iterators
-#   echo anon_vma_interval_tree_iter_first >> set_ftrace_filter
-#   echo anon_vma_interval_tree_iter_next  >> set_ftrace_filter
 echo 0 > max_graph_depth
-echo {buffer_kb} > buffer_size_kb
+echo {buffer_kb} > buffer_size_kb              # per CPU; ksmtrace capture sizes it for the layout
+echo function_graph > current_tracer           # the funcgraph-* options exist only from here on
 echo 1 > options/funcgraph-abstime             # required
 echo 1 > options/funcgraph-proc                # required
 echo 1 > options/funcgraph-tail
 echo 1 > options/funcgraph-retval  2>/dev/null # 6.5+
 echo 1 > options/funcgraph-retaddr 2>/dev/null # 6.13+
-echo function_graph > current_tracer
-echo 1 > tracing_on; $W; echo 0 > tracing_on
-cat trace > {out}
-echo nop > current_tracer; echo > set_graph_function; echo > set_ftrace_filter
-# trace-cmd equivalent (ns timestamps with report -t):
+echo 1 > tracing_on; $W
+for c in per_cpu/cpu*; do echo "== $c"; cat $c/stats; done > "$OUT.bufstats.txt"   # lost walks: overrun > 0
+echo 0 > tracing_on
+cat trace > "$OUT"
+echo 0 > options/funcgraph-tail; echo nop > current_tracer
+echo > set_graph_function; echo > set_ftrace_filter; echo $OLD_KB > buffer_size_kb
+cd - >/dev/null
+"""
+
+FG_COUNTING = ("function-graph: walk, lock, iterator and rmap_one functions (counts; the iterators make hold "
+               "times many times longer,\n## so take times from function-graph-locks). Small layouts only: "
+               "every walk makes items x passes x VMAs iterator calls")
+FG_TIMING = "function-graph-locks: walk and lock functions only (hold times without per-iteration overhead)"
+FG_COUNT_FUNCS = ("down_read_trylock down_read up_read anon_vma_interval_tree_iter_first "
+                  "anon_vma_interval_tree_iter_next \\\n         try_to_migrate_one remove_migration_pte "
+                  "try_to_unmap_one folio_referenced_one \\\n         page_idle_clear_pte_refs_one "
+                  "damon_folio_mkold_one damon_folio_young_one invalid_folio_referenced_vma")
+FG_LOCK_FUNCS = "down_read_trylock down_read up_read"
+
+TRACECMD = """\
+# trace-cmd equivalent of function-graph (ns timestamps with report -t):
 trace-cmd record -p function_graph -g rmap_walk_ksm -l rmap_walk_ksm -l down_read_trylock -l down_read \\
-    -l up_read -l try_to_migrate_one -l remove_migration_pte -O funcgraph-tail -o graph.dat -- $W
-trace-cmd report -t -i graph.dat > {out}
+    -l up_read -l anon_vma_interval_tree_iter_first -l anon_vma_interval_tree_iter_next \\
+    -l try_to_migrate_one -l remove_migration_pte -O funcgraph-tail -o "$OUT.dat" -- $W
+trace-cmd report -t -i "$OUT.dat" > "$OUT"
 """
 
 KPROBES = """\
-## kprobe / fprobe events (evidence c; needs CONFIG_KPROBE_EVENTS / CONFIG_FPROBE_EVENTS)
+## kprobe / kretprobe events (evidence c; needs CONFIG_KPROBE_EVENTS)
+# %di and %si are the x86-64 argument registers: on other architectures write $arg1 and $arg2 instead.
+# The iterator returns fetch the returned chain's VMA (anon_vma_chain.vma, offset 0) bounds (vm_start, vm_end
+# at offsets 0 and 8 of vm_area_struct) for the address-skip split.
 cd $T
-echo 'p:ksmp/rmap_walk_ksm rmap_walk_ksm folio=%di rwc=%si' >> kprobe_events
-echo 'r:ksmp/rmap_walk_ksm_ret rmap_walk_ksm'               >> kprobe_events
-echo 'r:ksmp/rd_try_ret down_read_trylock ret=$retval'      >> kprobe_events
-echo 'r:ksmp/rd_slow_ret down_read'                         >> kprobe_events
-echo 'p:ksmp/rd_up up_read sem=%di'                         >> kprobe_events
-echo 'p:ksmp/mig_one try_to_migrate_one'                    >> kprobe_events
-echo 'p:ksmp/rm_pte remove_migration_pte'                   >> kprobe_events
-# fprobes with BTF argument names (recent kernels), instead of the lines above:
+{kprobe_lines}
+echo 1 > events/ksmp/enable
+echo 1 > tracing_on; $W
+for c in per_cpu/cpu*; do echo "== $c"; cat $c/stats; done > "$OUT.bufstats.txt"
+echo 0 > tracing_on
+cat trace > "$OUT"
+cat kprobe_profile > "$OUT.kprobe_profile.txt"   # hits and MISSES per probe: keep with the trace
+echo 0 > events/ksmp/enable; for p in $(awk '/^[pr]:ksmp/ {{print $1}}' kprobe_events); do echo "-:${{p#*:}}" >> kprobe_events; done
+# fprobes with BTF argument names (recent kernels with CONFIG_FPROBE_EVENTS), instead of the kprobes:
 #   echo 'f:ksmp/walk rmap_walk_ksm folio rmap_one=rwc->rmap_one:symbol' >> dynamic_events
 #   echo 'f:ksmp/walk_ret rmap_walk_ksm%return'                          >> dynamic_events
 #   echo 'f:ksmp/it_next_ret anon_vma_interval_tree_iter_next%return $retval' >> dynamic_events
-echo 1 > events/ksmp/enable
-echo 1 > tracing_on; $W; echo 0 > tracing_on
-cat trace > {out}
-cat kprobe_profile                              # hits and MISSES per probe: keep with the trace
-echo 0 > events/ksmp/enable; for p in $(awk '/^[pr]:ksmp/ {{print $1}}' kprobe_events); do echo "-:${{p#*:}}" >> kprobe_events; done
+cd - >/dev/null
 """
 
 PERF = """\
 ## perf callchains (evidence d and f; works on stock kernels with tracepoints only)
-perf record -a -g -o {out}.perf.data \\
+perf record -a -g -o "$OUT.perf.data" \\
     -e migrate:set_migration_pte{filt} -e migrate:remove_migration_pte{filt} \\
     -e migrate:mm_migrate_pages_start -e migrate:mm_migrate_pages \\
     -e compaction:mm_compaction_begin -e compaction:mm_compaction_end \\
     -e lock:contention_begin -e lock:contention_end -- $W
 # run perf script on the recording machine (kernel symbols resolve against this host's kallsyms)
-perf script -i {out}.perf.data --ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > {out}
-perf script -i {out}.perf.data --header-only > {out}.header.txt
+perf script -i "$OUT.perf.data" --ns -F comm,pid,tid,cpu,time,event,trace,ip,sym > "$OUT"
+perf script -i "$OUT.perf.data" --header-only > "$OUT.header.txt"
 # lock contention summary (callers named correctly with --stack-skip 0):
 perf lock record -a -- $W; perf lock contention -i perf.data --stack-skip 0
-"""
-
-BPFTRACE = """\
-## bpftrace (evidence e; UNTESTED; needs BPF trampolines and BTF). bpftrace >= 0.20 syntax; 0.17-0.19 use
-## kfunc:/kretfunc: and args->x. Prints one counter line per lock window (kernel.md §6.5).
-cat > ksm_walk.bt <<'BT'
-fentry:rmap_walk_ksm { @t0[tid] = nsecs; @cb[tid] = (uint64)args.rwc->rmap_one;
-                       @win[tid] = 0; @it[tid] = 0; @one[tid] = 0; @maxh[tid] = 0; }
-fexit:down_read_trylock /@t0[tid] && retval == 1/ { @lk[tid] = nsecs; @win[tid]++; }
-fexit:down_read         /@t0[tid]/               { @lk[tid] = nsecs; @win[tid]++; @slow[tid]++; }
-fentry:up_read          /@t0[tid] && @lk[tid]/   { $h = nsecs - @lk[tid]; if ($h > @maxh[tid]) { @maxh[tid] = $h; } @lk[tid] = 0;
-                          printf("ksm_window: hold_ns=%d iterations=%d rmap_one=%d\\n", $h, @itw[tid], @onew[tid]);
-                          @itw[tid] = 0; @onew[tid] = 0; }
-fexit:anon_vma_interval_tree_iter_first, fexit:anon_vma_interval_tree_iter_next
-                        /@t0[tid] && retval != 0/ { @it[tid]++; @itw[tid]++; }
-fentry:try_to_migrate_one, fentry:remove_migration_pte, fentry:try_to_unmap_one,
-fentry:folio_referenced_one, fentry:page_idle_clear_pte_refs_one
-                        /@t0[tid]/               { @one[tid]++; @onew[tid]++; }
-fexit:rmap_walk_ksm /@t0[tid]/ {
-  printf("ksm_walk: walk_ns=%d windows=%d iters=%d rmap_one=%d hold_max_ns=%d cb=%s\\n",
-         nsecs - @t0[tid], @win[tid], @it[tid], @one[tid], @maxh[tid], ksym(@cb[tid]));
-  delete(@t0, tid); delete(@cb, tid); delete(@win, tid); delete(@it, tid); delete(@one, tid); delete(@maxh, tid);
-}
-BT
-bpftrace ksm_walk.bt > {out} & BT=$!; sleep 2; $W; kill -INT $BT; wait $BT
 """
 
 COUNTERS = """\
@@ -154,27 +147,35 @@ COUNTERS = """\
 """
 
 SECTIONS = {
-    "rmap-tracepoints": ("RMAP",), "function-graph": ("FUNCGRAPH",), "kprobes": ("KPROBES",),
-    "perf-callchain": ("PERF",), "events": ("EVENTS",),
+    "rmap-tracepoints": ("RMAP",), "function-graph": ("FUNCGRAPH", "TRACECMD"), "function-graph-locks": ("FGLOCKS",),
+    "kprobes": ("KPROBES",), "perf-callchain": ("PERF",), "events": ("EVENTS",),
 }
+ALL_METHODS = ["rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "perf-callchain", "events"]
 
 
 def render(method: str, out: str = "trace.txt", workload: str = "<workload>", buffer_kb: int = 16384,
            addr_range: tuple[int, int] | None = None, events: tuple[str, ...] = ()) -> str:
     """The recipe text for ``method`` (``auto`` = every method, most detailed first)."""
+    from .capture import RWSEM_WAIT_TRIGGER, kprobe_defs
+
     flt = f"addr >= {addr_range[0]:#x} && addr < {addr_range[1]:#x}" if addr_range else None
     filt = f" --filter '{flt}'" if flt else ""
     filters = "".join(f"echo '{flt}' > $I/events/{e}/filter\n" for e in ("migrate/set_migration_pte",
                                                                          "migrate/remove_migration_pte")) if flt else ""
-    fmt = dict(out=out, buffer_kb=buffer_kb, filt=filt, filters=filters, events=" \\\n         ".join(events))
-    methods = ["rmap-tracepoints", "function-graph", "kprobes", "perf-callchain", "events"] \
-        if method == "auto" else [method]
+    kp = "\n".join(f"echo '{d}' >> kprobe_events" for d in kprobe_defs("x86_64"))
+    fmt = dict(out=out, buffer_kb=buffer_kb, filt=filt, filters=filters, events=" \\\n         ".join(events),
+               trigger=RWSEM_WAIT_TRIGGER, kprobe_lines=kp)
+    methods = ALL_METHODS if method == "auto" else [method]
     parts = [PREAMBLE.format(title="every method" if method == "auto" else "method " + method,
-                             workload=workload.replace("'", "'\\''")), DOCTOR]
-    blocks = {"RMAP": RMAP, "FUNCGRAPH": FUNCGRAPH, "KPROBES": KPROBES, "PERF": PERF, "EVENTS": EVENTS}
+                             workload=workload.replace("'", "'\\''"), out=out.replace('"', '\\"')), DOCTOR]
+    blocks = {"RMAP": RMAP, "KPROBES": KPROBES, "PERF": PERF, "EVENTS": EVENTS, "TRACECMD": TRACECMD,
+              "FUNCGRAPH": FUNCGRAPH.replace("{fg_title}", FG_COUNTING).replace("{fg_funcs}", FG_COUNT_FUNCS),
+              "FGLOCKS": FUNCGRAPH.replace("{fg_title}", FG_TIMING).replace("{fg_funcs}", FG_LOCK_FUNCS)}
     for m in methods:
         for b in SECTIONS[m]:
             parts.append(blocks[b].format(**fmt))
-    parts.append(BPFTRACE.replace("{out}", "bpftrace.txt" if method != "auto" else out))
+    from . import bpftrace
+
+    parts.append(bpftrace.recipe())
     parts.append(COUNTERS)
     return "\n".join(parts)

@@ -148,6 +148,41 @@ def region_pfns(start: int, pages: int, pid: int | str = "self") -> list[int]:
     return out
 
 
+KPF_KSM = 21                           # /proc/kpageflags bit (include/uapi/linux/kernel-page-flags.h)
+KPAGEFLAGS_MAX_LOOKUPS = 4096
+
+
+def merged_pages(pfns: list[int], kpageflags=None) -> int:
+    """Pages of the region that KSM merged: pages sharing their PFN with another page of the region
+    (identical pages merge onto one KSM page), plus pages alone on a PFN flagged KSM in /proc/kpageflags
+    (looked up only while few are alone, so a poll stays cheap). Raises OSError when PFNs cannot be read
+    (no root: the kernel reports them as 0)."""
+    from collections import Counter
+
+    count = Counter(p for p in pfns if p)
+    if not count:
+        if not pfns:
+            return 0
+        raise OSError("pagemap shows no PFNs (not root?)")
+    merged = sum(c for c in count.values() if c > 1)
+    alone = [p for p, c in count.items() if c == 1]
+    if alone and len(alone) <= KPAGEFLAGS_MAX_LOOKUPS:
+        try:
+            f = kpageflags or open(env.PATHS.proc / "kpageflags", "rb")
+        except OSError:
+            return merged
+        try:
+            for p in alone:
+                f.seek(p * 8)
+                b = f.read(8)
+                if len(b) == 8 and (struct.unpack("<Q", b)[0] >> KPF_KSM) & 1:
+                    merged += 1
+        finally:
+            if kpageflags is None:
+                f.close()
+    return merged
+
+
 @dataclass
 class ReproResult:
     pid: int
@@ -160,6 +195,7 @@ class ReproResult:
     region_start: str = ""
     region_end: str = ""
     vmas_in_region: int = 0
+    anon_vma_vmas: int = 0             # VMAs on the region's anon_vma: the region's, and each child's copies
     maps_total: int = 0
     ksm_rmap_items: int = 0
     ksm_merging_pages: int = 0
@@ -286,12 +322,16 @@ class Repro:
         for attempt in range(1, attempts + 1):
             r.attempts = attempt
             pfns = self._build(r, offsets)
+            # pause ksmd (run=0 keeps every merged page): a scanning ksmd holds transient references to the
+            # pages, so migration fails with EBUSY and retries, and each retry walks the rmap again
+            self.knobs.set("run", 0)
             t1 = time.monotonic()
             if o.trigger == "compact":
                 self._compact(r, pfns)
                 if not r.ksm_pages_moved and attempt < attempts:
                     self.say(f"repro: attempt {attempt}: no KSM page moved; rebuilding the region on new pages")
                     self._teardown_region()
+                    self.knobs.set("run", 1)
                     continue
             elif o.trigger == "move-pages":
                 self._move_pages(r, pfns)
@@ -325,7 +365,12 @@ class Repro:
         """Map, fill, split and merge the region (and fork); returns the PFN of every page."""
         o, lib = self.o, self.lib
         self.size = o.pages * PAGE
-        self.base = lib.mmap(self.size, o.addr)
+        # an unmapped page on either side: a VMA next to the region could otherwise lend it its anon_vma
+        # (anon_vma reuse ignores protections), adding VMAs the walks iterate that the region does not show
+        outer = lib.mmap(self.size + 2 * PAGE, o.addr - PAGE if o.addr else None)
+        lib.c.munmap(outer, PAGE)
+        lib.c.munmap(outer + PAGE + self.size, PAGE)
+        self.base = outer + PAGE
         r.region_start, r.region_end = hex(self.base), hex(self.base + self.size)
         ctypes.memset(self.base, FILL, self.size)
         lib.check(lib.c.madvise(self.base, self.size, MADV_MERGEABLE), "madvise(MADV_MERGEABLE)")
@@ -342,16 +387,33 @@ class Repro:
         r.merge_seconds = round(time.monotonic() - t0, 3)
         st = ksm.proc_ksm_stat()
         r.ksm_rmap_items = int(st.get("ksm_rmap_items", 0))
-        r.ksm_merging_pages = int(st.get("ksm_merging_pages", 0))
-        r.full_scans = ksm.counters().get("full_scans", 0)
         pfns = region_pfns(self.base, o.pages)
+        try:
+            r.ksm_merging_pages = merged_pages(pfns)
+        except OSError:
+            r.ksm_merging_pages = int(st.get("ksm_merging_pages", 0))
+        r.full_scans = ksm.counters().get("full_scans", 0)
         r.ksm_pages = len({p for p in pfns if p})
         r.ksm_pages_expected = -(-o.pages // max(r.max_page_sharing, 1))
         r.vmas_in_region, r.maps_total = region_vmas("self", self.base, self.base + self.size)
+        r.anon_vma_vmas = r.vmas_in_region * (1 + len(self.children))
         self.say(f"repro: merged: ksm_merging_pages {r.ksm_merging_pages}/{o.pages} ksm_rmap_items "
                  f"{r.ksm_rmap_items} KSM pages (K) {r.ksm_pages} (expected ~{r.ksm_pages_expected}) "
                  f"in {r.merge_seconds:.1f} s")
         return pfns
+
+    def _merged_now(self, n: int) -> tuple[int, str]:
+        """(pages of the region KSM has merged, how it was told), read from the page tables: holds on 6.1
+        (whose /proc/PID/ksm_stat has no ksm_merging_pages) and on current kernels alike."""
+        try:
+            return merged_pages(region_pfns(self.base, n)), "pagemap"
+        except OSError:
+            pass
+        st = ksm.proc_ksm_stat()
+        if "ksm_merging_pages" in st:
+            return int(st["ksm_merging_pages"]), "ksm_stat"
+        v = env.read(env.PATHS.proc / "self" / "ksm_merging_pages")
+        return (int(v) if v and v.isdigit() else 0), "ksm_merging_pages"
 
     def _wait_merged(self, n: int, t0: float) -> None:
         start_scans = ksm.counters().get("full_scans", 0)
@@ -359,14 +421,13 @@ class Repro:
         stable_since = None
         last_merging = -1
         while True:
-            st = ksm.proc_ksm_stat()
-            merging = int(st.get("ksm_merging_pages", 0))
+            merging, how = self._merged_now(n)
             c = ksm.counters()
             scans = c.get("full_scans", 0) - start_scans
             now = time.monotonic()
             if now - last_print >= 1.0 or merging >= n:
                 self.progress(f"repro: ksm full_scans +{scans} pages_sharing {c.get('pages_sharing', 0)} "
-                              f"ksm_merging_pages {merging}/{n} rmap_items {st.get('ksm_rmap_items', 0)}")
+                              f"merged pages {merging}/{n} ({how})")
                 last_print = now
             if merging >= n:
                 return
@@ -379,10 +440,11 @@ class Repro:
             if now - t0 > self.o.merge_timeout:
                 if merging == 0:
                     raise env.CaptureError(f"KSM merged nothing in {self.o.merge_timeout:g} s "
-                                           f"(full_scans +{scans}); is ksmd running?")
+                                           f"(full_scans +{scans}, pages_sharing {c.get('pages_sharing', 0)}); "
+                                           f"is ksmd running?")
                 self.progress(f"repro: warning: merge timeout, {merging}/{n} pages merged")
                 return
-            time.sleep(0.2)
+            time.sleep(0.5)
 
     def _wait_scans(self, k: int, why: str) -> None:
         s0 = ksm.counters().get("full_scans", 0)
@@ -448,18 +510,35 @@ class Repro:
         rc = self.lib.c.syscall(nr, 0, ctypes.c_ulong(n), pages, None, status, MPOL_MF_MOVE_ALL)
         if rc < 0:
             raise env.CaptureError(f"move_pages query failed: {os.strerror(ctypes.get_errno())}")
-        cur = status[0]
-        target = next(x for x in env.numa_nodes() if x != cur)
-        nodes = (ctypes.c_int * n)(*([target] * n))
+        # every page goes to a node other than its own: move_pages to the current node moves nothing
+        # (and walks nothing); a page whose query failed (negative status) is sent off node 0's way
+        nodes_online = env.numa_nodes()
+        cur = [status[i] for i in range(n)]
+        want = [pick_target(c, nodes_online) for c in cur]
+        nodes = (ctypes.c_int * n)(*want)
         rc = self.lib.c.syscall(nr, 0, ctypes.c_ulong(n), pages, nodes, status, MPOL_MF_MOVE_ALL)
         if rc < 0:
-            raise env.CaptureError(f"move_pages to node {target} failed: {os.strerror(ctypes.get_errno())}")
+            raise env.CaptureError(f"move_pages to other nodes failed: {os.strerror(ctypes.get_errno())}")
+        busy = sum(1 for i in range(n) if status[i] == -16)    # -EBUSY: KSM pages report it now and then
+        if busy:
+            r.notes.append(f"move_pages: {busy} pages reported EBUSY (not moved)")
+        target = want[0]
         r.trigger_passes = 1
-        r.pages_moved = sum(1 for i in range(n) if status[i] == target)
+        r.pages_moved = sum(1 for i in range(n) if status[i] == want[i])
         after = region_pfns(self.base, n)
         r.ksm_pages_moved = len({p for p in before if p} - set(after))
-        self.say(f"repro: move_pages node {cur} -> {target}: {r.pages_moved} of {n} pages report node {target}; "
-                 f"{r.ksm_pages_moved} KSM pages moved")
+        moves = sorted({(c, w) for c, w in zip(cur, want) if c >= 0})
+        self.say(f"repro: move_pages {', '.join(f'node {c} -> {w}' for c, w in moves) or 'to node ' + str(target)}: "
+                 f"{r.pages_moved} of {n} pages on their new node; {r.ksm_pages_moved} KSM pages moved")
+
+
+def pick_target(current: int, nodes: list[int]) -> int:
+    """The node to move a page to: the next online node after its current one (never its own)."""
+    others = [x for x in nodes if x != current]
+    if not others:
+        raise env.MethodUnavailable("move_pages needs a second NUMA node to move pages to")
+    later = [x for x in others if x > current]
+    return later[0] if later else others[0]
 
 
 def run(opts: ReproOptions, **kw) -> ReproResult:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -82,6 +83,61 @@ def trace_clock(t: Path) -> str | None:
     return s
 
 
+#: per_cpu/cpuN/stats lines -> keys of the sidecar's "per_cpu_stats" (integers; the two timestamps as text)
+CPU_STATS_KEYS = {"entries": "entries", "overrun": "overrun", "commit overrun": "commit_overrun",
+                  "dropped events": "dropped_events", "read events": "read_events",
+                  "oldest event ts": "oldest_event_ts", "now ts": "now_ts"}
+
+
+def parse_cpu_stats(text: str) -> dict:
+    """One ``per_cpu/cpuN/stats`` file as a dict with every key of :data:`CPU_STATS_KEYS` (missing -> None)."""
+    out: dict = {v: None for v in CPU_STATS_KEYS.values()}
+    for line in (text or "").splitlines():
+        k, sep, v = line.partition(":")
+        key = CPU_STATS_KEYS.get(k.strip())
+        if not sep or key is None:
+            continue
+        v = v.strip()
+        if key.endswith("_ts"):
+            out[key] = v or None
+        else:
+            try:
+                out[key] = int(v)
+            except ValueError:
+                out[key] = None
+    return out
+
+
+def per_cpu_stats(buffer_dir: Path) -> dict[str, dict]:
+    """{"<cpu>": parse_cpu_stats(...)} for every per_cpu/cpuN of a tracefs buffer (top level or instance)."""
+    out: dict[str, dict] = {}
+    pc = Path(buffer_dir) / "per_cpu"
+    try:
+        cpus = sorted((c for c in pc.iterdir() if c.name[3:].isdigit()), key=lambda c: int(c.name[3:]))
+    except OSError:
+        return out
+    for c in cpus:
+        text = env.read(c / "stats")
+        if text is not None:
+            out[c.name[3:]] = parse_cpu_stats(text)
+    return out
+
+
+def lost_events(stats: dict[str, dict]) -> int:
+    """Events the ring buffer lost (overwritten or dropped), summed over CPUs."""
+    return sum((s.get("overrun") or 0) + (s.get("dropped_events") or 0) for s in stats.values())
+
+
+def buffer_size_value(text: str) -> str:
+    """What to write back into ``buffer_size_kb``: it reads ``7 (expanded: 1408)`` before first use, which
+    is not writable as it is; the expanded size is what tracing would get."""
+    m = re.search(r"expanded:\s*(\d+)", text)
+    if m:
+        return m.group(1)
+    m = re.match(r"\s*(\d+)", text)
+    return m.group(1) if m else text.strip()
+
+
 class SavedState:
     """Snapshot of tracefs control files, written back in reverse order by :meth:`restore`.
 
@@ -113,6 +169,8 @@ class SavedState:
                 self._write_back(p, text)
             except OSError as e:
                 problems.append(f"cannot restore {p}: {e.strerror or e}")
+            except env.CaptureError as e:
+                problems.append(f"cannot restore {p}: {str(e).rsplit(': ', 1)[-1]}")
         self.saved.clear()
         return problems
 
@@ -126,17 +184,16 @@ class SavedState:
                 with open(p, "a") as f:
                     f.write(ln + "\n")
             return
+        if name in ("buffer_size_kb", "buffer_total_size_kb"):
+            env.write(p, buffer_size_value(text))
+            return
         if name in ("current_tracer",):
-            with open(p, "w") as f:
-                f.write(text.split()[0] + "\n")
+            env.write(p, text.split()[0])
             return
         if "[" in text:  # a selection like trace_clock
-            word = text[text.index("[") + 1:text.index("]")]
-            with open(p, "w") as f:
-                f.write(word + "\n")
+            env.write(p, text[text.index("[") + 1:text.index("]")])
             return
-        with open(p, "w") as f:
-            f.write(text + "\n")
+        env.write(p, text)
 
 
 class Instance:

@@ -211,7 +211,7 @@ def guest_script(cmd: list[str], cwd: Path, status_file: Path) -> str:
 
 def vng_argv(vng: str, image: Path, script: str, *, memory_mb: int, cpus: int, numa_nodes: int, use_kvm: bool,
              rwdirs: list[Path]) -> list[str]:
-    argv = [vng, "--run", str(image), "--memory", f"{memory_mb}M", "--cpus", str(cpus)]
+    argv = [vng, "--run", str(image), "--user", "root", "--memory", f"{memory_mb}M", "--cpus", str(cpus)]
     argv += numa_args(memory_mb, cpus, numa_nodes)
     for d in rwdirs:
         argv += ["--rwdir", str(d)]

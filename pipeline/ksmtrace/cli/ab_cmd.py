@@ -30,7 +30,8 @@ def ab(
     cpus: int = typer.Option(2, "--cpus", help="Guest CPUs."),
     kvm: str = typer.Option("auto", "--kvm", help="auto, on or off (TCG emulation)."),
     timeout: float = typer.Option(1800.0, "--timeout", help="Seconds per boot before the guest is killed."),
-    buffer_kb: int = typer.Option(65536, "--buffer-kb", help="capture --buffer-kb: tracefs buffer per CPU (KiB)."),
+    buffer_kb: Optional[int] = typer.Option(None, "--buffer-kb", help="capture --buffer-kb: tracefs buffer per "
+                                            "CPU (KiB) [default: capture's sizing for the method and layout]."),
     page_type: str = typer.Option("ksm", "--page-type", help="Walks to compare: ksm, anon, file or all."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Echo every line of the guests' output."),
 ) -> None:

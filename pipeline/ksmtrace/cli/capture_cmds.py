@@ -68,7 +68,7 @@ def capture(
                                        "beside it records provenance)."),
     method: str = typer.Option("auto", "--method", "-m", help="auto, counters (trace_printk counter lines of "
                                "an instrumented kernel, e.g. kernel/patches/counters.patch), rmap-tracepoints, "
-                               "function-graph, kprobes, perf-callchain or events."),
+                               "function-graph, function-graph-locks, kprobes, perf-callchain or events."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds to record when no COMMAND "
                                              "is given."),
     print_only: bool = typer.Option(False, "--print", help="Print the commands for capturing by hand instead of "
@@ -77,7 +77,8 @@ def capture(
                                    "the text."),
     filter_addr: Optional[str] = typer.Option(None, "--filter-addr", help="START-END: record only migration "
                                               "PTE events of this address range."),
-    buffer_kb: int = typer.Option(16384, "--buffer-kb", help="tracefs buffer per CPU (KiB)."),
+    buffer_kb: Optional[int] = typer.Option(None, "--buffer-kb", help="tracefs buffer per CPU (KiB); default: sized "
+                                            "for the repro layout (function-graph), else 16384."),
     command: Optional[List[str]] = typer.Argument(None, help="Workload to run while recording (after --)."),
 ) -> None:
     """Record a trace ksmtrace ingests, with the best method this kernel offers (needs root).
