@@ -28,9 +28,9 @@ from . import doctor, env, recipes, tracefs
 
 METHODS = ("auto", "counters", "rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "bpftrace",
            "perf-callchain", "events")
-#: keys of a counter line (queries/11_scan.sql, class 6); a trace_printk format holding one of them in
+#: keys of a counter line or walk summary (queries/11_scan.sql, classes 6 and 7); a trace_printk format with one in
 #: printk_formats means the kernel is instrumented
-COUNTER_KEYS = ("hold_ns=", "Time_ms=", "iterations=", "Nr_iteration_total=")
+COUNTER_KEYS = ("hold_ns=", "Time_ms=", "iterations=", "Nr_iteration_total=", "walk_ns=")
 PERF_EVENTS = ("migrate:set_migration_pte", "migrate:remove_migration_pte", "migrate:mm_migrate_pages_start",
                "migrate:mm_migrate_pages", "compaction:mm_compaction_begin", "compaction:mm_compaction_end",
                "lock:contention_begin", "lock:contention_end")
