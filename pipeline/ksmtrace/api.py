@@ -134,3 +134,18 @@ def sql(query: str, store: Store | str | None = None, read_only: bool = False) -
         if read_only:
             db.check_read_only(con, query)
         return to_frame(con.sql(query).to_arrow_table())
+
+
+def ab(before, after, *, run_in_vm: Callable | None = None, say: Callable[[str], None] | None = None, **options):
+    """``ksmtrace ab``: boot ``before`` and ``after`` kernel images in turn (A B A B), capture the reproducer
+    in each boot, ingest each boot as one run and build the report. ``options`` are the fields of
+    :class:`ksmtrace.ab.AbOptions` (runs, vmas, method, label_before, label_after, out, ...); ``run_in_vm``
+    replaces :func:`ksmtrace.capture.vm.run_in_vm` (tests), ``say`` receives the progress lines.
+    Returns :class:`ksmtrace.ab.AbResult`."""
+    from . import ab as _ab
+
+    try:
+        opts = _ab.AbOptions(before=before, after=after, **options)
+    except TypeError as e:
+        raise _ab.AbError(str(e)) from None
+    return _ab.run(opts, run_in_vm=run_in_vm, say=say)

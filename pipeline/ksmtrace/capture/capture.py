@@ -1,7 +1,9 @@
 """ksmtrace capture: record a trace with the best method the kernel offers, then restore everything.
 
 Methods (kernel.md §6): ``rmap-tracepoints`` (a), ``function-graph`` (b), ``kprobes`` (c),
-``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains).
+``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains),
+``counters`` (e: the per-lock-window counter lines an instrumented kernel writes with trace_printk, e.g.
+kernel/patches/counters.patch, plus the stock events, from the top-level buffer).
 The trace text goes to ``--out``; provenance to ``OUT.meta.json``. An interrupted capture keeps
 what it recorded as ``NAME.partial.EXT`` with ``"partial": true`` in its sidecar.
 """
@@ -24,8 +26,11 @@ from typing import Any
 
 from . import doctor, env, recipes, tracefs
 
-METHODS = ("auto", "rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "bpftrace",
+METHODS = ("auto", "counters", "rmap-tracepoints", "function-graph", "function-graph-locks", "kprobes", "bpftrace",
            "perf-callchain", "events")
+#: keys of a counter line or walk summary (queries/11_scan.sql, classes 6 and 7); a trace_printk format with one in
+#: printk_formats means the kernel is instrumented
+COUNTER_KEYS = ("hold_ns=", "Time_ms=", "iterations=", "Nr_iteration_total=", "walk_ns=")
 PERF_EVENTS = ("migrate:set_migration_pte", "migrate:remove_migration_pte", "migrate:mm_migrate_pages_start",
                "migrate:mm_migrate_pages", "compaction:mm_compaction_begin", "compaction:mm_compaction_end",
                "lock:contention_begin", "lock:contention_end")
@@ -48,6 +53,7 @@ FG_BYTES_PER_CALL = 80
 #: stay below this share of MemAvailable for all per-CPU buffers together
 BUFFER_MEM_SHARE = 0.4
 DEFAULT_BUFFER_KB = 16384
+COUNTERS_BUFFER_KB = 65536   # counters: no overwrite, so room for every migration event beside the lines
 #: lock contention flags (include/trace/events/lock.h): LCB_F_READ 2, LCB_F_WRITE 4. The waiters stuck behind
 #: a walker's read hold are writers; the walker's own slow-path waits are readers: keep both.
 RWSEM_WAIT_TRIGGER = "stacktrace if flags & 6"
@@ -297,8 +303,11 @@ class Capture:
         ok["events"] = bool(info["tracefs"]["events"].get("migrate"))
         ok["function-graph-locks"] = ok.get("function-graph")
         ok["bpftrace"] = bool(env.PATHS.btf.exists() and info["tracefs"].get("filter_functions_readable"))
+        ok["counters"] = bool(counter_formats(t))
         self.meta["evidence_available"] = {k: v["available"] for k, v in ev.items()}
         if self.o.method == "auto":
+            if ok["counters"]:  # an instrumented kernel: exact per-window counters beat every inference
+                return "counters"
             for m in doctor.METHOD_ORDER:
                 if ok.get(m):
                     return m
@@ -308,7 +317,9 @@ class Capture:
             avail = [m for m in doctor.METHOD_ORDER if ok.get(m)]
             base = "function-graph" if self.o.method == "function-graph-locks" else self.o.method
             key = next((k for k, m in doctor.METHOD_OF.items() if m == base), None)
-            why = ev[key]["why"] if key else "no migrate:* events"
+            why = (ev[key]["why"] if key else "no trace_printk counter format in printk_formats (not an "
+                   "instrumented kernel: see kernel/patches/counters.patch)" if self.o.method == "counters"
+                   else "no migrate:* events")
             raise env.MethodUnavailable(f"method {self.o.method} is not available on this kernel ({why}); "
                                         f"available: {', '.join(avail) or 'none'}"
                                         + (f"; try --method {avail[0]}" if avail else ""))
@@ -486,6 +497,42 @@ class Capture:
 
     def _run_rmap_tracepoints(self, t: Path) -> None:
         self._instance_capture(t, tracefs.RMAP_EVENTS + tracefs.STOCK_EVENTS)
+
+    def _run_counters(self, t: Path) -> None:
+        """trace_printk writes only into the top-level buffer: nop tracer there, the stock events beside
+        the counter lines (they place the walks among migrations), no overwrite (losses are counted in
+        the header's entries-in-buffer/entries-written and in per_cpu stats, not silently overwritten)."""
+        events = [e for e in tracefs.STOCK_EVENTS if (t / "events" / e / "enable").exists()]
+        st = tracefs.SavedState(t)
+        st.save("tracing_on", "current_tracer", "buffer_size_kb", "options/overwrite", "options/hash-ptr",
+                *[f"events/{e}/enable" for e in events])
+        self.cleanups.append(st.restore)
+        env.write(t / "tracing_on", 0)
+        env.write(t / "current_tracer", "nop")
+        kb = self.o.buffer_kb or COUNTERS_BUFFER_KB
+        env.write(t / "buffer_size_kb", kb)
+        for o, v in (("overwrite", 0), ("hash-ptr", 0)):
+            if (t / "options" / o).exists():
+                env.write(t / "options" / o, v)
+        for e in events:
+            env.write(t / "events" / e / "enable", 1)
+        self.meta["events"] = ["trace_printk:" + f for f in counter_formats(t)] + events
+        self.meta["tracefs_options"] = {"overwrite": 0, "hash-ptr": 0, "buffer_size_kb": kb}
+        env.write(t / "trace", "")
+        env.write(t / "tracing_on", 1)
+        try:
+            self.meta["command_exit"] = self._spawn(self._workload())
+            self.proc = None
+        finally:
+            self._buffer_stats(t)
+            env.write(t / "tracing_on", 0)
+            with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
+                while b := src.read(1 << 20):
+                    dst.write(b)
+            for e in events:
+                env.write(t / "events" / e / "enable", 0)
+        self._check_interrupt()
+
 
     def _fg_buffer_kb(self, iterators: bool) -> int:
         """--buffer-kb, or a size for the repro layout the command builds (capped by free memory)."""
@@ -682,6 +729,17 @@ def _bpftrace_attached(pid: int, out: Path) -> bool:
             return ATTACHED.encode() in f.read(4096)
     except OSError:
         return False
+
+
+def counter_formats(t: Path) -> list[str]:
+    """The trace_printk formats in ``printk_formats`` that write counter lines (an instrumented kernel)."""
+    text = env.read(t / "printk_formats") or ""
+    out = []
+    for line in text.splitlines():
+        fmt = line.split(" : ", 1)[-1].strip().strip('"')
+        if any(k in fmt for k in COUNTER_KEYS):
+            out.append(fmt.replace("\\n", "").strip())
+    return out
 
 
 def count_ksm_walk_events(path: Path) -> int:

@@ -68,9 +68,9 @@ def doctor(
 def capture(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Trace text file to write (FILE.meta.json "
                                        "beside it records provenance)."),
-    method: str = typer.Option("auto", "--method", "-m", help="auto, rmap-tracepoints, function-graph, "
-                               "function-graph-locks, kprobes, "
-                               "perf-callchain or events."),
+    method: str = typer.Option("auto", "--method", "-m", help="auto, counters (trace_printk counter lines of "
+                               "an instrumented kernel, e.g. kernel/patches/counters.patch), rmap-tracepoints, "
+                               "function-graph, function-graph-locks, kprobes, perf-callchain or events."),
     duration: Optional[float] = typer.Option(None, "--duration", "-d", help="Seconds to record when no COMMAND "
                                              "is given."),
     print_only: bool = typer.Option(False, "--print", help="Print the commands for capturing by hand instead of "

@@ -25,7 +25,7 @@ app = typer.Typer(
 )
 
 #: command modules, in the order their commands appear in --help
-COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "export_cmd", "capture_cmds", "vm_cmd", "demo"]
+COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "export_cmd", "capture_cmds", "vm_cmd", "ab_cmd", "demo"]
 
 for _m in COMMAND_MODULES:
     try:

@@ -47,6 +47,9 @@ def demo(
                     res = api.ingest([str(sd / f)], store, label=label, fmt=spec.get("format", "auto"))[0]
                     print(terminal(res.summary()))
         print()
+        for pair in pairs:
+            if pair.get("headline"):
+                _headline(pair, store)
         df = api.sql("SELECT label, format, count(*) AS runs, sum(n_events) AS events, sum(n_malformed) AS malformed,"
                      " sum(n_lost_events) AS lost FROM runs GROUP BY ALL ORDER BY label", store, read_only=True)
         render(df, "table", title="runs in the demo store")
@@ -62,6 +65,34 @@ def demo(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def headline_table(model: dict) -> str:
+    """The changelog's four-column table (Time_ms, Nr_iteration_total, Skip_addr_out_of_range,
+    Skip_mm_mismatch), before and after, from a report model."""
+    from ..report import fmt
+
+    b, a = model["before"], model["after"]
+    lines = [f"{'':<24}{'before':>14}{'after':>14}{'after/before':>14}"]
+    for key, name in fmt.SEED_ROWS:
+        r = model["comparison"]["seed_ratio"].get(key)
+        lines.append(f"{name:<24}{fmt.seed_cell(key, b['seed'].get(key)):>14}"
+                     f"{fmt.seed_cell(key, a['seed'].get(key)):>14}{(fmt.ratio(r) if r is not None else ''):>14}")
+    lines += [f"  * {n}" for n in fmt.seed_footnotes(model)]
+    return "\n".join(lines)
+
+
+def _headline(pair: dict, store: Path) -> None:
+    from ..report import build_report
+
+    with api.connect(store) as con:
+        rep = build_report(con, pair["before"]["label"], pair["after"]["label"], pair.get("page_type", "ksm"))
+    b, a = rep.model["before"], rep.model["after"]
+    print(f"=== {pair['title']} ===")
+    print(f"before = {b['label']} ({b['runs']} runs), after = {a['label']} ({a['runs']} runs); "
+          f"the changelog's table, per lock window, every cell measured:\n")
+    print(headline_table(rep.model))
+    print()
 
 
 def _reports(pairs: list[dict], store: Path, out: Path) -> None:
