@@ -49,6 +49,16 @@ def _abs(p: str) -> str:
     return p if p == "-" else os.path.abspath(p)
 
 
+def check_options(paths: list[str], executor: str, scheduler: str | None) -> None:
+    """The one check of ingest's executor options (and of '-', which can only be ingested on its own)."""
+    if executor not in EXECUTORS:
+        raise KsmtraceError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if scheduler and executor != "dask":
+        raise KsmtraceError("--scheduler needs --executor dask")
+    if "-" in paths and len(paths) > 1:
+        raise KsmtraceError("'-' (stdin) can only be ingested on its own")
+
+
 def ingest_many(paths: Iterable[str], store_root: str | os.PathLike, label: str, fmt: str = "auto",
                 force: bool = False, partial: bool = False, jobs: int = 1, executor: str = "local",
                 scheduler: str | None = None, on_outcome: Callable[[Outcome], None] | None = None,
@@ -61,8 +71,7 @@ def ingest_many(paths: Iterable[str], store_root: str | os.PathLike, label: str,
     paths = [str(p) for p in paths]
     root = os.path.abspath(store_root)
     args = [(_abs(p), root, label, fmt, force, partial) for p in paths]
-    if executor not in EXECUTORS:
-        raise KsmtraceError(f"--executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    check_options(paths, executor, scheduler)
     if jobs < 1:
         raise KsmtraceError(f"--jobs {jobs}: give at least 1")
     if executor == "dask":

@@ -101,3 +101,33 @@ def render(data, fmt: str = "table", out=None, title: str | None = None) -> None
             out.write("(no rows)\n")
     else:
         raise ValueError(f"unknown output format {fmt}")
+
+
+def _ns_text(v: int) -> str:
+    if v >= 1_000_000:
+        return f"{v / 1e6:.3f} ms"
+    if v >= 1_000:
+        return f"{v / 1e3:.2f} µs"
+    return f"{v} ns"
+
+
+def synth_cost_table(layout, caller: str) -> str:
+    """What one walk of ``caller`` costs over ``layout``, unpatched and patched (``ksmtrace synth`` without --out)."""
+    from .synth import cost_summary
+
+    s = cost_summary(layout, caller)
+    u, p = s["unpatched"], s["patched"]
+    rows = [("windows", "windows"), ("iterations", "iterations"), ("max iterations / window", "max_window_iterations"),
+            ("address skips", "skip_addr"), ("mm skips", "skip_mm"), ("rmap_one calls", "rmap_one"),
+            ("walk time (est.)", "walk_ns"), ("max hold (est.)", "max_hold_ns"), ("early exit", "early_exit")]
+    w = max(len(r[0]) for r in rows)
+    out = [f"layout: {layout.vmas} VMAs, {layout.forks} forks, {layout.pages} pages x {layout.items} rmap_items"
+           f"{f' + {layout.child_items} per child' if layout.child_items else ''}; one {caller} walk (untraced, "
+           f"16.6 ns per iteration)",
+           f"{'':{w}}  {'unpatched [0,ULONG_MAX]':>24}  {'patched [idx,idx]':>18}"]
+    for name, k in rows:
+        a, b = u[k], p[k]
+        if k.endswith("_ns"):
+            a, b = _ns_text(a), _ns_text(b)
+        out.append(f"{name:{w}}  {str(a):>24}  {str(b):>18}")
+    return "\n".join(out)

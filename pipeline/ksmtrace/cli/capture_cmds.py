@@ -1,22 +1,10 @@
-"""ksmtrace repro / doctor / capture: thin wrappers over ksmtrace.capture."""
+"""ksmtrace repro / doctor / capture: thin wrappers over ksmtrace.api (and so ksmtrace.capture)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-
-# typer.BadParameter (vendored click) escapes the CLI's error handler as a traceback: raise ours instead
-from ..capture.env import CaptureError
-
-
-def _int_auto(text: Optional[str], opt: str) -> Optional[int]:
-    if text is None:
-        return None
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise CaptureError(f"{opt} {text!r} is not an integer (decimal or 0x...)") from None
 
 
 def repro(
@@ -46,23 +34,20 @@ def repro(
     that 'ksmtrace capture' keeps in its sidecar. Restores every KSM knob and vm.max_map_count it changed,
     and reaps its children, also on Ctrl-C.
     """
-    from ..capture import repro as r
+    from .. import api
 
-    opts = r.ReproOptions(vmas=vmas, pages=pages, forks=forks, trigger=trigger, hold=hold,
-                          compact_passes=compact_passes, attempts=attempts, pages_to_scan=pages_to_scan, sleep_millisecs=sleep_ms,
-                          merge_timeout=merge_timeout, move_ksm_pages=move_ksm_pages, addr=_int_auto(addr, "--addr"))
-    r.run(opts)
+    api.repro(vmas=vmas, pages=pages, forks=forks, trigger=trigger, hold=hold, compact_passes=compact_passes,
+              attempts=attempts, pages_to_scan=pages_to_scan, sleep_ms=sleep_ms, merge_timeout=merge_timeout,
+              move_ksm_pages=move_ksm_pages, addr=addr)
 
 
 def doctor(
     fmt: str = typer.Option("text", "--format", "-f", help="text or json."),
 ) -> None:
     """Report what this kernel can record for ksmtrace, and the next command to run."""
-    from ..capture import doctor as d
+    from .. import api
 
-    if fmt not in ("text", "json"):
-        raise CaptureError(f"--format {fmt!r} is not one of text, json")
-    print(d.render(d.probe(), fmt))
+    print(api.doctor(fmt))
 
 
 def capture(
@@ -87,14 +72,12 @@ def capture(
 
     Example: ksmtrace capture --out split.txt -- ksmtrace repro --vmas 20000
     """
-    from ..capture import capture as c
+    from .. import api
 
-    opts = c.CaptureOptions(out=out, method=method, duration=duration, command=list(command or []),
-                            keep_data=keep_data, filter_addr=c.parse_range(filter_addr), buffer_kb=buffer_kb)
+    got = api.capture(out=out, method=method, duration=duration, print_only=print_only, keep_data=keep_data,
+                      filter_addr=filter_addr, buffer_kb=buffer_kb, command=command)
     if print_only:
-        print(c.print_recipe(opts), end="")
-        return
-    c.run(opts)
+        print(got, end="")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .. import api, db
+from .. import api
 from ..errors import KsmtraceError, os_error_message
 from ..ingest import format_names
 from ..output import render
@@ -65,13 +65,7 @@ def ingest(
     from .commands import say
 
     st = store_of(store)
-    api.check_label(label)
-    if executor not in ("local", "dask"):
-        raise KsmtraceError(f"--executor {executor!r} is not one of local, dask")
-    if scheduler and executor != "dask":
-        raise KsmtraceError("--scheduler needs --executor dask")
-    if "-" in paths and len(paths) > 1:
-        raise KsmtraceError("'-' (stdin) can only be ingested on its own")
+    api.check_ingest(paths, label, executor, scheduler)
     stored: list[str] = []
     failed: list[str] = []
     skipped: list[str] = []
@@ -165,20 +159,9 @@ def sql(
     check_format(fmt)
     st = store_of(store)
     if print_views:
-        sys.stdout.write(db.views_sql(st))
+        sys.stdout.write(api.sql(store=st, print_views=True))
         return
-    if not query:
-        raise typer.BadParameter("give a QUERY or --print-views")
-    import duckdb
-
-    with api.connect(st, views="all" if db.needs_private_views(query) else "public", read_only=read_only) as con:
-        try:
-            if read_only:
-                db.check_read_only(con, query)
-            rel = con.sql(query)
-            table = rel.to_arrow_table() if rel is not None else None
-        except duckdb.Error as e:
-            raise KsmtraceError("SQL: " + " ".join(str(e).split())) from None
+    table = api.sql_table(query, st, read_only=read_only)
     if table is not None:
         render(table, fmt)
 

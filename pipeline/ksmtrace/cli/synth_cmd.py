@@ -1,4 +1,4 @@
-"""ksmtrace synth: ground-truth traces of rmap_walk_ksm() walks, and what a VMA layout costs."""
+"""ksmtrace synth: a thin wrapper over ksmtrace.api.synth (ground-truth traces, what a VMA layout costs)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,37 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import KsmtraceError
 from ..safe_text import terminal
-
-
-def _ns(v: int) -> str:
-    if v >= 1_000_000:
-        return f"{v / 1e6:.3f} ms"
-    if v >= 1_000:
-        return f"{v / 1e3:.2f} µs"
-    return f"{v} ns"
-
-
-def cost_table(layout, caller: str) -> str:
-    from ..synth import cost_summary
-
-    s = cost_summary(layout, caller)
-    u, p = s["unpatched"], s["patched"]
-    rows = [("windows", "windows"), ("iterations", "iterations"), ("max iterations / window", "max_window_iterations"),
-            ("address skips", "skip_addr"), ("mm skips", "skip_mm"), ("rmap_one calls", "rmap_one"),
-            ("walk time (est.)", "walk_ns"), ("max hold (est.)", "max_hold_ns"), ("early exit", "early_exit")]
-    w = max(len(r[0]) for r in rows)
-    out = [f"layout: {layout.vmas} VMAs, {layout.forks} forks, {layout.pages} pages x {layout.items} rmap_items"
-           f"{f' + {layout.child_items} per child' if layout.child_items else ''}; one {caller} walk (untraced, "
-           f"16.6 ns per iteration)",
-           f"{'':{w}}  {'unpatched [0,ULONG_MAX]':>24}  {'patched [idx,idx]':>18}"]
-    for name, k in rows:
-        a, b = u[k], p[k]
-        if k.endswith("_ns"):
-            a, b = _ns(a), _ns(b)
-        out.append(f"{name:{w}}  {str(a):>24}  {str(b):>18}")
-    return "\n".join(out)
 
 
 def synth(
@@ -71,35 +41,17 @@ def synth(
                                        "OUT.truth/*.csv; without it print the layout's cost summary only."),
 ) -> None:
     """Generate a ground-truth trace, or (without --out) show what a VMA layout costs with and without the patch."""
-    from ..synth import CALLER_CHOICES, Layout, generate
+    from .. import api
 
-    try:
-        layout = Layout(vmas=vmas, forks=forks, pages=pages, items=items, child_items=child_items)
-    except ValueError as e:
-        raise KsmtraceError(str(e))
-    if caller not in CALLER_CHOICES:
-        raise KsmtraceError(f"unknown --caller {caller!r}; known: {', '.join(CALLER_CHOICES)}")
+    got = api.synth(vmas=vmas, forks=forks, pages=pages, items=items, child_items=child_items, walks=walks,
+                    caller=caller, patched=patched, evidence=evidence, fmt=fmt, retval=retval,
+                    retval_style=retval_style, retaddr=retaddr, iterators=iterators, ns=ns, truncate=truncate,
+                    loss=loss, counter_style=counter_style, tp_counters=tp_counters, noise=noise, tasks=tasks,
+                    seed=seed, out=out)
     if out is None:
-        one = {"migrate": "remove_migration_ptes", "mixed": "remove_migration_ptes"}.get(caller, caller)
-        print(cost_table(layout, one))
+        print(got)
         return
-    if retval_style not in ("6.13", "6.5"):
-        raise KsmtraceError("--retval-style must be 6.13 or 6.5")
-    if truncate not in (None, "start", "end", "both"):
-        raise KsmtraceError("--truncate must be start, end or both")
-    if counter_style not in ("short", "long", "bpftrace"):
-        raise KsmtraceError("--counter-style must be short, long or bpftrace")
-    try:
-        res = generate(layout, walks=walks, caller=caller, patched=patched, evidence=evidence, fmt=fmt,
-                       retval=retval_style if retval else None, iterators=iterators, seed=seed, ns=ns, tasks=tasks,
-                       truncate=truncate, loss=loss, noise=noise, counter_style=counter_style,
-                       tracepoint_counters=tp_counters, retaddr=retaddr)
-    except ValueError as e:
-        raise KsmtraceError(str(e))
-    try:
-        p = res.write(out)
-    except OSError as e:
-        raise KsmtraceError(f"{out}: {e.strerror or e}")
+    res, p = got
     print(f"wrote {terminal(p)} and {terminal(p)}.truth/ ({res.summary()})")
 
 

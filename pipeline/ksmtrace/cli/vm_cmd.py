@@ -1,4 +1,4 @@
-"""ksmtrace vm: a thin wrapper over ksmtrace.capture.vm.run_in_vm."""
+"""ksmtrace vm: a thin wrapper over ksmtrace.api.vm (ksmtrace.capture.vm.run_in_vm)."""
 from __future__ import annotations
 
 import sys
@@ -29,15 +29,15 @@ def vm(
 
     Exits with COMMAND's exit status. Needs qemu-system-x86 (Debian package) and virtme-ng (pip).
     """
-    from ..capture import vm as v
+    from .. import api
     from ..safe_text import terminal
 
     def echo(line: str) -> None:
         sys.stdout.write(terminal(line) + "\n")
         sys.stdout.flush()
 
-    res = v.run_in_vm(list(command or []), kernel=kernel, memory=memory, cpus=cpus, numa_nodes=numa_nodes,
-                      kvm=kvm, timeout=timeout, cwd=Path.cwd(), on_output=None if quiet else echo)
+    res = api.vm(kernel=kernel, memory=memory, cpus=cpus, numa_nodes=numa_nodes, kvm=kvm, timeout=timeout,
+                 quiet=quiet, command=command, on_output=echo)
     print(f"vm: command exited with status {res.returncode} after {res.elapsed_s:.1f} s", file=sys.stderr)
     if res.returncode != 0:
         raise typer.Exit(res.returncode)

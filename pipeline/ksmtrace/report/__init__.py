@@ -16,11 +16,26 @@ import os
 import sys
 from pathlib import Path
 
-from .model import PAGE_TYPES, Report, ReportError, UnknownLabel, build_report
+from .model import PAGE_TYPES, Report, ReportError, UnknownLabel, build_report, check_modes, check_page_type
 
 FORMATS = ("text", "lkml", "markdown", "html", "json")
 
-__all__ = ["FORMATS", "PAGE_TYPES", "Report", "ReportError", "UnknownLabel", "build_report", "render", "write"]
+__all__ = ["FORMATS", "PAGE_TYPES", "Report", "ReportError", "UnknownLabel", "build_report", "check_arguments",
+           "check_format", "check_modes", "check_page_type", "render", "write"]
+
+
+def check_format(fmt: str) -> None:
+    """The one check of a report format (``--format``)."""
+    if fmt not in FORMATS:
+        raise ReportError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def check_arguments(before: str | None, after: str | None, aa: str | None, page_type: str, fmt: str) -> None:
+    """Every check of a report's arguments that needs no store, so a bad one fails before any work:
+    the modes (--before/--after or --aa), the page type and the format."""
+    check_modes(before, after, aa)
+    check_page_type(page_type)
+    check_format(fmt)
 
 
 def render(report: Report, fmt: str = "text", plots: dict | None = None, images: dict | None = None,
@@ -85,8 +100,7 @@ def write(report: Report, fmt: str = "text", out: str | os.PathLike | None = Non
     only ``out`` is given and the format is text, lkml or markdown, beside ``out`` as
     ``<out stem>-<figure>.png``.
     """
-    if fmt not in FORMATS:
-        raise ReportError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
+    check_format(fmt)
     stdout = stdout or sys.stdout
     written: list[Path] = []
     out_p = Path(out) if out is not None else None

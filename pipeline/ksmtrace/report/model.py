@@ -155,6 +155,12 @@ def check_modes(before: str | None, after: str | None, aa: str | None) -> None:
         raise ReportError("give --before LABEL and --after LABEL (or --aa LABEL for an A/A check of one label)")
 
 
+def check_page_type(page_type: str) -> None:
+    """The one check of ``--page-type`` (a walk's page type, or all)."""
+    if page_type not in PAGE_TYPES:
+        raise ReportError(f"--page-type {page_type!r} is not one of {', '.join(PAGE_TYPES)}")
+
+
 def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, after: str | None = None,
                  page_type: str = "ksm", alpha: float = stats.ALPHA, seed: int = stats.SEED,
                  n_boot: int = stats.N_BOOT, aa: str | None = None,
@@ -170,8 +176,7 @@ def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, afte
         con.execute("SET enable_progress_bar = false")
     except duckdb.Error:
         pass
-    if page_type not in PAGE_TYPES:
-        raise ReportError(f"unknown page type {page_type!r}: use one of {', '.join(PAGE_TYPES)}")
+    check_page_type(page_type)
     if aa is not None:
         from .aa import build_aa_report
 
