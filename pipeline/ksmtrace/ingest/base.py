@@ -29,6 +29,7 @@ Shared rules for every text parser (helpers below):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -45,6 +46,9 @@ INT32_MAX = (1 << 31) - 1
 #: largest whole second whose ns value fits int64
 _MAX_SEC = INT64_MAX // 1_000_000_000
 _MAX_SEC_FRAC = INT64_MAX - _MAX_SEC * 1_000_000_000
+#: the ``# tracer: NAME`` header line of ftrace text (trace, trace_pipe with headers, function_graph)
+TRACER_HEADER_RE = re.compile(r"^#\s*tracer:\s*(\S+)")
+
 OUT_OF_RANGE = "number out of range (timestamp beyond int64 ns, or pid/tgid/cpu beyond int32)"
 
 _OVERLONG = OVERLONG_MARK.decode()

@@ -33,11 +33,9 @@ import pyarrow as pa
 from ..errors import BadInput, MissingTool
 from .base import Parser, ParseStats
 from .perf_script import PerfScriptParser
-from .source import TraceSource
+from .source import PERF_MAGIC, TRACE_DAT_MAGIC, TraceSource
 from .tracecmd import TraceCmdReportParser
 
-TRACE_DAT_MAGIC = b"\x17\x08Dtracing"
-PERF_MAGIC = b"PERFILE2"
 
 PACKAGES = {"perf": "linux-perf", "trace-cmd": "trace-cmd"}
 

@@ -298,7 +298,7 @@ def long_to_map(long: pl.DataFrame, n: int) -> pa.Array:
     return pa.MapArray.from_arrays(pa.array(offsets), keys.cast(pa.string()), vals.cast(pa.string()), type=MAP_TYPE)
 
 
-def _to_map(s: pl.Series) -> pa.Array:
+def kv_to_map(s: pl.Series) -> pa.Array:
     """polars list[struct{key, value}] -> arrow map<string, string> (null list -> empty map)."""
     arr = s.to_arrow()
     if isinstance(arr, pa.ChunkedArray):
@@ -336,4 +336,4 @@ def normalize_ptr(s: pl.Expr) -> pl.Expr:
     return pl.when(t.str.contains(r"^[0-9a-f]{1,16}$")).then(t.str.zfill(16)).otherwise(pl.lit(None, pl.String))
 
 
-__all__ = ["parse_fields", "fields_long", "long_to_map", "normalize_ptr", "EVENT_PATTERNS", "MAP_TYPE", "KEY_RE"]
+__all__ = ["parse_fields", "fields_long", "long_to_map", "kv_to_map", "normalize_ptr", "EVENT_PATTERNS", "MAP_TYPE", "KEY_RE"]

@@ -23,8 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import FRAME
-from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, take_junk
-from .fields import _to_map, parse_fields
+from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, exact_ns, int_in, \
+    take_junk
+from .fields import kv_to_map, parse_fields
 from .source import TraceSource, is_probably_binary
 
 # ---------------------------------------------------------------- patterns
@@ -63,7 +64,6 @@ STACK_EVENTS = {"<stack trace>": "kernel_stack", "<user stack trace>": "user_sta
 
 _HDR_ENTRIES = re.compile(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)")
 _HDR_NCPU = re.compile(r"#P:(\d+)")
-_HDR_TRACER = re.compile(r"^#\s*tracer:\s*(\S+)")
 _HDR_LATKERNEL = re.compile(r"^#\s*(\S+) latency trace v[\d.]+ on (\S+)")
 _HDR_LATENCY = re.compile(r"^#\s*latency:\s*(\d+) us, #(\d+)/(\d+), CPU#(\d+)")
 
@@ -98,7 +98,7 @@ def _scan_header(lines: list[str], stats: ParseStats, nos: list[int] | None = No
             stats.malformed(nos[i] if nos else 0, h, "header number out of range")
             n_bad += 1
             continue
-        if (t := _HDR_TRACER.match(h)) and "tracer" not in m:
+        if (t := TRACER_HEADER_RE.match(h)) and "tracer" not in m:
             m["tracer"] = t.group(1)
         if e := _HDR_ENTRIES.search(h):
             inbuf, written = int(e.group(1)), int(e.group(2))
@@ -423,7 +423,7 @@ def _attach_frames(ev: pl.DataFrame, frames: pl.DataFrame | None):
     return ev, fr.height, bad.select("line_no", "l")
 
 
-def _to_arrow(ev: pl.DataFrame) -> pa.Table:
+def events_to_arrow(ev: pl.DataFrame) -> pa.Table:
     """Final Arrow table: fields parsed from payload (event rows), callchain as list<FRAME>."""
     cols = {}
     for c in _EVENT_COLS:
@@ -440,7 +440,7 @@ def _to_arrow(ev: pl.DataFrame) -> pa.Table:
         kv = ev.select(pl.when(pl.col("_k").is_not_null())
                        .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
                        .alias("x")).get_column("x")
-        fmap = pc.if_else(marker.to_arrow(), _to_map(kv), fmap)
+        fmap = pc.if_else(marker.to_arrow(), kv_to_map(kv), fmap)
     # rows without payload text (function lines, markers) get an empty map
     t = t.append_column("fields", fmap)
     if "callchain" in ev.columns and ev.get_column("callchain").dtype != pl.Null:
@@ -513,7 +513,7 @@ class FtraceParser(Parser):
         lines = head_text.splitlines()[:400]
         tracer = None
         for ln in lines[:50]:
-            m = _HDR_TRACER.match(ln)
+            m = TRACER_HEADER_RE.match(ln)
             if m:
                 tracer = m.group(1)
                 break
@@ -548,7 +548,7 @@ class FtraceParser(Parser):
         def work(df: pl.DataFrame):
             st, cn = ParseStats(), {}
             ev = parse_lines(df, st, cn)
-            return (_to_arrow(ev) if ev.height else None), st, cn
+            return (events_to_arrow(ev) if ev.height else None), st, cn
 
         # chunks are parsed in worker threads (polars and pyarrow release the GIL) while the
         # caller writes the previous table; results are merged in input order

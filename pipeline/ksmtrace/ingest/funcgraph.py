@@ -30,9 +30,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, take_junk
+from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, take_junk
 from .fields import fields_long, long_to_map
-from .ftrace import _HDR_TRACER, _to_arrow, iter_line_frames, parse_lines, ts_to_ns
+from .ftrace import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from .source import TraceSource, is_probably_binary
 
 GRAPH_RE = (
@@ -79,7 +79,7 @@ class FuncGraphParser(Parser):
             return 0
         lines = head_text.splitlines()[:400]
         for ln in lines[:50]:
-            m = _HDR_TRACER.match(ln)
+            m = TRACER_HEADER_RE.match(ln)
             if m and m.group(1) == "function_graph":
                 return 95
         sample = "\n".join(lines)
@@ -313,7 +313,7 @@ class FuncGraphParser(Parser):
         if other.height:
             ev = parse_lines(other, stats, counters, graphlike)
             if ev.height:
-                tables.append(_to_arrow(ev))
+                tables.append(events_to_arrow(ev))
         if not tables:
             return None
         from .base import conform

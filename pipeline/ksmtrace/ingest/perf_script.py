@@ -30,7 +30,7 @@ import pyarrow as pa
 from ..schema import FRAME
 from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, junk_reason, \
     junk_text, count_junk, add_count
-from .source import CHUNK_BYTES, TraceSource
+from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
 # -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
 
@@ -230,7 +230,7 @@ class PerfScriptParser(Parser):
 
     @classmethod
     def sniff(cls, head_text: str, head_bytes: bytes) -> int:
-        if head_bytes[:8] == b"PERFILE2" or head_bytes.startswith(b"\x17\x08Dtracing"):
+        if is_binary_trace(head_bytes):
             return 0
         lines = head_text.split("\n")[:400]
         if lines and lines[0].startswith("# ========") and any(

@@ -63,6 +63,16 @@ FIFO_WAIT_NOTICE_S = 0.5
 OVERLONG_MARK = b"\x00ksmtrace:overlong\x00"
 CUT_MARK = b"\x00ksmtrace:cut\x00"
 
+#: the binary trace files ksmtrace converts with their own tools (ksmtrace.ingest.binary)
+TRACE_DAT_MAGIC = b"\x17\x08Dtracing"
+PERF_MAGIC = b"PERFILE2"
+
+
+def is_binary_trace(head: bytes) -> bool:
+    """A trace-cmd trace.dat or a perf.data file (not text: the text parsers leave it to binary.py)."""
+    return head.startswith((PERF_MAGIC, TRACE_DAT_MAGIC))
+
+
 MAGICS = {
     b"\x1f\x8b": "gz",
     b"\xfd7zXZ\x00": "xz",

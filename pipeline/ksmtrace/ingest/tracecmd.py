@@ -29,7 +29,7 @@ import pyarrow as pa
 from ..schema import FRAME
 from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .perf_script import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
-from .source import CHUNK_BYTES, TraceSource
+from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
 EVENT_RE = (
     r"^\s*(?:(?P<buf>[A-Za-z0-9_.-]+): +)?(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?"
@@ -113,7 +113,7 @@ class TraceCmdReportParser(Parser):
 
     @classmethod
     def sniff(cls, head_text: str, head_bytes: bytes) -> int:
-        if head_bytes[:8] == b"PERFILE2" or head_bytes.startswith(b"\x17\x08Dtracing"):
+        if is_binary_trace(head_bytes):
             return 0
         lines = [ln for ln in head_text.split("\n")[:400] if ln.strip()]
         if not lines:

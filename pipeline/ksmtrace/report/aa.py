@@ -25,7 +25,7 @@ import itertools
 import duckdb
 import numpy as np
 
-from .model import DEFAULT_SPLIT_SEED, VIEWS, Report, ReportError, _build, _columns, require_label
+from .model import DEFAULT_SPLIT_SEED, VIEWS, Report, ReportError, build_sides, view_columns, require_label
 
 _n = itertools.count()
 
@@ -37,7 +37,7 @@ def group_labels(label: str) -> tuple[str, str]:
 def run_order(con, label: str) -> list[str]:
     """The label's run ids in ingest order (runs without a runs row last, by id)."""
     ids: list[str] = []
-    rc = _columns(con, "runs") or set()
+    rc = view_columns(con, "runs") or set()
     if rc:
         order = "ingested_at NULLS LAST, run_id" if "ingested_at" in rc else "run_id"
         ids = [r[0] for r in con.execute(f"SELECT run_id FROM runs WHERE label = ? ORDER BY {order}",
@@ -52,7 +52,7 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
                     split_seed: int | None = DEFAULT_SPLIT_SEED) -> Report:
     require_label(con, "--aa", label)
     for v in ("walks", "lock_windows"):
-        if _columns(con, v) is None:
+        if view_columns(con, v) is None:
             raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
     runs = run_order(con, label)
     if not runs:
@@ -65,7 +65,7 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
     try:
         try:
             _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed)
-            rep = _build(con, a, b, page_type, alpha, seed, n_boot, src=names)
+            rep = build_sides(con, a, b, page_type, alpha, seed, n_boot, src=names)
         except duckdb.Error as e:
             raise ReportError("evaluating the walk views failed: " + str(e).splitlines()[0]) from None
     finally:
@@ -101,7 +101,7 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
 def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed) -> None:
     con.execute(f"CREATE TEMP TABLE {t_grp} (orig VARCHAR, g INTEGER, label VARCHAR)")
     con.execute(f"INSERT INTO {t_grp} VALUES (?, 0, ?), (?, 1, ?)", [label, a, label, b])
-    have = {v: _columns(con, v) is not None for v in VIEWS}
+    have = {v: view_columns(con, v) is not None for v in VIEWS}
     if split == "runs":
         if split_seed is not None:
             runs = [runs[i] for i in np.random.default_rng(split_seed).permutation(len(runs))]
@@ -114,7 +114,7 @@ def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed) -> No
                             f"JOIN {t_map} m ON x.run_id = m.run_id AND x.label = m.orig")
         return
     # one run: alternate the walks (per page type and caller, in start order); windows follow their walk
-    caller = "caller" if "caller" in (_columns(con, "walks") or set()) else "NULL"
+    caller = "caller" if "caller" in (view_columns(con, "walks") or set()) else "NULL"
     if split_seed is not None:
         _random_walk_map(con, label, caller, t_map, t_grp, split_seed)
     else:
@@ -130,7 +130,7 @@ def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed) -> No
         con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
                     f"JOIN {t_map} m ON x.run_id = m.run_id AND x.walk_id = m.walk_id AND x.label = m.orig")
     if have["lock_waits"]:
-        order = "start_ns NULLS LAST, end_ns" if {"start_ns", "end_ns"} <= _columns(con, "lock_waits") else "wait_ns"
+        order = "start_ns NULLS LAST, end_ns" if {"start_ns", "end_ns"} <= view_columns(con, "lock_waits") else "wait_ns"
         con.execute(f"""
             CREATE TEMP VIEW {names['lock_waits']} AS
             SELECT x.* EXCLUDE (label, _aa_g), g.label

@@ -51,7 +51,7 @@ def count(v) -> str:
 def value(v, unit: str, resolution_ns: int | None = None) -> str:
     """A distribution cell; a duration below the timestamp resolution reads '<1us' (never negative)."""
     if unit == "ns" and v is not None and resolution_ns and resolution_ns > 1 and v < resolution_ns:
-        return "<" + _short(resolution_ns)
+        return "<" + short_ns(resolution_ns)
     return ns(v) if unit == "ns" else count(v)
 
 
@@ -75,8 +75,8 @@ def dist_notes(model: dict) -> list[str]:
                                                                            "walks_below")):
             k, n = r.get(n_key, 0), model[side][key]["count"]
             if k and res:
-                out.append(f"{side}: {k} of {n} {what} are below the {_short(res)} timestamp resolution "
-                           f"(read '<{_short(res)}'; never negative: a hold computed below 0 is 0)")
+                out.append(f"{side}: {k} of {n} {what} are below the {short_ns(res)} timestamp resolution "
+                           f"(read '<{short_ns(res)}'; never negative: a hold computed below 0 is 0)")
         z = r.get("walks_zero", 0)
         if z and not (res and res > 1):
             out.append(f"{side}: {z} walks have duration 0 (a single event: the duration is a lower bound)")
@@ -268,13 +268,13 @@ def log2_hist(values, width: int = 40) -> list[tuple[str, int, str]]:
     out = []
     for i, c in enumerate(counts):
         a = 2 ** (lo + i)
-        rng = f"[{_short(a)}, {_short(2 * a)})"
+        rng = f"[{short_ns(a)}, {short_ns(2 * a)})"
         bar = "@" * int(round(width * c / top)) if c else ""
         out.append((rng, int(c), bar))
     return out
 
 
-def _short(x: float) -> str:
+def short_ns(x: float) -> str:
     for unit, div in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
         if x >= div:
             return f"{x / div:.3g}{unit}"

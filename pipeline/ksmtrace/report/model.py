@@ -116,7 +116,7 @@ def _json_default(v):
 
 # --------------------------------------------------------------------------- SQL helpers
 
-def _columns(con, view: str) -> set[str] | None:
+def view_columns(con, view: str) -> set[str] | None:
     """Column names of a table or view (None when absent), from the catalogue: no view is planned."""
     try:
         rows = con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT internal",
@@ -140,7 +140,7 @@ def _opt(cols: set[str], name: str, alias: str | None = None, prefix: str = "") 
 def _labels(con, src: dict[str, str] | None = None) -> dict[str, int]:
     src = src or {}
     for view, expr in ((src.get("runs", "runs"), "count(*)"), (src.get("walks", "walks"), "count(DISTINCT run_id)")):
-        if _columns(con, view) is not None:
+        if view_columns(con, view) is not None:
             return dict(con.execute(f"SELECT label, {expr} FROM {view} GROUP BY label ORDER BY label").fetchall())
     raise ReportError("the store has neither a runs nor a walks view")
 
@@ -181,7 +181,7 @@ def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, afte
         from .aa import build_aa_report
 
         return build_aa_report(con, aa, page_type, alpha, seed, n_boot, aa_split_seed)
-    return _build(con, before, after, page_type, alpha, seed, n_boot)
+    return build_sides(con, before, after, page_type, alpha, seed, n_boot)
 
 
 def require_label(con, option: str, label: str) -> None:
@@ -192,7 +192,7 @@ def require_label(con, option: str, label: str) -> None:
         raise UnknownLabel(f"{option} {label!r}: no such label; labels present: {present}")
 
 
-def _build(con, before: str, after: str, page_type: str, alpha: float, seed: int, n_boot: int,
+def build_sides(con, before: str, after: str, page_type: str, alpha: float, seed: int, n_boot: int,
            src: dict[str, str] | None = None) -> Report:
     if src is None:
         for side, lab in (("--before", before), ("--after", after)):
@@ -200,7 +200,7 @@ def _build(con, before: str, after: str, page_type: str, alpha: float, seed: int
     if before == after:
         raise ReportError(f"--before and --after are both {before!r}: compare two different labels")
     for v in ("walks", "lock_windows"):
-        if _columns(con, (src or {}).get(v, v)) is None:
+        if view_columns(con, (src or {}).get(v, v)) is None:
             raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
 
     b = _Builder(con, page_type, src)
@@ -253,13 +253,13 @@ class _Builder:
         self.t_waits = f"_ksmtrace_report_waits_{k}"
         self.has_waits = False
         self.other_types: dict[str, dict[str, int]] = {}
-        self.run_cols = _columns(con, self.src["runs"]) or set()
+        self.run_cols = view_columns(con, self.src["runs"]) or set()
 
     def materialise(self, labels: list[str]) -> None:
         """Evaluate the walks and lock_windows views once, for the two labels only."""
         con = self.con
-        wc = _columns(con, self.src["walks"])
-        lc = _columns(con, self.src["lock_windows"])
+        wc = view_columns(con, self.src["walks"])
+        lc = view_columns(con, self.src["lock_windows"])
         params = {"a": labels[0], "b": labels[1]}
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_walks} AS
@@ -462,7 +462,7 @@ class _Builder:
 
     # ---------------------------------------------------------------- lock waits
     def materialise_waits(self, labels: list[str]) -> None:
-        cols = _columns(self.con, self.src["lock_waits"])
+        cols = view_columns(self.con, self.src["lock_waits"])
         self.has_waits = cols is not None
         if cols is None:
             return

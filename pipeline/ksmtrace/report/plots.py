@@ -95,9 +95,9 @@ def _cdf(model, samples, attr: str, title: str, xlabel: str) -> bytes | None:
         below = int(np.sum(v < fl))
         note = ""
         if below:
-            from .fmt import _short
+            from .fmt import short_ns
 
-            note = f"; {below} below {_short(fl)} drawn at {_short(fl)}"
+            note = f"; {below} below {short_ns(fl)} drawn at {short_ns(fl)}"
         s = np.sort(np.maximum(v, fl)).astype(np.float64) / div
         n = len(s)
         if n > CDF_POINTS:
