@@ -28,7 +28,7 @@ PARSED_FIELDS: list[pa.Field] = [
     pa.field("comm", pa.string()),  # task name as printed ("<...>" kept)
     pa.field("flags", pa.string()),  # raw irq/preempt flag column (e.g. "d..1."), NULL when absent
     pa.field("system", pa.string()),  # event system when the producer prints it (perf "migrate:set_migration_pte")
-    pa.field("event", pa.string()),  # event name without system; see EVENT_NAMES below for synthetic names
+    pa.field("event", pa.string()),  # event name without system; non-event lines with meaning: __lost_events, __buffer_started, __task_switch
     pa.field("payload", pa.string()),  # the text after "event: ", verbatim (right-stripped)
     pa.field("fields", pa.map_(pa.string(), pa.string())),  # key=value fields of the payload (values as text)
     pa.field("func", pa.string()),  # function name: function tracer, function_graph, probes
@@ -47,16 +47,6 @@ EVENTS_SCHEMA = pa.schema(
 )
 
 PARSED_SCHEMA = pa.schema(PARSED_FIELDS)
-
-#: Synthetic event names used for non-event lines that carry meaning.
-EVENT_NAMES = {
-    "__lost_events": "CPU:N [LOST M EVENTS]; fields['lost'] = M (or NULL when unknown)",
-    "__buffer_started": "##### CPU N buffer started ####",
-    "__task_switch": "function_graph task-change banner; fields prev/next",
-    "function": "function tracer line; func and parent set",
-    "funcgraph_entry": "function_graph entry or leaf line (kind says which)",
-    "funcgraph_exit": "function_graph closing line",
-}
 
 #: One row per ingested input file.
 RUNS_SCHEMA = pa.schema(

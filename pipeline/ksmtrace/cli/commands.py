@@ -28,13 +28,7 @@ app = typer.Typer(
 COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "export_cmd", "capture_cmds", "vm_cmd", "ab_cmd", "demo"]
 
 for _m in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"{__package__}.{_m}")
-    except ModuleNotFoundError as _e:
-        if _e.name == f"{__package__}.{_m}":
-            continue
-        raise
-    _mod.register(app)
+    importlib.import_module(f"{__package__}.{_m}").register(app)
 
 
 class _Terminated(BaseException):

@@ -17,13 +17,8 @@ FORMAT_MODULES = ["ftrace", "funcgraph", "perf_script", "tracecmd", "binary"]
 def parsers() -> dict[str, type[Parser]]:
     out: dict[str, type[Parser]] = {}
     for mod in FORMAT_MODULES:
-        try:
-            m = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as e:  # a format module not written yet
-            if e.name == f"{__name__}.{mod}":
-                continue
-            raise
-        for p in getattr(m, "PARSERS", []):
+        m = importlib.import_module(f"{__name__}.{mod}")
+        for p in m.PARSERS:
             out[p.name] = p
     return out
 

@@ -36,14 +36,9 @@ import pyarrow.compute as pc
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
 
-_SENT = "\x1f"
 KEY_RE = r"[A-Za-z_][A-Za-z0-9_.]*"
-#: token boundary: spaces (optionally around sched_switch's "==>") followed by "key="
-_BOUNDARY = rf" +(?:==> +)?({KEY_RE}=)"
 _TOKEN_OK = rf"^{KEY_RE}="
 _PREFIXED = rf"^([^\s=:]+): +{KEY_RE}="
-
-_HEX = r"(?:0x)?[0-9a-fA-F]+"
 
 #: event name -> anchored regex with named groups (group name = field key).
 #: A group that does not participate (optional prefix) gives no entry.

@@ -54,8 +54,6 @@ LOOKS_LIKE_TRACE = (
     r"|(?:^\s*\d+\)\s.*\|)|(?:\d+(?:\.\d+)? us\s+\|)|(?:\|\s*[^\s(){};]+\(.*\)\s*[{;])|(?:^\s*\|\s+\}\s*(?:/\*.*)?$)"
     r"|(?:^\s*\d+\.\d+\s+\|)"
 )
-#: "event: payload" where the event name has no spaces/parens (trace_printk callers may carry +off/size)
-EVENT_NAME_RE = r"^[^\s()]+$"
 FUNC_RE = r"^(?P<func>[^\s:()]+)(?: <-(?P<parent>\S+))?$"
 PROBE_RE = r"^\((?P<loc>[^\s()]+)(?: <- (?P<target>[^\s()]+))?\)(?: |$)"
 SYMOFF_RE = r"^(?P<sym>.+?)\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+$"

@@ -62,7 +62,6 @@ LOST_RE = re.compile(r"PERF_RECORD_(?P<kind>[A-Z_]+)(?P<rest>.*)$")
 LOST_COUNT_RE = re.compile(r"\blost:?\s+(\d+)")
 HEADER_KV_RE = re.compile(r"^#\s*(?P<key>[^:]+?)\s*:\s?(?P<val>.*)$")
 
-_EV_COLS = ["comm", "pid", "tid", "cpu", "sec", "frac", "period", "ev", "payload"]
 _FR_COLS = ["addr", "sym", "off", "dso"]
 
 _EVENT_RX = re.compile(EVENT_RE)
