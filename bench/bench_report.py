@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
 import duckdb  # noqa: E402
 
 from ksmtrace.report import build_report, write  # noqa: E402
-from ksmtrace.report import testdata as td  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import report_fakes as td  # noqa: E402
 
 
 QUERIES = {

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli_inproc
 from ksmtrace.report import build_report, render, stats
-from ksmtrace.report import testdata as td
+import report_fakes as td
 from ksmtrace.report.model import ReportError
 from scipy.stats import mannwhitneyu
 

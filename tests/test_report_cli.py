@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ksmtrace.report import testdata as td
+import report_fakes as td
 
 from conftest import run_cli, run_cli_inproc
 

@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from ksmtrace.report import build_report, render
-from ksmtrace.report import testdata as td
+import report_fakes as td
 from ksmtrace.report.render_text import print_report
 
 ESC = "\x1b[1A\x1b[2K"  # cursor up, erase line: could overwrite a report line with fake numbers

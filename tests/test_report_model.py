@@ -12,7 +12,7 @@ from scipy.stats import mannwhitneyu
 
 from ksmtrace.errors import KsmtraceError
 from ksmtrace.report import build_report, render, stats
-from ksmtrace.report import testdata as td
+import report_fakes as td
 from ksmtrace.report.model import HOLD_PROXY, NA_ITER, NA_SKIP, UnknownLabel
 
 DIST_KEYS = {"count", "min", "p50", "p90", "p99", "p999", "max", "mean"}

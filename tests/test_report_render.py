@@ -13,7 +13,7 @@ import pytest
 
 from ksmtrace.report import build_report, render, write
 from ksmtrace.report import benchstat as bs
-from ksmtrace.report import testdata as td
+import report_fakes as td
 from ksmtrace.report.plots import make_plots
 
 
@@ -77,7 +77,7 @@ def test_markdown_tables_and_image_links(rep):
     assert "| `Time_ms` |" in md and "![walk_duration_cdf](r-walk_duration_cdf.png)" in md
     header = [x for x in md.splitlines() if x.startswith("| metric | side |")]
     assert header and header[0].count("|") == 11
-    # who waited on the anon_vma lock (testdata: a writer behind the walker, the walker's slow window)
+    # who waited on the anon_vma lock (report_fakes: a writer behind the walker, the walker's slow window)
     assert "| before | java/1234 | vma\\_prepare | WRITE | 3 |" in md  # trace text escaped
     assert "| before | kcompactd0/33 | rmap\\_walk\\_ksm | READ | 1 |" in md and "| after | (none) |" in md
 

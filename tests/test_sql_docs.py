@@ -9,7 +9,7 @@ import pytest
 from ksmtrace import db
 
 from test_walks_sql import CC_SET, FG_PLAIN, mig, tp
-from test_walks_support import connection, ev, fg, one_run
+from walks_support import connection, ev, fg, one_run
 
 
 @pytest.fixture(scope="module")

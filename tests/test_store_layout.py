@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, run_cli
 from test_store import TRACE, snapshot
 from test_walks_sql import FG_PLAIN, FG_SLOW
-from test_walks_support import add_run, ev, fg, frames
+from walks_support import add_run, ev, fg, frames
 
 from ksmtrace import db
 from ksmtrace.store import Store, partition

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ksmtrace import api
 from ksmtrace.store import Store
 
-from test_walks_support import query
+from walks_support import query
 
 # formats.md §4.6, second LAYOUT (filtered to lock functions and callbacks, retval 6.13+, one slow window),
 # with abstime + proc + tail; completed with the rest of the slow window

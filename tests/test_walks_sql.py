@@ -5,7 +5,7 @@ Rules: docs/walk-rules.md (a)-(f).
 """
 from __future__ import annotations
 
-from test_walks_support import ev, fg, frames, one_run, query
+from walks_support import ev, fg, frames, one_run, query
 
 # ---------------------------------------------------------------------------------------------- (a)
 
@@ -503,7 +503,7 @@ def test_lock_waits_without_callchains_attribution_unknown(tmp_path):
 
 def test_views_empty_store_and_two_runs_keep_ids_apart(tmp_path):
     from ksmtrace.store import Store
-    from test_walks_support import add_run
+    from walks_support import add_run
 
     store = Store(tmp_path / "s")
     store.ensure()

@@ -16,7 +16,7 @@ synth = pytest.importorskip("ksmtrace.synth")
 from ksmtrace import api  # noqa: E402
 from ksmtrace.store import Store  # noqa: E402
 
-from test_walks_support import connection  # noqa: E402
+from walks_support import connection  # noqa: E402
 
 WALK_CMP = ["evidence", "page_type", "pid", "comm", "cpu", "start_ns", "end_ns", "duration_ns", "complete",
             "n_windows", "max_hold_ns", "total_hold_ns", "iterations", "max_window_iterations", "rmap_one",

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import build_report
-from . import testdata as td
+from . import view_tables
 
 METRICS = ("walk_duration_ns", "hold_ns", "lock_wait_ns")
 VIEW_TABLES = ("walks", "lock_windows", "lock_waits", "runs")
@@ -184,10 +184,10 @@ def null_false_positives(n_runs: int, walks_per_run: int, reps: int, n_boot: int
     r = Rate(f"null synthetic, {n_runs} run{'s' if n_runs != 1 else ''} x {walks_per_run} walks per side, "
              f"boot effect sd {run_sd:g}, {reps} draws")
     for s in range(first_seed, first_seed + reps):
-        d = td.combine(gen_null("before", n_runs, walks_per_run, 2 * s, run_sd=run_sd),
+        d = view_tables.combine(gen_null("before", n_runs, walks_per_run, 2 * s, run_sd=run_sd),
                        gen_null("after", n_runs, walks_per_run, 2 * s + 1, run_sd=run_sd))
         con = duckdb.connect()
-        td.create_tables(con, d["walks"], d["windows"], None, d["runs"])
+        view_tables.create_tables(con, d["walks"], d["windows"], None, d["runs"])
         r.add(build_report(con, "before", "after", n_boot=n_boot).model)
         con.close()
     return r
