@@ -88,7 +88,7 @@ def test_interleaved_boots_one_run_each_and_the_report_in_dir(images, tmp_path):
                                                             "unpatched-01.txt", "unpatched-02.txt"]
     # the report: the changelog's columns, every cell measured, in DIR in every format
     model = json.loads((res.out / "report.json").read_text())
-    b, a = model["before"]["seed"], model["after"]["seed"]
+    b, a = model["before"]["changelog_table"], model["after"]["changelog_table"]
     assert b["nr_iteration_total"] == VMAS and a["nr_iteration_total"] == 1
     assert b["skip_addr_out_of_range"] == VMAS - 1 and a["skip_addr_out_of_range"] == 0
     assert all(v is not None for v in (*b.values(), *a.values()))

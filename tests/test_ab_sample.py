@@ -38,7 +38,7 @@ def model(tmp_path_factory):
 def test_real_pair_reads_like_the_changelog(model):
     m, pair = model
     vmas = pair["vmas"]
-    b, a = m["before"]["seed"], m["after"]["seed"]
+    b, a = m["before"]["changelog_table"], m["after"]["changelog_table"]
     assert m["before"]["runs"] >= 2 and m["after"]["runs"] >= 2       # several boots per side
     assert m["before"]["evidence"] == m["after"]["evidence"] == ["counters"]
     assert all(b[k] is not None and a[k] is not None for k in b)      # every cell measured, none n/a

@@ -34,7 +34,7 @@ def test_aa_same_kernel_reads_no_change(tmp_path):
     assert model["before"]["runs"] == model["after"]["runs"] == 2
     # identical layouts and code: the counted cells are equal on both sides, and measured
     for key in ("nr_iteration_total", "skip_addr_out_of_range"):
-        b, a = model["before"]["seed"].get(key), model["after"]["seed"].get(key)
+        b, a = model["before"]["changelog_table"].get(key), model["after"]["changelog_table"].get(key)
         assert b is not None and b == a, (key, b, a)
     verdicts = {k: c["verdict"] for k, c in model["comparison"].items() if isinstance(c, dict) and "verdict" in c}
     assert verdicts, model["comparison"].keys()

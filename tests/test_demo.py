@@ -32,6 +32,6 @@ def test_demo_end_to_end(tmp_path):
     # the synthetic counters pair reproduces the shape of the v1 table: iterations and address skips vanish
     rep = json.loads(run_cli("report", "--before", "synth-counters-unpatched", "--after", "synth-counters-patched",
                              "--store", str(store), "--format", "json").out)
-    b, a = rep["before"]["seed"], rep["after"]["seed"]
+    b, a = rep["before"]["changelog_table"], rep["after"]["changelog_table"]
     assert b["nr_iteration_total"] == 2000 and a["nr_iteration_total"] == 1
     assert b["skip_addr_out_of_range"] == 1999 and a["skip_addr_out_of_range"] == 0

@@ -85,9 +85,9 @@ def test_end_to_end_counter_lines(tmp_path):
     r = run_cli("report", "--store", st, "--before", "before", "--after", "after", "--format", "json")
     assert r.code == 0, r.err
     m = json.loads(r.out)
-    assert m["before"]["seed"] == {"time_ms": 228.65, "nr_iteration_total": 22169,
+    assert m["before"]["changelog_table"] == {"time_ms": 228.65, "nr_iteration_total": 22169,
                                    "skip_addr_out_of_range": 22168, "skip_mm_mismatch": 0}
-    assert m["after"]["seed"] == {"time_ms": 0.396, "nr_iteration_total": 3,
+    assert m["after"]["changelog_table"] == {"time_ms": 0.396, "nr_iteration_total": 3,
                                   "skip_addr_out_of_range": 0, "skip_mm_mismatch": 2}
     assert m["before"]["evidence"] == ["counters"]
     assert m["before"]["hold_ns"]["max"] == 228650000 and m["after"]["hold_ns"]["min"] == 120000

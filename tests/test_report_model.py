@@ -57,9 +57,9 @@ def test_json_contract_keys_and_roundtrip(pair):
     assert {"before", "after", "comparison", "warnings"} <= set(m)
     for side in ("before", "after"):
         s = m[side]
-        assert {"label", "runs", "walks", "evidence", "seed", "walk_duration_ns", "hold_ns",
+        assert {"label", "runs", "walks", "evidence", "changelog_table", "walk_duration_ns", "hold_ns",
                 "window_iterations"} <= set(s)
-        assert set(s["seed"]) == {"time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"}
+        assert set(s["changelog_table"]) == {"time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"}
         for k in ("walk_duration_ns", "hold_ns", "window_iterations"):
             assert set(s[k]) == DIST_KEYS
     for k in ("walk_duration_ns", "hold_ns"):
@@ -69,7 +69,7 @@ def test_json_contract_keys_and_roundtrip(pair):
     assert m["before"]["label"] == "base" and m["after"]["label"] == "patched"
 
 
-def test_seed_and_distributions_match_the_rows(pair):
+def test_changelog_table_and_distributions_match_the_rows(pair):
     con, d, _ = pair
     m = build_report(con, "base", "patched").model
     w, lw = d["walks"], d["windows"]
@@ -80,10 +80,10 @@ def test_seed_and_distributions_match_the_rows(pair):
         s = m[side]
         assert s["walks"] == int((w.label == lab).sum())
         assert s["incomplete_walks"] == int(((w.label == lab) & ~w.complete).sum())
-        assert s["seed"]["time_ms"] == wins.hold_ns.max() / 1e6
-        assert s["seed"]["nr_iteration_total"] == wins.iterations.max()
-        assert s["seed"]["skip_addr_out_of_range"] == wins.skip_addr.max()
-        assert s["seed"]["skip_mm_mismatch"] == wins.skip_mm.max()
+        assert s["changelog_table"]["time_ms"] == wins.hold_ns.max() / 1e6
+        assert s["changelog_table"]["nr_iteration_total"] == wins.iterations.max()
+        assert s["changelog_table"]["skip_addr_out_of_range"] == wins.skip_addr.max()
+        assert s["changelog_table"]["skip_mm_mismatch"] == wins.skip_mm.max()
         for key, vals in (("walk_duration_ns", ws.duration_ns), ("hold_ns", wins.hold_ns),
                           ("window_iterations", wins.iterations)):
             dist = s[key]
@@ -172,14 +172,14 @@ def test_tracepoint_evidence_stands_in_for_time_ms():
     m = build_report(con, "before", "after").model
     w = d["walks"]
     s = m["before"]
-    assert s["seed"]["time_ms"] == w[w.label == "before"].duration_ns.max() / 1e6
-    assert "longest walk duration (tracepoints)" in s["seed_notes"]["time_ms"]
-    assert s["seed"]["nr_iteration_total"] is None and s["seed_notes"]["nr_iteration_total"] == NA_ITER
-    assert s["seed_notes"]["skip_addr_out_of_range"] == NA_SKIP
+    assert s["changelog_table"]["time_ms"] == w[w.label == "before"].duration_ns.max() / 1e6
+    assert "longest walk duration (tracepoints)" in s["changelog_notes"]["time_ms"]
+    assert s["changelog_table"]["nr_iteration_total"] is None and s["changelog_notes"]["nr_iteration_total"] == NA_ITER
+    assert s["changelog_notes"]["skip_addr_out_of_range"] == NA_SKIP
     assert s["hold_ns"]["count"] == 0 and s["hold_ns"]["p50"] is None
     assert m["comparison"]["hold_ns"]["p_value"] is None and m["comparison"]["hold_ns"]["median_ratio"] is None
-    assert m["comparison"]["seed_ratio"]["time_ms"] == pytest.approx(
-        m["after"]["seed"]["time_ms"] / s["seed"]["time_ms"])
+    assert m["comparison"]["changelog_ratio"]["time_ms"] == pytest.approx(
+        m["after"]["changelog_table"]["time_ms"] / s["changelog_table"]["time_ms"])
 
 
 def test_perf_callchain_gaps_are_labelled_a_proxy():
@@ -187,17 +187,17 @@ def test_perf_callchain_gaps_are_labelled_a_proxy():
     a = td.gen_side("after", walks_per_run=12, evidence="perf-callchain", walk_median_ns=1e6, seed=6)
     con, _ = _con(b, a)
     m = build_report(con, "before", "after").model
-    assert m["before"]["seed_notes"]["time_ms"] == HOLD_PROXY
+    assert m["before"]["changelog_notes"]["time_ms"] == HOLD_PROXY
     assert m["before"]["hold_quantity"] == HOLD_PROXY
-    assert m["before"]["seed"]["nr_iteration_total"] is None
+    assert m["before"]["changelog_table"]["nr_iteration_total"] is None
 
 
-def test_different_quantities_give_no_seed_ratio_and_a_provenance_warning():
+def test_different_quantities_give_no_changelog_ratio_and_a_provenance_warning():
     b = td.gen_side("before", walks_per_run=12, evidence="tracepoint", seed=5)
     a = td.gen_side("after", walks_per_run=12, evidence="function-graph", seed=6)
     con, _ = _con(b, a)
     m = build_report(con, "before", "after").model
-    assert m["comparison"]["seed_ratio"]["time_ms"] is None
+    assert m["comparison"]["changelog_ratio"]["time_ms"] is None
     assert any(x.startswith("provenance differs: evidence: before tracepoint, after function-graph")
                for x in m["warnings"])
     assert any(x.startswith("provenance differs: tracer:") for x in m["warnings"])
@@ -246,7 +246,7 @@ def test_side_without_walks_of_the_page_type_is_a_report_of_nulls(pair):
     rep = build_report(con, "base", "patched", page_type="anon")
     m = json.loads(rep.to_json())
     assert m["before"]["walks"] == 0 and m["before"]["walk_duration_ns"]["count"] == 0
-    assert m["before"]["seed"]["time_ms"] is None
+    assert m["before"]["changelog_table"]["time_ms"] is None
     assert m["comparison"]["walk_duration_ns"]["p_value"] is None
     assert any("before 'base': no walks of page type anon" in x and "try --page-type ksm" in x
                for x in m["warnings"])

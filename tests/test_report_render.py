@@ -53,7 +53,7 @@ def test_lkml_is_ascii_76_columns_with_the_original_table(kind):
     m = r.model
     if kind == "one-run":
         row = lines[i + 1].split()
-        assert row[1] == f"{m['before']['seed']['time_ms']:.3f}" and row[2] == f"{m['after']['seed']['time_ms']:.3f}"
+        assert row[1] == f"{m['before']['changelog_table']['time_ms']:.3f}" and row[2] == f"{m['after']['changelog_table']['time_ms']:.3f}"
         assert "walk duration:" in text and m["comparison"]["walk_duration_ns"]["verdict"] in text
     if kind == "tracepoint":
         assert "longest walk duration (tracepoints)" in text

@@ -69,11 +69,11 @@ def headline_table(model: dict) -> str:
 
     b, a = model["before"], model["after"]
     lines = [f"{'':<24}{'before':>14}{'after':>14}{'after/before':>14}"]
-    for key, name in fmt.SEED_ROWS:
-        r = model["comparison"]["seed_ratio"].get(key)
-        lines.append(f"{name:<24}{fmt.seed_cell(key, b['seed'].get(key)):>14}"
-                     f"{fmt.seed_cell(key, a['seed'].get(key)):>14}{(fmt.ratio(r) if r is not None else ''):>14}")
-    lines += [f"  * {n}" for n in fmt.seed_footnotes(model)]
+    for key, name in fmt.CHANGELOG_ROWS:
+        r = model["comparison"]["changelog_ratio"].get(key)
+        lines.append(f"{name:<24}{fmt.changelog_cell(key, b['changelog_table'].get(key)):>14}"
+                     f"{fmt.changelog_cell(key, a['changelog_table'].get(key)):>14}{(fmt.ratio(r) if r is not None else ''):>14}")
+    lines += [f"  * {n}" for n in fmt.changelog_footnotes(model)]
     return "\n".join(lines)
 
 

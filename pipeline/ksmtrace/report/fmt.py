@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-SEED_ROWS = [  # (JSON key, column name of the original patch)
+CHANGELOG_ROWS = [  # (JSON key, column name of the original patch)
     ("time_ms", "Time_ms"),
     ("nr_iteration_total", "Nr_iteration_total"),
     ("skip_addr_out_of_range", "Skip_addr_out_of_range"),
@@ -83,8 +83,8 @@ def dist_notes(model: dict) -> list[str]:
     for key, title, _ in DIST_ROWS:
         empty = [s for s in ("before", "after") if not model[s][key]["count"]]
         if empty:
-            why = {"window_iterations": model[empty[0]]["seed_notes"].get("nr_iteration_total"),
-                   "hold_ns": model[empty[0]]["seed_notes"].get("time_ms")}.get(key) or "no complete walks"
+            why = {"window_iterations": model[empty[0]]["changelog_notes"].get("nr_iteration_total"),
+                   "hold_ns": model[empty[0]]["changelog_notes"].get("time_ms")}.get(key) or "no complete walks"
             if key == "hold_ns" and model[empty[0]]["walk_duration_ns"]["count"]:
                 why = "no lock windows in this evidence"
             out.append(f"{title}: n/a for {' and '.join(empty)}: {why}")
@@ -103,7 +103,7 @@ def ms(v) -> str:
     return f"{v:.3f}"
 
 
-def seed_cell(key: str, v) -> str:
+def changelog_cell(key: str, v) -> str:
     return ms(v) if key == "time_ms" else count(v)
 
 
@@ -234,13 +234,13 @@ def evidence_text(side: dict) -> str:
     return ", ".join(side["evidence"]) or "no walks"
 
 
-def seed_footnotes(model: dict) -> list[str]:
+def changelog_footnotes(model: dict) -> list[str]:
     """One line per distinct note on the original-table cells ('Time_ms: longest lock-window hold')."""
     out = []
-    names = dict(SEED_ROWS)
-    for key, name in SEED_ROWS:
-        nb = model["before"]["seed_notes"].get(key)
-        na = model["after"]["seed_notes"].get(key)
+    names = dict(CHANGELOG_ROWS)
+    for key, name in CHANGELOG_ROWS:
+        nb = model["before"]["changelog_notes"].get(key)
+        na = model["after"]["changelog_notes"].get(key)
         if nb is None and na is None:
             continue
         if nb == na:

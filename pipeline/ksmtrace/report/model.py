@@ -381,7 +381,7 @@ class _Builder:
             f"SELECT evidence, count(*) FROM {L} WHERE label = ? AND hold_ns IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
             [label]).fetchall()}
 
-        seed, notes = self._seed(label, evidence, window_evidence)
+        table, notes = self._seed(label, evidence, window_evidence)
         n_walks = sum(evidence.values())
         res_ns = max((int(r["ts_resolution_ns"]) for r in runs if r.get("ts_resolution_ns")), default=None)
         resolution = {"ts_resolution_ns": res_ns}
@@ -401,8 +401,8 @@ class _Builder:
             "incomplete_walks": n_walks - n_complete,
             "evidence": sorted(evidence),
             "evidence_walks": evidence,
-            "seed": seed,
-            "seed_notes": notes,
+            "changelog_table": table,
+            "changelog_notes": notes,
             "walk_duration_ns": stats.distribution(walk_ns),
             "hold_ns": stats.distribution(hold_ns),
             "hold_quantity": _hold_quantity(window_evidence),
@@ -431,34 +431,34 @@ class _Builder:
             f"SELECT max(hold_ns), max(iterations), max(skip_addr), max(skip_mm) FROM {self.t_windows} "
             f"WHERE label = ?", [label]).fetchone()
         notes: dict[str, str] = {}
-        seed: dict = {}
+        table: dict = {}
         hold = _max(w_hold, l_hold)
         if n_complete == 0:
             why = "no complete walks"
             for k in ("time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"):
-                seed[k] = None
+                table[k] = None
                 notes[k] = why
-            return seed, notes
+            return table, notes
         if hold is not None:
-            seed["time_ms"] = hold / 1e6
+            table["time_ms"] = hold / 1e6
             notes["time_ms"] = _hold_quantity(window_evidence)
         elif w_dur is not None:
-            seed["time_ms"] = w_dur / 1e6
+            table["time_ms"] = w_dur / 1e6
             kinds = [e for e in evidence if e is not None] or ["unknown"]
             notes["time_ms"] = ("longest walk duration (" + ", ".join(EVIDENCE_NAMES.get(e, e) for e in kinds)
                                 + ") stands in: no lock windows")
         else:
-            seed["time_ms"] = None
+            table["time_ms"] = None
             notes["time_ms"] = NA_HOLD
-        seed["nr_iteration_total"] = _max(w_iter, l_iter)
-        if seed["nr_iteration_total"] is None:
+        table["nr_iteration_total"] = _max(w_iter, l_iter)
+        if table["nr_iteration_total"] is None:
             notes["nr_iteration_total"] = NA_ITER
-        seed["skip_addr_out_of_range"] = _int(l_saddr)
-        seed["skip_mm_mismatch"] = _int(l_smm)
+        table["skip_addr_out_of_range"] = _int(l_saddr)
+        table["skip_mm_mismatch"] = _int(l_smm)
         for k in ("skip_addr_out_of_range", "skip_mm_mismatch"):
-            if seed[k] is None:
+            if table[k] is None:
                 notes[k] = NA_SKIP
-        return seed, notes
+        return table, notes
 
     # ---------------------------------------------------------------- lock waits
     def materialise_waits(self, labels: list[str]) -> None:
@@ -577,12 +577,12 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
         for w in c.warnings:
             warnings.append(f"{k}: {w}")
         res[k] = c.as_dict()
-    seed_ratio = {}
+    changelog_ratio = {}
     for k in ("time_ms", "nr_iteration_total", "skip_addr_out_of_range", "skip_mm_mismatch"):
-        bv, av = model["before"]["seed"].get(k), model["after"]["seed"].get(k)
-        same = model["before"]["seed_notes"].get(k) == model["after"]["seed_notes"].get(k)
-        seed_ratio[k] = stats.ratio(av, bv) if same else None
-    res["seed_ratio"] = seed_ratio
+        bv, av = model["before"]["changelog_table"].get(k), model["after"]["changelog_table"].get(k)
+        same = model["before"]["changelog_notes"].get(k) == model["after"]["changelog_notes"].get(k)
+        changelog_ratio[k] = stats.ratio(av, bv) if same else None
+    res["changelog_ratio"] = changelog_ratio
     res["correction"] = {"method": "holm", "tests": n_tests,
                          "note": f"Holm-Bonferroni over the {n_tests} tests of this report; the verdicts "
                                  f"(significant, ~) use the adjusted p"}

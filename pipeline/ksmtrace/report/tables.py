@@ -92,16 +92,16 @@ def _verdict_style(v: str) -> str:
     return "good" if v.startswith("-") else "bad" if v.startswith("+") else "same"
 
 
-def seed_table(model: dict) -> Table:
+def changelog_table(model: dict) -> Table:
     b, a, c = model["before"], model["after"], model["comparison"]
     rows = []
-    for key, name in fmt.SEED_ROWS:
-        r = c["seed_ratio"].get(key)
-        rows.append([Cell(name, "code"), _c(fmt.seed_cell(key, b["seed"].get(key))),
-                     _c(fmt.seed_cell(key, a["seed"].get(key))), _c(fmt.ratio(r) if r is not None else "")])
-    return Table("seed", "The original table (each column the maximum over lock windows, as in the v1 patch)",
+    for key, name in fmt.CHANGELOG_ROWS:
+        r = c["changelog_ratio"].get(key)
+        rows.append([Cell(name, "code"), _c(fmt.changelog_cell(key, b["changelog_table"].get(key))),
+                     _c(fmt.changelog_cell(key, a["changelog_table"].get(key))), _c(fmt.ratio(r) if r is not None else "")])
+    return Table("changelog", "The original table (each column the maximum over lock windows, as in the v1 patch)",
                  [Column("", "l"), Column("before"), Column("after"), Column("after/before")], rows,
-                 notes=fmt.seed_footnotes(model))
+                 notes=fmt.changelog_footnotes(model))
 
 
 def dist_table(model: dict) -> Table:
@@ -195,7 +195,7 @@ def build(model: dict, samples=None) -> list:
     blocks.append(Para(f"before = {fmt.side_title(b)}, evidence {fmt.evidence_text(b)}", "sides"))
     blocks.append(Para(f"after  = {fmt.side_title(a)}, evidence {fmt.evidence_text(a)}", "sides"))
     blocks.append(Para("Scope: " + fmt.scope(model), "scope"))
-    blocks += [seed_table(model), dist_table(model), cmp_table(model)]
+    blocks += [changelog_table(model), dist_table(model), cmp_table(model)]
     blocks += hists(model, samples)
     blocks += waits_blocks(model)
     blocks.append(Figures())
