@@ -177,6 +177,36 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
     attached later) and ``callchain``; updates ``stats`` and the non-event ``counters``.
     """
     df = take_junk(df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c")), "l", "line_no", stats)
+    ev, rest_lines = _fast_events(df)
+    parts = [ev]
+    general, rest_lines = _general_events(rest_lines)
+    if general is not None:
+        parts.append(general)
+    latency, rest_lines = _latency_events(rest_lines, stats)
+    if latency is not None:
+        parts.append(latency)
+
+    ev = pl.concat([p.cast({"_fraclen": pl.UInt32}) for p in parts], how="vertical_relaxed") if len(parts) > 1 else parts[0]
+    ev = _drop_out_of_range(ev, stats)
+    _timestamp_unit_facts(ev, stats)
+    ev = _split_rest(ev.drop("_dot", "_fraclen"))
+
+    extra, frames = _non_event_lines(rest_lines, stats, counters, graphlike)
+    if extra:
+        ex = pl.concat([e.with_columns(pl.lit(None, pl.String).alias("_k")) if "_k" not in e.columns else e
+                        for e in extra], how="diagonal_relaxed")
+        if "_v" not in ex.columns:
+            ex = ex.with_columns(pl.lit(None, pl.String).alias("_v"))
+        ev = pl.concat([ev, ex], how="diagonal_relaxed")
+    if len(parts) > 1 or extra:
+        ev = ev.sort("line_no")
+
+    return _attach_callchains(ev, frames, stats, counters)
+
+
+def _fast_events(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stage 1: the lines of the common layout (``comm-pid [cpu] flags ts: rest``), parsed by the fast
+    prefix; returns those events and the lines left for the slower layouts."""
     fast = _fast_prefix(df)
     # ts is digits with at most one ".": one split gives seconds, fraction, and the unit facts
     ev = fast.lazy().filter(pl.col("ok")).with_columns(
@@ -189,13 +219,19 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
         pl.col("l").alias("_l"), pl.lit(False).alias("_oor"),
     ).with_columns(_oor=pl.col("ts_ns").is_null()).collect()
     rest_lines = fast.filter(~pl.col("ok")).select("line_no", "l")
-    parts = [ev]
+    return ev, rest_lines
+
+
+def _general_events(rest_lines: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """Stage 2: the lines of the other ftrace layouts (tgid column, no flags ...) by GENERAL_RE; returns
+    those events (None when there are none) and the lines still left."""
+    part = None
     if rest_lines.height:
         g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(GENERAL_RE))
         gen_ok = g.filter(pl.col("m").struct.field("pid").is_not_null())
         if gen_ok.height:
             m = pl.col("m").struct
-            parts.append(gen_ok.select(
+            part = gen_ok.select(
                 "line_no", m.field("comm").alias("comm"), m.field("pid").cast(pl.Int32, strict=False).alias("pid"),
                 m.field("tgid").cast(pl.Int32, strict=False).alias("tgid"),
                 m.field("cpu").cast(pl.Int32, strict=False).alias("cpu"), m.field("flags").alias("flags"),
@@ -206,8 +242,14 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
             ).with_columns(
                 _oor=pl.col("pid").is_null() | pl.col("cpu").is_null() | pl.col("ts_ns").is_null()
                 | (pl.col("_tgd") & pl.col("tgid").is_null()),
-            ).drop("_tgd"))
+            ).drop("_tgd")
         rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
+    return part, rest_lines
+
+
+def _latency_events(rest_lines: pl.DataFrame, stats: ParseStats) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """Stage 3: the lines of the latency format (``trace_options latency-format``) by LATENCY_RE;
+    returns those events (None when there are none) and the lines still left."""
     lat_parts = None
     if rest_lines.height:
         g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(LATENCY_RE))
@@ -223,18 +265,23 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
                 m.field("rest").fill_null("").alias("rest"), pl.lit(True).alias("_dot"),
                 pl.lit(6, pl.UInt32).alias("_fraclen"), pl.col("l").alias("_l"),
             ).with_columns(_oor=pl.col("pid").is_null() | pl.col("cpu").is_null() | pl.col("ts_ns").is_null())
-            parts.append(lat_parts)
             stats.meta["latency_format"] = True
         rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
+    return lat_parts, rest_lines
 
-    ev = pl.concat([p.cast({"_fraclen": pl.UInt32}) for p in parts], how="vertical_relaxed") if len(parts) > 1 else parts[0]
+
+def _drop_out_of_range(ev: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
+    """Stage 4: an event whose numbers do not fit the schema is a malformed line."""
     # numbers that do not fit the schema: the line is malformed, never an event with a NULL or wrapped value
     if ev.get_column("_oor").any():
         oor = ev.filter(pl.col("_oor"))
         stats.malformed_many(oor.get_column("line_no").to_list(), oor.get_column("_l").to_list(), OUT_OF_RANGE)
         ev = ev.filter(~pl.col("_oor"))
-    ev = ev.drop("_oor", "_l")
+    return ev.drop("_oor", "_l")
 
+
+def _timestamp_unit_facts(ev: pl.DataFrame, stats: ParseStats) -> None:
+    """Stage 5: the unit (``counter`` when a timestamp has no fraction) and resolution of the timestamps."""
     # timestamp unit facts
     if ev.height:
         if not ev.get_column("_dot").all():
@@ -245,8 +292,11 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
             cur = stats.meta.get("ts_resolution_ns")
             stats.meta["ts_resolution_ns"] = res if cur is None else min(cur, res)
 
-    ev = _split_rest(ev.drop("_dot", "_fraclen"))
 
+def _non_event_lines(rest_lines: pl.DataFrame, stats: ParseStats, counters: dict,
+                     graphlike: pl.Series | None) -> tuple[list[pl.DataFrame], pl.DataFrame | None]:
+    """Stage 6: the lines that are no event: loss and buffer markers (returned as rows to add), stack frames
+    (returned), header, blank and prose lines (counted) and malformed lines."""
     # ---- non-event lines: markers, frames, header, blank, prose, malformed
     extra = []
     frames = None
@@ -304,17 +354,12 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: 
                 stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(),
                                      "unparsed trace line")
             counters["n_ignored_prose"] = counters.get("n_ignored_prose", 0) + (other.height - bad.height)
+    return extra, frames
 
 
-    if extra:
-        ex = pl.concat([e.with_columns(pl.lit(None, pl.String).alias("_k")) if "_k" not in e.columns else e
-                        for e in extra], how="diagonal_relaxed")
-        if "_v" not in ex.columns:
-            ex = ex.with_columns(pl.lit(None, pl.String).alias("_v"))
-        ev = pl.concat([ev, ex], how="diagonal_relaxed")
-    if len(parts) > 1 or extra:
-        ev = ev.sort("line_no")
-
+def _attach_callchains(ev: pl.DataFrame, frames: pl.DataFrame | None, stats: ParseStats,
+                       counters: dict) -> pl.DataFrame:
+    """Stage 7: frames belong to the closest preceding stack record; a frame without one is malformed."""
     # ---- callchains: frames belong to the closest preceding stack record
     ev, n_frames, orphans = _attach_frames(ev, frames)
     # attached frames only: orphan frames are counted malformed
