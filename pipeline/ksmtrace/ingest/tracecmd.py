@@ -182,22 +182,7 @@ class TraceCmdReportParser(Parser):
         tables: list[pa.Table] = []
         df = self._drop_out_of_range(df, stats)
         # known non-event lines (every line is a record, one of these, an attached line or malformed)
-        n_bad_pre = 0
-        pre = df.filter(pl.col("pre"))
-        for no, ln in zip(pre.get_column("no").to_list(), pre.get_column("t").to_list()):
-            m = re.match(r"^cpus=(\d+)", ln)
-            if m:
-                n = int_in(m.group(1), 1, INT32_MAX)
-                if n is None:
-                    stats.malformed(no, ln, "header number out of range")
-                    n_bad_pre += 1
-                else:
-                    stats.meta["n_cpus"] = n
-            m = re.match(r"^version = (\d+)", ln)
-            if m:
-                stats.meta["trace_cmd_file_version"] = int(m.group(1))
-        add_count(stats, "n_preamble_lines", int(df.get_column("pre").sum()) - n_bad_pre)
-        add_count(stats, "n_blank_lines", int((df.get_column("blank") & ~df.get_column("pre")).sum()))
+        _count_preamble_and_blank(df, stats)
         recs = df.filter(opener)
         n_rec = recs.height
         other = df.filter(~pl.col("blank") & ~pl.col("pre") & ~opener)
@@ -242,23 +227,8 @@ class TraceCmdReportParser(Parser):
             stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(),
                                  "trace-cmd-unparsed")
         add_count(stats, "n_attached_lines", frames.height + cont.height)
-        payload = g.get_column("payload")
-        if cont.height:
-            joined = cont.group_by("rid", maintain_order=True).agg(pl.col("t").str.join("\n").alias("c"))
-            pl_df = pl.DataFrame({"payload": payload}).with_row_index("rid").with_columns(pl.col("rid").cast(pl.Int64))
-            pl_df = pl_df.join(joined, on="rid", how="left", maintain_order="left")
-            payload = pl_df.select(pl.when(pl.col("c").is_null()).then(pl.col("payload"))
-                                   .otherwise(pl.col("payload") + "\n" + pl.col("c"))).to_series().alias("payload")
-        fr = frames.get_column("t").str.extract_groups(STACK_RE).struct.unnest() if frames.height else \
-            pl.DataFrame({c: pl.Series([], dtype=pl.String) for c in ("bare", "sym", "off", "addr")})
-        if "bare" in fr.columns:
-            fr = fr.with_columns(addr=pl.coalesce(pl.col("addr"), pl.col("bare")))
-        fr = fr.with_columns([pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
-                              for c in ("sym", "off", "addr")])
-        struct = pa.StructArray.from_arrays(
-            [fr.get_column(c).to_arrow().cast(pa.string()) for c in ("addr", "sym", "off")]
-            + [pa.nulls(fr.height, pa.string())], fields=list(FRAME))
-        callchain = build_callchain(n_rec, frames.get_column("rid").to_numpy(), struct)
+        payload = _join_continuations(g.get_column("payload"), cont)
+        callchain = build_callchain(n_rec, frames.get_column("rid").to_numpy(), _frame_structs(frames))
         event = g.get_column("event")
         fg = funcgraph_columns(event, payload)
         if fg.get_column("kind").is_not_null().any():
@@ -330,6 +300,50 @@ class TraceCmdReportParser(Parser):
             if p_ is not None and d_ is not None:
                 self.open_calls[(p_, d_)] = v_
         return df.select(fg.columns)
+
+
+def _count_preamble_and_blank(df: pl.DataFrame, stats: ParseStats) -> None:
+    """The preamble lines (``cpus=N``, ``version = N``: facts for the run's metadata) and blank lines."""
+    n_bad_pre = 0
+    pre = df.filter(pl.col("pre"))
+    for no, ln in zip(pre.get_column("no").to_list(), pre.get_column("t").to_list()):
+        m = re.match(r"^cpus=(\d+)", ln)
+        if m:
+            n = int_in(m.group(1), 1, INT32_MAX)
+            if n is None:
+                stats.malformed(no, ln, "header number out of range")
+                n_bad_pre += 1
+            else:
+                stats.meta["n_cpus"] = n
+        m = re.match(r"^version = (\d+)", ln)
+        if m:
+            stats.meta["trace_cmd_file_version"] = int(m.group(1))
+    add_count(stats, "n_preamble_lines", int(df.get_column("pre").sum()) - n_bad_pre)
+    add_count(stats, "n_blank_lines", int((df.get_column("blank") & ~df.get_column("pre")).sum()))
+
+
+def _join_continuations(payload: pl.Series, cont: pl.DataFrame) -> pl.Series:
+    """A print event's continuation lines (``cont``, by record id ``rid``) appended to its payload."""
+    if cont.height:
+        joined = cont.group_by("rid", maintain_order=True).agg(pl.col("t").str.join("\n").alias("c"))
+        pl_df = pl.DataFrame({"payload": payload}).with_row_index("rid").with_columns(pl.col("rid").cast(pl.Int64))
+        pl_df = pl_df.join(joined, on="rid", how="left", maintain_order="left")
+        payload = pl_df.select(pl.when(pl.col("c").is_null()).then(pl.col("payload"))
+                               .otherwise(pl.col("payload") + "\n" + pl.col("c"))).to_series().alias("payload")
+    return payload
+
+
+def _frame_structs(frames: pl.DataFrame) -> pa.StructArray:
+    """The stack-frame lines (``=> sym+off/size <addr>``) as FRAME structs, in line order."""
+    fr = frames.get_column("t").str.extract_groups(STACK_RE).struct.unnest() if frames.height else \
+        pl.DataFrame({c: pl.Series([], dtype=pl.String) for c in ("bare", "sym", "off", "addr")})
+    if "bare" in fr.columns:
+        fr = fr.with_columns(addr=pl.coalesce(pl.col("addr"), pl.col("bare")))
+    fr = fr.with_columns([pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c)
+                          for c in ("sym", "off", "addr")])
+    return pa.StructArray.from_arrays(
+        [fr.get_column(c).to_arrow().cast(pa.string()) for c in ("addr", "sym", "off")]
+        + [pa.nulls(fr.height, pa.string())], fields=list(FRAME))
 
 
 PARSERS = [TraceCmdReportParser]
