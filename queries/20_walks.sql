@@ -113,6 +113,7 @@ fill AS (
     FROM owned GROUP BY rk, walk_id, evidence
 ),
 allw AS (SELECT * FROM k UNION ALL SELECT * FROM cwalks),
+_cov_walks AS (SELECT * FROM allw),  -- read by _walk_coverage() (17_cpu_coverage.sql)
 -- loss: a __lost_events row of the run inside [start_ns, end_ns] (a marker without ts: by line number)
 -- counted without a range join: n(x) = markers at or before x (ASOF lookups in the cumulative counts);
 -- the walk is lossy when n(end) - n(before start) > 0
@@ -148,7 +149,8 @@ cwin AS (
 parts AS (
 SELECT a.part, a.rk, a.label, a.walk_id, a.window_no, a.evidence, a.page_type, a.pid, a.comm, a.cpu,
        a.start_ns, a.end_ns, a.duration_ns,
-       (a.paired AND lossy.walk_id IS NULL) AS paired,
+       -- issue #16 (17_cpu_coverage.sql): not in a stretch a CPU buffer lost, and self-consistent
+       (a.paired AND lossy.walk_id IS NULL AND cov.walk_id IS NULL) AS paired,
        coalesce(a.n_windows, f.n_windows) AS n_windows,
        coalesce(a.max_hold_ns, f.max_hold_ns) AS max_hold_ns,
        coalesce(a.total_hold_ns, f.total_hold_ns) AS total_hold_ns,
@@ -164,6 +166,7 @@ SELECT a.part, a.rk, a.label, a.walk_id, a.window_no, a.evidence, a.page_type, a
 FROM allw a
 LEFT JOIN lossy ON lossy.rk = a.rk AND lossy.walk_id = a.walk_id
 LEFT JOIN fill f ON f.rk = a.rk AND f.walk_id = a.walk_id AND f.evidence = a.evidence
+LEFT JOIN _walk_coverage() cov ON cov.rk = a.rk AND cov.walk_id = a.walk_id
 UNION ALL
 SELECT * FROM kk WHERE part = 'window'
 UNION ALL
@@ -183,7 +186,9 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- cannot give is NULL, never 0. Counter lines that fall inside a walk of another kind fill that walk's NULL
 -- columns. For evidence perf-callchain the walk is a heuristic grouping of events and duration_ns is a
 -- LOWER BOUND (first to last event). A loss marker (__lost_events) inside [start_ns, end_ns] makes a walk
--- incomplete.
+-- incomplete, and so do a start before the run's complete interval (run_coverage), an overlap with a CPU's
+-- loss gap, an end on a CPU whose buffer starts after the walk's start, and numbers that contradict each
+-- other (span vs printed duration, a window longer than the walk): 17_cpu_coverage.sql.
 -- @needs rmap tracepoints, function_graph with rmap_walk_ksm as graph function, kprobes/fprobes on rmap_walk_ksm, perf -g callchains on migrate events, or counter lines
 -- @column run_id VARCHAR run the walk belongs to (runs.run_id)
 -- @column label VARCHAR label of that run
@@ -196,7 +201,7 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- @column start_ns BIGINT walk entry, ns (NULL when the trace began inside the walk)
 -- @column end_ns BIGINT walk return, ns (NULL when the return was not seen)
 -- @column duration_ns BIGINT end - start, or the duration the producer printed (function_graph, v4 tracepoint, ksm_walk walk_ns)
--- @column complete BOOLEAN both ends seen and no loss marker inside [start_ns, end_ns]; perf-callchain: also lies wholly inside the trace
+-- @column complete BOOLEAN both ends seen, no loss marker or CPU loss gap inside [start_ns, end_ns], inside the run's complete interval (run_coverage), not ended on a CPU whose buffer starts after start_ns, span and printed duration agree, no window longer than the walk; perf-callchain: also lies wholly inside the trace
 -- @column n_windows BIGINT lock windows (anon_vma read-lock acquisitions); perf-callchain: gaps = n_events - 1
 -- @column max_hold_ns BIGINT longest window hold, ns
 -- @column total_hold_ns BIGINT sum of window holds, ns

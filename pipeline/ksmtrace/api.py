@@ -27,7 +27,27 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
     for p in paths:
         out.append(ingest_one(str(p), st, label, fmt=fmt, force=force, partial=partial, on_bytes=on_bytes,
                               on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
+        out[-1].coverage = coverage(out[-1].run_id, st)
     return out
+
+
+def coverage(run_id: str, store: Store | str | None = None) -> dict | None:
+    """The run's row of the ``run_coverage`` view with its ``cpu_coverage`` rows under "cpus" (None when the
+    views cannot say)."""
+    try:
+        with connect(store) as con:
+            cur = con.execute("SELECT * FROM run_coverage WHERE run_id = ?", [run_id])
+            names = [d[0] for d in cur.description]
+            row = cur.fetchone()
+            if row is None:
+                return None
+            c = dict(zip(names, row))
+            cur = con.execute("SELECT * FROM cpu_coverage WHERE run_id = ? ORDER BY cpu", [run_id])
+            names = [d[0] for d in cur.description]
+            c["cpus"] = [dict(zip(names, r)) for r in cur.fetchall()]
+            return c
+    except duckdb.Error:
+        return None
 
 
 def connect(store: Store | str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
