@@ -194,10 +194,10 @@ def test_synth_drop_sidecar_written(tmp_path):
 
 
 # ------------------------------------------------------------------------------ markers of perf / trace-cmd
-def _commit(tmp_path, rows, meta=None, fmt="perf-script"):
+def _commit(tmp_path, rows, **run):
     from test_walks_support import add_run
     store = Store(tmp_path / "store")
-    rid = add_run(store, "t", rows)
+    rid = add_run(store, "t", rows, **run)
     return store, rid
 
 
@@ -253,3 +253,60 @@ def test_window_longer_than_walk_is_incomplete(tmp_path):
     store, _ = _commit(tmp_path, rows)
     w = {r["start_ns"]: r["complete"] for r in query(store, "SELECT * FROM walks")}
     assert w == {100_000_000_000: True, 200_000_000_000: False}
+
+
+def test_perf_overwrite_cmdline_and_header_overwritten(tmp_path):
+    """perf record --overwrite (flight recorder) and an ftrace header with entries-written > entries-in-buffer:
+    every CPU counts as having lost its oldest events; the complete interval starts at the latest first ts."""
+    rows = [_tp("10.100000", "rmap_walk_start", 0), _tp("10.300000", "rmap_walk_end", 0),
+            ev("10.400000", "sched_switch", cpu=1, pid=1),
+            _tp("10.500000", "rmap_walk_start", 0, folio="f2"), _tp("10.600000", "rmap_walk_end", 0, folio="f2")]
+    for meta, why in ((json.dumps({"cmdline": "/usr/bin/perf record --overwrite -a -e rmap:*"}), "perf overwrite"),
+                      (json.dumps({"overwritten": 55, "entries_written": 60}), "header")):
+        store, _ = _commit(tmp_path / why.replace(" ", "_"), rows, meta=meta)
+        c = query(store, "SELECT * FROM run_coverage")[0]
+        assert (c["loss_evidence"], c["complete_start_ns"], c["lossy_cpus"]) == (why, 10_400_000_000, "0,1")
+        w = {r["start_ns"]: r["complete"] for r in query(store, "SELECT * FROM walks")}
+        assert w == {10_100_000_000: False, 10_500_000_000: True}
+    # the same text with neither: nothing says a buffer lost anything
+    store, _ = _commit(tmp_path / "plain", rows, meta=json.dumps({"cmdline": "perf record -a"}))
+    assert query(store, "SELECT loss_evidence FROM run_coverage")[0]["loss_evidence"] is None
+    assert all(r["complete"] for r in query(store, "SELECT * FROM walks"))
+
+
+@pytest.mark.skipif(shutil.which("trace-cmd") is None, reason="trace-cmd not installed")
+def test_trace_dat_overrun_stats_and_dropped_markers(tmp_path):
+    """A real trace.dat whose instance buffers overran: the file's own per-CPU stats (trace-cmd report --stat)
+    give the coverage, and the instance-prefixed `CPU:N [M EVENTS DROPPED]` lines are loss markers."""
+    store, (r,) = _ingest(tmp_path, ("tc", DATA / "sched_overrun.trace.dat.gz"))
+    assert r.n_malformed == 0 and r.n_lost_events == 3140 + 12727
+    c = query(store, "SELECT * FROM run_coverage")[0]
+    cpus = {x["cpu"]: x for x in query(store, "SELECT * FROM cpu_coverage")}
+    assert c["loss_evidence"] == "per-cpu stats" and c["lost_markers"] == 2
+    assert (cpus[0]["overrun"], cpus[1]["overrun"]) == (3140, 12727)
+    assert c["complete_start_ns"] == max(cpus[0]["first_ts_ns"], cpus[1]["first_ts_ns"]) > c["first_ts_ns"]
+    assert "coverage: 27.1% complete" in r.summary()
+
+
+def test_tracecmd_buffer_stats_parse():
+    from ksmtrace.ingest.binary import tracecmd_buffer_stats
+    text = ("cpus=2\n\nKernel buffer statistics:\n\nCPU: 0\nentries: 0\noverrun: 0\ncommit overrun: 0\n"
+            "oldest event ts:   580.429295\ndropped events: 0\n\nCPU: 1\noverrun: 0\n\n\nBuffer: inst\n\n\n"
+            "CPU: 0\noverrun: 3140\nread events: 142\n\nCPU: 1\noverrun: 12727\ndropped events: 4\n")
+    assert tracecmd_buffer_stats(text) == {
+        "0": {"entries": 0, "overrun": 3140, "commit_overrun": 0, "oldest_event_ts": "580.429295",
+              "dropped_events": 0, "read_events": 142},
+        "1": {"overrun": 12727, "dropped_events": 4}}
+    assert tracecmd_buffer_stats("no stats here") is None
+
+
+def test_synth_cli_drop(tmp_path):
+    from conftest import run_cli
+    out = tmp_path / "o.txt"
+    r = run_cli("synth", "--vmas", "10", "--items", "3", "--pages", "3", "--walks", "6", "--caller", "mixed",
+                "--seed", "5", "--drop", "1:0-0.5", "--cpu-stats", "-o", str(out))
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "o.txt.meta.json").read_text())["per_cpu_stats"]["1"]["overrun"] > 0
+    for bad in (["--drop", "1:0.5"], ["--cpu-stats"], ["--drop", "9:0-0.5"]):
+        r = run_cli("synth", "--vmas", "10", "-o", str(tmp_path / "x.txt"), *bad)
+        assert r.code == 2 and len(r.err.strip().splitlines()) == 1, (bad, r.err)

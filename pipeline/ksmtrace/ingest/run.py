@@ -260,10 +260,11 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                     meta["capture_partial"] = True
                 if (pcs := per_cpu_stats(capture)) is not None:  # read by queries/17_cpu_coverage.sql
                     meta["per_cpu_stats"] = pcs
-                    # overwritten + dropped per the kernel's own counters (a LOST marker or the header counts
-                    # the same events: take the larger, never the sum)
-                    n = sum(d.get("overrun", 0) + d.get("dropped_events", 0) for d in pcs.values())
-                    stats.n_lost_events = max(stats.n_lost_events, n)
+            if isinstance(pcs := meta.get("per_cpu_stats"), dict):  # the sidecar's or trace.dat's own
+                # overwritten + dropped per the kernel's own counters (a LOST marker or the header counts
+                # the same events: take the larger, never the sum)
+                n = sum(d.get("overrun", 0) + d.get("dropped_events", 0) for d in pcs.values())
+                stats.n_lost_events = max(stats.n_lost_events, n)
             row = {
                 "run_id": run_id, "label": label, "source": src.name, "format": parser.name,
                 "sha256": sha, "n_lines": n_lines, "n_events": writer.n,
