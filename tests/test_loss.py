@@ -122,6 +122,18 @@ def test_report_says_which_runs_lost_data(tmp_path):
         assert cov[0]["run_id"] in out
 
 
+def test_report_text_only_names_the_inferred_gaps(tmp_path):
+    from ksmtrace.report import build_report, render
+
+    store, _ = _ingest(tmp_path, ("glued", GLUED), ("cross", CROSS), sidecar=False)
+    rep = build_report(connection(store), "glued", "cross")
+    g, c = rep.model["before"]["coverage"], rep.model["after"]["coverage"]
+    assert g[0]["inconsistent_walks"] == 1 and g[0]["inferred_gap_ns"][0] == 49_651_415_000
+    assert c[0]["late_buffers"] == [{"cpu": 0, "first_ts_ns": 53_614_430_000, "incomplete_walks": 1}]
+    out = " ".join(render(rep, "text").split())  # the renderer wraps lines
+    assert "inferred gap between 49.651415" in out and "CPU 0's record starts at 53.614430" in out
+
+
 def test_per_cpu_stats_sidecar_is_checked():
     got = per_cpu_stats({"per_cpu_stats": {"0": {"overrun": 5, "entries": 3, "oldest_event_ts": "1.5"},
                                            "x": {"overrun": 1}, "1": {"overrun": -3, "dropped_events": True},
@@ -310,3 +322,14 @@ def test_synth_cli_drop(tmp_path):
     for bad in (["--drop", "1:0.5"], ["--cpu-stats"], ["--drop", "9:0-0.5"]):
         r = run_cli("synth", "--vmas", "10", "-o", str(tmp_path / "x.txt"), *bad)
         assert r.code == 2 and len(r.err.strip().splitlines()) == 1, (bad, r.err)
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf not installed")
+def test_perf_data_lost_record_is_a_per_cpu_marker(tmp_path):
+    """perf script --show-lost-events on a real perf.data with PERF_RECORD_LOST: the marker keeps its CPU and
+    timestamp (what the per-CPU gap rule needs) and the summary counts it."""
+    store, (r,) = _ingest(tmp_path, ("p", DATA / "syscalls_lost.perf.data.gz"))
+    (m,) = query(store, "SELECT cpu, ts_ns, fields['lost'] AS n FROM events WHERE event = '__lost_events'")
+    assert m["cpu"] is not None and m["ts_ns"] is not None and m["n"] == "13"
+    assert query(store, "SELECT lost_markers FROM run_coverage")[0]["lost_markers"] == 1
+    assert "coverage: 1 loss markers" in r.summary()

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from . import db
 from .ingest.run import IngestResult, ingest_one
+from .errors import StoreError
 from .store import Store
 
 
@@ -27,27 +28,30 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
     for p in paths:
         out.append(ingest_one(str(p), st, label, fmt=fmt, force=force, partial=partial, on_bytes=on_bytes,
                               on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
-        out[-1].coverage = coverage(out[-1].run_id, st)
+    if out:
+        cov = coverage([r.run_id for r in out], st)
+        for r in out:
+            r.coverage = cov.get(r.run_id)
     return out
 
 
-def coverage(run_id: str, store: Store | str | None = None) -> dict | None:
-    """The run's row of the ``run_coverage`` view with its ``cpu_coverage`` rows under "cpus" (None when the
+def coverage(run_ids: list[str], store: Store | str | None = None) -> dict[str, dict]:
+    """run_id -> its row of the ``run_coverage`` view with its ``cpu_coverage`` rows under "cpus" ({} when the
     views cannot say)."""
     try:
         with connect(store) as con:
-            cur = con.execute("SELECT * FROM run_coverage WHERE run_id = ?", [run_id])
+            cur = con.execute("SELECT * FROM run_coverage WHERE list_contains(?, run_id)", [run_ids])
             names = [d[0] for d in cur.description]
-            row = cur.fetchone()
-            if row is None:
-                return None
-            c = dict(zip(names, row))
-            cur = con.execute("SELECT * FROM cpu_coverage WHERE run_id = ? ORDER BY cpu", [run_id])
+            out = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+            cur = con.execute("SELECT * FROM cpu_coverage WHERE list_contains(?, run_id) ORDER BY cpu", [run_ids])
             names = [d[0] for d in cur.description]
-            c["cpus"] = [dict(zip(names, r)) for r in cur.fetchall()]
-            return c
-    except duckdb.Error:
-        return None
+            for r in cur.fetchall():
+                d = dict(zip(names, r))
+                if d["run_id"] in out:
+                    out[d["run_id"]].setdefault("cpus", []).append(d)
+            return out
+    except (duckdb.Error, StoreError):
+        return {}
 
 
 def connect(store: Store | str | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:

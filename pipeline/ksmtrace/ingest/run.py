@@ -67,8 +67,10 @@ def _secs(ns) -> str:
 def coverage_text(c: dict) -> str:
     """One phrase on how much of a run is complete (a run_coverage row, cpu_coverage rows in c["cpus"])."""
     if not c.get("loss_evidence"):
-        return "coverage: complete (no CPU buffer is known to have lost events)" + (
-            f"; {c['lost_markers']} loss markers" if c.get("lost_markers") else "")
+        if c.get("lost_markers"):
+            return (f"coverage: {c['lost_markers']} loss markers (walks overlapping a marker's per-CPU gap are "
+                    f"incomplete); no CPU buffer is known to have lost its oldest events")
+        return "coverage: complete (no CPU buffer is known to have lost events)"
     frac = c.get("complete_fraction")
     s = (f"coverage: {100 * frac:.1f}% complete ({_secs(c.get('complete_start_ns'))}-"
          f"{_secs(c.get('complete_end_ns'))} s of {_secs(c.get('first_ts_ns'))}-{_secs(c.get('last_ts_ns'))} s)"

@@ -30,9 +30,20 @@ def side_coverage(con, run_ids: list[str], t_walks: str) -> list[dict]:
               AND _walk_inconsistent(w.evidence, w.start_ns, w.end_ns, w.duration_ns, w.max_hold_ns,
                                      r.ts_resolution_ns)
             GROUP BY 1""", [run_ids]).fetchall()
+        # a CPU whose record starts after the run's first event, inside incomplete walks: what the text shows
+        # of a buffer that may have overwritten (the CPU-change rule of 17_cpu_coverage.sql left them out)
+        straddle = con.execute(f"""
+            SELECT w.run_id, c.cpu, c.first_ts_ns, count(*)
+            FROM {t_walks} w JOIN cpu_coverage c ON c.run_id = w.run_id JOIN run_coverage rc ON rc.run_id = w.run_id
+            WHERE list_contains(?, w.run_id) AND NOT w.complete AND w.start_ns < c.first_ts_ns
+              AND w.end_ns > c.first_ts_ns AND c.first_ts_ns > rc.first_ts_ns AND rc.loss_evidence IS NULL
+            GROUP BY ALL ORDER BY 1, 2""", [run_ids]).fetchall()
     except duckdb.Error:  # a store or test without the coverage views
         return []
     g = {r: (int(n), s, e) for r, n, s, e in glued}
+    st: dict[str, list] = {}
+    for r, cpu, first, n in straddle:
+        st.setdefault(r, []).append({"cpu": cpu, "first_ts_ns": first, "incomplete_walks": int(n)})
     out = []
     for r in rows:
         r["cpus"] = [c for c in cpus if c["run_id"] == r["run_id"]]
@@ -40,7 +51,8 @@ def side_coverage(con, run_ids: list[str], t_walks: str) -> list[dict]:
         r["inconsistent_walks"] = n
         # the first glued walk: its entry and the entry of the walk its exit belongs to bound a lost stretch
         r["inferred_gap_ns"] = [s, e] if n else None
-        if r.get("loss_evidence") or n or r.get("lost_markers"):
+        r["late_buffers"] = st.get(r["run_id"], [])
+        if r.get("loss_evidence") or n or r.get("lost_markers") or r["late_buffers"]:
             out.append(r)
     return out
 
@@ -53,4 +65,8 @@ def coverage_warning(name: str, c: dict) -> str:
         s += (f"; {c['inconsistent_walks']} walks contradict their own printed durations (entry and exit of "
               f"different walks glued over a loss): inferred gap between {a / 1e9:.6f} and {b / 1e9:.6f} s; "
               f"left out as incomplete")
+    for b in c.get("late_buffers", []):
+        s += (f"; inferred: CPU {b['cpu']}'s record starts at {b['first_ts_ns'] / 1e9:.6f} s, inside "
+              f"{b['incomplete_walks']} incomplete walks (no per-CPU stats: its buffer may have overwritten "
+              f"what came before)")
     return s
