@@ -14,7 +14,8 @@
 --   the complete interval.
 -- * Which CPUs lost their oldest events (loss_evidence):
 --     per-cpu stats    the capture read per_cpu/cpuN/stats before tracing stopped (sidecar key
---                      per_cpu_stats): overrun > 0 on that CPU. Decisive, CPU by CPU; dropped_events > 0
+--                      per_cpu_stats; a trace.dat carries its own, from `trace-cmd report --stat`,
+--                      per CPU the largest of the buffers it lists): overrun > 0 on that CPU. Decisive, CPU by CPU; dropped_events > 0
 --                      (non-overwrite mode: the NEWEST events dropped) ends the complete interval at that
 --                      CPU's last timestamp instead.
 --     header           an ftrace header whose entries-written exceeds entries-in-buffer: some CPU
@@ -27,11 +28,12 @@
 --   first, so only the walks' own evidence counts: the CPU-change rule and the consistency checks below.
 --   Without any of these (trace_pipe text, trace-cmd record, perf record) losses are reported by markers
 --   (__lost_events), which _walk_coverage() turns into per-CPU gaps.
--- * CPU change (function_graph `trace` snapshots without per-CPU stats): a walk that ends on another CPU
---   than it started on, whose buffer starts after the walk's start (cpu_coverage.first_ts_ns > start_ns),
---   crossed into a CPU whose buffer does not reach back that far: what the task did there before that
---   CPU's first record is unknown, so the walk is incomplete (a walk that moved to a CPU idle until then
---   is counted too: the text cannot tell the two apart). With per-CPU stats the complete interval already
+-- * CPU change (function_graph `trace` snapshots without per-CPU stats): when a task's next record is on
+--   another CPU whose buffer starts after the task's previous record (cpu_coverage.first_ts_ns > the time it
+--   left the old CPU), it crossed into a CPU whose buffer does not reach back that far: what the task did
+--   there before that CPU's first record is unknown, so its walks overlapping (left, first record) are
+--   incomplete (a task that moved to a CPU idle until then is counted too: the text cannot tell the two
+--   apart). With per-CPU stats the complete interval already
 --   starts after the first timestamp of every CPU that lost events; streamed traces report losses by markers.
 -- * Markers: `CPU:N [LOST M EVENTS]`, trace-cmd `CPU:N [M EVENTS DROPPED]` and perf PERF_RECORD_LOST
 --   (with a CPU) mean that CPU lost events after its previous record and before the marker (or, without
@@ -152,13 +154,13 @@ CREATE OR REPLACE MACRO _walk_inconsistent(evidence, start_ns, end_ns, duration_
 CREATE OR REPLACE VIEW _cov_walks AS
 SELECT NULL::UBIGINT AS rk, NULL::BIGINT AS walk_id, NULL::VARCHAR AS evidence, NULL::BIGINT AS start_ns,
        NULL::BIGINT AS end_ns, NULL::BIGINT AS duration_ns, NULL::BIGINT AS max_hold_ns, NULL::INTEGER AS cpu,
-       NULL::BIGINT AS end_line
+       NULL::INTEGER AS pid, NULL::BIGINT AS end_line
 WHERE false;
 
 -- _walk_coverage(): (rk, walk_id) of the walks of the relation `_cov_walks` (the walks of every kind, before
 -- the completeness rules) that lie in a
 -- stretch some CPU's buffer lost, cross into a CPU whose buffer starts after them, or contradict
--- themselves. Reads `_ev` (11_scan.sql) for the loss markers and the walks' last records.
+-- themselves. Reads `_ev` (11_scan.sql) for the loss markers and the tasks' CPU changes.
 -- Gaps as rows (rk, hi, min_lo) for one ASOF join: a walk [s, e] overlaps a gap (lo, hi] when the row with
 -- the smallest hi > s has min_lo < e (min_lo = the smallest lo of the gaps with hi > s): before
 -- complete_start_ns, after complete_end_ns, and each per-CPU loss marker's gap.
@@ -191,17 +193,24 @@ gaps AS (
            9223372036854775807 FROM rc
 ),
 sg AS (SELECT rk, hi, min(lo) OVER (PARTITION BY rk ORDER BY hi DESC) AS min_lo FROM gaps),
-w AS (
-    SELECT a.rk, a.walk_id, a.evidence, a.start_ns, a.end_ns, a.duration_ns, a.max_hold_ns, a.cpu, e.cpu AS end_cpu
-    FROM _cov_walks a LEFT JOIN _ev e ON e.rk = a.rk AND e.line_no = a.end_line
-    WHERE a.start_ns IS NOT NULL AND a.end_ns IS NOT NULL
-)
+-- CPU changes of a task (function_graph rows, in the task's file order; only runs the rule applies to)
+tk AS (
+    SELECT rk, pid, cpu, lag(cpu) OVER t AS pcpu, lag(ts_ns) OVER t AS pts
+    FROM _ev WHERE cls = 1 AND ts_ns IS NOT NULL AND cpu IS NOT NULL AND rk IN (SELECT rk FROM rc WHERE cross_rule)
+    WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no)
+),
+holes AS (
+    SELECT tk.rk, tk.pid, tk.pts AS lo, cc.first_ts_ns AS hi
+    FROM tk JOIN rc ON rc.rk = tk.rk JOIN cpu_coverage cc ON cc.run_id = rc.run_id AND cc.cpu = tk.cpu
+    WHERE tk.cpu <> tk.pcpu AND cc.first_ts_ns > tk.pts
+),
+w AS (SELECT * FROM _cov_walks WHERE start_ns IS NOT NULL AND end_ns IS NOT NULL)
 SELECT w.rk, w.walk_id
 FROM w
 ASOF LEFT JOIN sg ON sg.rk = w.rk AND sg.hi > w.start_ns
 LEFT JOIN rc ON rc.rk = w.rk
-LEFT JOIN cpu_coverage cc ON cc.run_id = rc.run_id AND cc.cpu = w.end_cpu AND w.end_cpu IS DISTINCT FROM w.cpu
-                           AND rc.cross_rule
 WHERE sg.min_lo < w.end_ns
-   OR cc.first_ts_ns > w.start_ns
-   OR _walk_inconsistent(w.evidence, w.start_ns, w.end_ns, w.duration_ns, w.max_hold_ns, rc.ts_resolution_ns);
+   OR _walk_inconsistent(w.evidence, w.start_ns, w.end_ns, w.duration_ns, w.max_hold_ns, rc.ts_resolution_ns)
+UNION
+SELECT w.rk, w.walk_id
+FROM w JOIN holes h ON h.rk = w.rk AND h.pid = w.pid AND h.lo < w.end_ns AND h.hi > w.start_ns;

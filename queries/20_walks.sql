@@ -187,8 +187,8 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- columns. For evidence perf-callchain the walk is a heuristic grouping of events and duration_ns is a
 -- LOWER BOUND (first to last event). A loss marker (__lost_events) inside [start_ns, end_ns] makes a walk
 -- incomplete, and so do a start before the run's complete interval (run_coverage), an overlap with a CPU's
--- loss gap, an end on a CPU whose buffer starts after the walk's start, and numbers that contradict each
--- other (span vs printed duration, a window longer than the walk): 17_cpu_coverage.sql.
+-- loss gap, a move to a CPU whose buffer starts after the task left its old one, and numbers that contradict
+-- each other (span vs printed duration, a window longer than the walk): 17_cpu_coverage.sql.
 -- @needs rmap tracepoints, function_graph with rmap_walk_ksm as graph function, kprobes/fprobes on rmap_walk_ksm, perf -g callchains on migrate events, or counter lines
 -- @column run_id VARCHAR run the walk belongs to (runs.run_id)
 -- @column label VARCHAR label of that run
@@ -201,7 +201,7 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- @column start_ns BIGINT walk entry, ns (NULL when the trace began inside the walk)
 -- @column end_ns BIGINT walk return, ns (NULL when the return was not seen)
 -- @column duration_ns BIGINT end - start, or the duration the producer printed (function_graph, v4 tracepoint, ksm_walk walk_ns)
--- @column complete BOOLEAN both ends seen, no loss marker or CPU loss gap inside [start_ns, end_ns], inside the run's complete interval (run_coverage), not ended on a CPU whose buffer starts after start_ns, span and printed duration agree, no window longer than the walk; perf-callchain: also lies wholly inside the trace
+-- @column complete BOOLEAN both ends seen, no loss marker or CPU loss gap inside [start_ns, end_ns], inside the run's complete interval (run_coverage), not moved into a CPU whose buffer starts after the task left its old one, span and printed duration agree, no window longer than the walk; perf-callchain: also lies wholly inside the trace
 -- @column n_windows BIGINT lock windows (anon_vma read-lock acquisitions); perf-callchain: gaps = n_events - 1
 -- @column max_hold_ns BIGINT longest window hold, ns
 -- @column total_hold_ns BIGINT sum of window holds, ns

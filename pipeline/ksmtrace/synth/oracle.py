@@ -106,8 +106,9 @@ TOL_NS = 1000 + 60000  # 17_cpu_coverage.sql _walk_inconsistent: resolution (>= 
 def apply_coverage(walks, rows, *, per_cpu_stats=None, snapshot=False, res_ns=1000) -> int:
     """Issue #16 (queries/17_cpu_coverage.sql), from the rendered rows: a complete walk becomes incomplete
     when it starts before the run's complete interval (per-CPU stats: the latest first timestamp of the CPUs
-    that overran), overlaps a loss marker's per-CPU gap (previous record of that CPU, marker], ends on
-    another CPU whose first record is after its start (function_graph snapshots without stats), or when its
+    that overran), overlaps a loss marker's per-CPU gap (previous record of that CPU, marker], overlaps a
+    stretch between its task leaving a CPU and the first record of the CPU it moved to, when that record
+    comes later (function_graph snapshots without stats), or when its
     span disagrees with its printed duration / a window outlasts it. Returns how many it changed."""
     first, prev_on, gaps = {}, {}, []
     pending = []  # markers waiting for their CPU's next record (no timestamp of their own)
@@ -132,6 +133,17 @@ def apply_coverage(walks, rows, *, per_cpu_stats=None, snapshot=False, res_ns=10
     if per_cpu_stats:
         cut = [first[int(c)] for c, d in per_cpu_stats.items() if d.get("overrun", 0) > 0 and int(c) in first]
         start_cut = max(cut) if cut else None
+    # CPU changes of a task into a CPU whose first record is after the task left its old CPU
+    holes: dict = {}
+    if snapshot and not per_cpu_stats:
+        last = {}
+        for r in rows:
+            if r.kind not in ("entry", "leaf", "exit") or r.ts is None or r.cpu is None:
+                continue
+            p = last.get(r.pid)
+            if p is not None and p[0] != r.cpu and first[r.cpu] > p[1]:
+                holes.setdefault(r.pid, []).append((p[1], first[r.cpu]))
+            last[r.pid] = (r.cpu, r.ts)
     tol = max(res_ns or 1000, 1000) + 60000
     n = 0
     for w in walks:
@@ -140,9 +152,7 @@ def apply_coverage(walks, rows, *, per_cpu_stats=None, snapshot=False, res_ns=10
             continue
         d, mh = w.get("duration_ns"), w.get("max_hold_ns")
         bad = (start_cut is not None and s < start_cut) or any(lo < e and hi > s for lo, hi in gaps)
-        ec = w.get("_end_cpu")
-        bad = bad or (snapshot and not per_cpu_stats and ec is not None and ec != w.get("cpu")
-                      and first.get(ec, -(1 << 63)) > s)
+        bad = bad or any(lo < e and hi > s for lo, hi in holes.get(w.get("pid"), ()))
         if d is not None:
             bad = bad or (w.get("evidence") == "function-graph" and abs((e - s) - d) > tol + d // 100)
             bad = bad or (mh is not None and mh > d + tol)
@@ -353,7 +363,7 @@ def oracle_funcgraph(rows):
                         rt[id(k)] = k.ts + k.dur
                 w = dict(evidence="function-graph", page_type=WALKERS[r.func], pid=pid, comm=r.comm, cpu=r.cpu,
                          start_ns=r.ts, end_ns=ex.ts if ex else None, duration_ns=ex.dur if ex else None,
-                         caller=r.parent.split("+")[0] if r.parent else None, _end_cpu=ex.cpu if ex else None)
+                         caller=r.parent.split("+")[0] if r.parent else None)
                 wins = _fg_windows(kids, rt, iters_traced, w, ex is not None)
                 walks.append((w, wins))
                 i = j + 1 if ex else n
