@@ -22,10 +22,10 @@ import sys
 import time
 
 OUT = sys.argv[1]
-PAGES = int(os.environ.get("PAGES", "300"))
-VMAS = int(os.environ.get("VMAS", "60"))
-FLIP_AT = int(os.environ.get("FLIP_AT", "40000"))
-BUF = {0: int(os.environ.get("BUF0_KB", "96")), 1: int(os.environ.get("BUF1_KB", "6144"))}
+PAGES = int(os.environ.get("PAGES", "2000"))
+VMAS = int(os.environ.get("VMAS", "4"))
+FLIP_AT = int(os.environ.get("FLIP_AT", "50000"))
+BUF = {0: int(os.environ.get("BUF0_KB", "384")), 1: int(os.environ.get("BUF1_KB", "1024"))}
 T = "/sys/kernel/tracing"
 KSM = "/sys/kernel/mm/ksm"
 PAGE = mmap.PAGESIZE

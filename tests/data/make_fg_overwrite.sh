@@ -8,7 +8,7 @@ out=$(mktemp -d)
 kernel=${KERNEL:-$(ls /boot/vmlinuz-6.1.0-*-amd64 | tail -n 1)}
 timeout ${TIMEOUT:-1500} vng --run "$kernel" --disable-kvm --memory 3G --cpus 2 \
     --numa 1536M,cpus=0 --numa 1536M,cpus=1 --rwdir "$out" -- \
-    "PAGES=${PAGES:-600} VMAS=${VMAS:-8} FLIP_AT=${FLIP_AT:-40000} BUF0_KB=${BUF0_KB:-96} BUF1_KB=${BUF1_KB:-1024} \
+    "PAGES=${PAGES:-2000} VMAS=${VMAS:-4} FLIP_AT=${FLIP_AT:-50000} BUF0_KB=${BUF0_KB:-384} BUF1_KB=${BUF1_KB:-1024} \
      python3 $here/fg_overwrite_guest.py $out" </dev/null
 gzip -9 -n -c "$out/fg_overwrite.trace" > "$here/fg_overwrite.trace.gz"
 cp "$out/fg_overwrite.trace.meta.json" "$here/fg_overwrite.trace.meta.json"
