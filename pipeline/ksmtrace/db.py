@@ -44,6 +44,8 @@ def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnecti
     if not store.exists():
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
     con = duckdb.connect()
+    # DuckDB draws its own progress bar on stdout for queries over ~2 s: it would corrupt csv/json output
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(Path(store.root).resolve())])
