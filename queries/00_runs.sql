@@ -8,6 +8,19 @@
 -- Conventions (after Perfetto's SQL standard library): every public view lists
 -- its columns below with `@column name TYPE meaning`, says which trace data it
 -- @needs, and helpers that are not part of the contract start with `_`.
+--
+-- The store is hive-partitioned: STORE/<table>/label=<label, percent-encoded>/run_id=<id>/*.parquet
+-- (pipeline/ksmtrace/store.py). A filter on label prunes whole directories. A run is visible once its
+-- `runs` partition is there (the last rename of its publication), so every other table keeps only rows of
+-- runs in `runs`.
+
+-- the store directory as a glob pattern that matches only itself: [ * ? in the path are bracketed
+-- ('st[1]' -> 'st[[]1]'), so that a store named st[1] never reads st1 and st* never merges stores
+CREATE OR REPLACE MACRO _glob_escape(path) AS regexp_replace(path, '([\[*?])', '[\1]', 'g');
+
+-- the files of one table of the store (every label, every run)
+CREATE OR REPLACE MACRO _store_glob(tbl) AS
+    _glob_escape(getvariable('ksmtrace_store')) || '/' || tbl || '/*/*/*.parquet';
 
 -- @view runs
 -- One row per ingested input file (a "run": one boot plus one workload, the statistical unit).
@@ -35,4 +48,5 @@
 -- @column meta VARCHAR JSON object with further header facts (entries written, options, converter ...)
 CREATE OR REPLACE VIEW runs AS
 SELECT *
-FROM read_parquet(getvariable('ksmtrace_store') || '/runs/*/run.parquet', union_by_name = true);
+FROM read_parquet(_store_glob('runs'), hive_partitioning = true, union_by_name = true,
+                  hive_types = {'label': VARCHAR, 'run_id': VARCHAR});

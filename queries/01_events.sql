@@ -26,4 +26,6 @@
 -- @column callchain STRUCT(addr VARCHAR, sym VARCHAR, off VARCHAR, dso VARCHAR)[] callchain or stack, innermost frame first
 CREATE OR REPLACE VIEW events AS
 SELECT *
-FROM read_parquet(getvariable('ksmtrace_store') || '/runs/*/events-*.parquet', union_by_name = true);
+FROM read_parquet(_store_glob('events'), hive_partitioning = true, union_by_name = true,
+                  hive_types = {'label': VARCHAR, 'run_id': VARCHAR})
+WHERE run_id IN (SELECT run_id FROM runs);

@@ -1,4 +1,4 @@
--- ksmtrace standard views, part 2b: the anon_vma read-lock windows of every walk (issue #4).
+-- ksmtrace standard views, part 2b: the anon_vma read-lock windows of every walk (docs/walk-rules.md).
 
 -- @view lock_windows
 -- One row per lock window of a walk: one anon_vma read-lock acquisition (per rmap_item per pass), from the
@@ -6,7 +6,7 @@
 -- function_graph and kprobes give them directly; counter lines give one window each (and become the
 -- windows of a walk of another kind that has none of its own, e.g. an rmap tracepoint walk); for
 -- perf-callchain walks a window is the gap between two consecutive events of the walk (a proxy for one
--- window, kernel.md §6.4). Join to walks on (run_id, walk_id).
+-- window, docs/walk-rules.md (d)). Join to walks on (run_id, walk_id).
 -- @needs function_graph with rmap_walk_ksm as graph function and the lock functions traced, kprobes/fprobes on the lock functions, perf -g callchains on migrate events, or counter lines
 -- @column run_id VARCHAR run the window belongs to
 -- @column label VARCHAR label of that run
@@ -24,7 +24,7 @@
 -- @column slow BOOLEAN acquired with down_read after a failed trylock (NULL when the evidence cannot tell)
 -- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters
 -- @column counters_consistent BOOLEAN counter lines: skip_addr + skip_mm + rmap_one (+ invalid) = iterations (NULL unless all present)
-CREATE OR REPLACE VIEW lock_windows AS
+CREATE OR REPLACE VIEW _lock_windows_from_events AS
 SELECT a.run_id, a.label, a.walk_id::BIGINT AS walk_id, a.window_no::BIGINT AS window_no,
        a.start_ns::BIGINT AS start_ns, a.end_ns::BIGINT AS end_ns, a.hold_ns::BIGINT AS hold_ns,
        a.iterations::BIGINT AS iterations, a.rmap_one::BIGINT AS rmap_one, a.skipped::BIGINT AS skipped,

@@ -187,7 +187,7 @@ def test_cli_ingest_perf_script(tmp_path):
     (run,) = Store(store).runs().to_pylist()
     assert (run["n_cpus"], run["kernel"], run["ts_resolution_ns"], run["tracer"], run["n_events"]) == \
         (4, "5.11.0-27-generic", 1000, "perf", 4)
-    files = (store / "runs" / run["run_id"]).glob("events-*.parquet")
+    files = (store / "events").glob(f"*/run_id={run['run_id']}/events-*.parquet")
     events = pa.concat_tables(pq.read_table(f) for f in files).to_pylist()
     assert sum(1 for e in events if e["system"] == "ksm") == 2
     assert json.loads(run["meta"])["perf_version"] == "5.11.22"

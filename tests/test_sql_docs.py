@@ -54,7 +54,7 @@ def test_documented_columns_match_describe(con, view):
 
 
 def test_walk_views_contract_columns_come_first(con):
-    """walk_rules.md: the contract columns, in this order, then extras."""
+    """docs/walk-rules.md (Conventions): the contract columns, in this order, then extras."""
     want = {
         "walks": ["run_id", "label", "walk_id", "evidence", "page_type", "pid", "comm", "cpu", "start_ns", "end_ns",
                   "duration_ns", "complete", "n_windows", "max_hold_ns", "total_hold_ns", "iterations",

@@ -1,7 +1,7 @@
 """The walk views (queries/1*.sql .. 3*.sql) on tiny hand-written events tables.
 
 Every expected value is computed by hand from the printed numbers; the comments show the arithmetic.
-Rules: kernel.md §6 and walk_rules.md (a)-(f).
+Rules: docs/walk-rules.md (a)-(f).
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_lost_events_make_overlapping_walks_incomplete(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- (b)
 
-# formats.md §4.6, first LAYOUT (no retval), completed with a second window
+# a function_graph walk layout without retval, completed with a second window
 FG_PLAIN = """
 458.203500 1 0 entry rmap_walk_ksm - - try_to_migrate+0x8e/0xc0
 458.203501 1 1 leaf down_read_trylock 0.180
@@ -141,7 +141,7 @@ def test_funcgraph_plain_layout(tmp_path):
         "try_to_migrate", 0, False, 0, False)
 
 
-# formats.md §4.6, second LAYOUT: filtered to lock functions and callbacks, retval (6.13+), slow path
+# a function_graph layout filtered to the lock functions and callbacks, with retval (6.13+), slow path
 FG_SLOW = """
 458.300000 1 0 entry rmap_walk_ksm
 458.300001 1 1 leaf down_read_trylock 0.191 0x1
@@ -315,7 +315,7 @@ def test_kprobe_unpaired_and_no_iterators(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- (d)
 
-SET_PTE = "e7fff7ffdae58e00"      # formats.md §7.3: (~(pte >> 9)) & (2^34 - 1) = 0x128d38
+SET_PTE = "e7fff7ffdae58e00"      # docs/walk-rules.md (d): (~(pte >> 9)) & (2^34 - 1) = 0x128d38
 REMOVE_PTE = "8000000128d38025"   # (pte >> 12) & (2^40 - 1) = 0x128d38
 CC_SET = frames("try_to_migrate_one", "rmap_walk_ksm", "try_to_migrate", "migrate_pages_batch")
 CC_REMOVE = frames("remove_migration_pte", "rmap_walk_ksm", "remove_migration_ptes", "migrate_pages_batch")
@@ -380,7 +380,7 @@ def test_perf_callchain_addr_repeat_is_sequential_and_trace_edges(tmp_path):
 
 def test_counter_lines_standalone(tmp_path):
     rows = [
-        # kernel.md §6.5 examples (trace_printk: the event name is the calling function)
+        # counter lines as trace_printk prints them (the event name is the calling function)
         ev("3000.000273", "rmap_walk_ksm", pid=33, cpu=0, comm="kcompactd0",
            payload="Time_ms=221.104 Nr_iteration_total=20228 Skip_addr_out_of_range=20227 Skip_mm_mismatch=0",
            fields={"Time_ms": "221.104", "Nr_iteration_total": "20228", "Skip_addr_out_of_range": "20227",

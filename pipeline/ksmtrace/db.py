@@ -1,19 +1,50 @@
-"""DuckDB over a store: the views of ``queries/*.sql``.
+"""DuckDB over a store: the views of ``queries/*.sql``, and the derived tables they compute per run.
 
 The SQL files are the single home of the metric logic. They are found in the
 installed package (``ksmtrace/queries``, mapped from the top-level ``queries/``
 by pyproject.toml) or, in a source checkout, next to ``pipeline/``.
+
+Two kinds of connection run them:
+
+* ``compute_derived`` runs every file but ``STORED_VIEWS_FILE`` over a store that holds one run (its staging
+  directory) and writes that run's walks, lock_windows and lock_waits (``DERIVED``) as Parquet beside its
+  events: the walks are reconstructed once per run, at ingest.
+* ``connect`` runs every file; ``STORED_VIEWS_FILE`` redefines the public derived views to read those files,
+  so a report or a query never recomputes them. The stamp of the SQL that made them (``stamp()``) is kept
+  in each run's manifest; ``connect`` refuses a store whose stamps differ and names ``ksmtrace rebuild``.
+
+A new query file that feeds the walks (numbered before ``STORED_VIEWS_FILE``) is part of the computation and
+of the stamp without any change here; a new derived table is one entry in ``DERIVED`` and one view in
+``STORED_VIEWS_FILE``.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from .errors import StoreError
-from .store import Store
+from .schema import EVENTS_SCHEMA, RUNS_SCHEMA
+from .store import MANIFEST, RunEntry, Store, partition
+
+#: derived table -> (the private view that computes it from events, the order its rows are stored in)
+DERIVED: dict[str, tuple[str, str]] = {
+    "walks": ("_walks_from_events", "walk_id"),
+    "lock_windows": ("_lock_windows_from_events", "walk_id, window_no"),
+    "lock_waits": ("_lock_waits_from_events", "start_ns, pid, lock_addr, end_ns"),
+}
+#: intermediate views several derived tables read: computed once per run (a temp table shadows the view)
+SHARED = ("_walk_parts",)
+#: the file that points the public derived views at the stored files (not run when computing them)
+STORED_VIEWS_FILE = "90_stored_views.sql"
+#: bump when the stored form changes without a change of the SQL (it is part of the stamp)
+DERIVED_FORMAT = "1"
 
 
 def queries_dir() -> Path:
@@ -28,6 +59,20 @@ def sql_files() -> list[Path]:
     return sorted(queries_dir().glob("*.sql"))
 
 
+def compute_files() -> list[Path]:
+    """The files that compute the derived tables from events (all but STORED_VIEWS_FILE)."""
+    return [f for f in sql_files() if f.name != STORED_VIEWS_FILE]
+
+
+def stamp() -> str:
+    """Hash of what makes the derived tables: the SQL that computes them (config tables included) and the
+    canonical schemas they read."""
+    h = hashlib.sha256(f"ksmtrace-derived {DERIVED_FORMAT}\n{EVENTS_SCHEMA}\n{RUNS_SCHEMA}\n".encode())
+    for f in compute_files():
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def views_sql(store: Store | None = None) -> str:
     """All view definitions as one script, runnable in the duckdb CLI."""
     parts = []
@@ -39,23 +84,174 @@ def views_sql(store: Store | None = None) -> str:
     return "\n".join(parts)
 
 
-def connect(store: Store, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with every ksmtrace view defined over ``store``."""
+#: DuckDB settings of a read-only connection, applied after the views are defined (DuckDB 1.1+; the
+#: settings are documented in DuckDB's "Securing DuckDB" page). With external access off only the store
+#: directory can be read (``allowed_directories``), COPY/ATTACH/EXPORT to any other path, INSTALL and
+#: LOAD of extensions fail, and ``lock_configuration`` refuses any SET that would undo this.
+READ_ONLY_SETTINGS = ("autoinstall_known_extensions = false", "autoload_known_extensions = false",
+                      "allow_community_extensions = false", "enable_external_access = false",
+                      "lock_configuration = true")
+
+#: statements a read-only connection runs (SELECT covers DESCRIBE, SUMMARIZE, SHOW and FROM-first queries;
+#: EXPLAIN only of such a query: ``EXPLAIN ANALYZE COPY ...`` runs the COPY)
+READ_ONLY_STATEMENTS = ("SELECT",)
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse ``query`` unless every statement in it is a query (no COPY, CREATE, ATTACH, SET, ...).
+
+    The read-only settings already keep every file but the store's out of reach; this also keeps
+    ``COPY ... TO`` from writing into the store directory itself.
+    """
+    try:
+        stmts = con.extract_statements(query)
+    except duckdb.Error as e:
+        raise StoreError("SQL: " + " ".join(str(e).split())) from None
+    for st in stmts:
+        kind = st.type.name
+        if kind == "EXPLAIN":
+            m = _EXPLAIN.match(st.query)
+            if m and m.group(1).strip():
+                check_read_only(con, m.group(1))
+                continue
+        if kind not in READ_ONLY_STATEMENTS:
+            raise StoreError(f"SQL: read-only mode runs queries only (SELECT, DESCRIBE, EXPLAIN SELECT ...), "
+                             f"not {kind}")
+
+
+def _run_files(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+    for f in files:
+        try:
+            con.execute(f.read_text())
+        except duckdb.Error as e:
+            con.close()
+            raise StoreError(f"{f}: cannot define the views: {' '.join(str(e).split())}") from None
+
+
+def missing_files(store: Store, e: RunEntry) -> list[tuple[str, Path]]:
+    """(table, path) of every file the run's manifest lists that is not there."""
+    out = []
+    if not (e.dir / "run.parquet").exists():
+        out.append(("runs", e.dir / "run.parquet"))
+    tables = e.manifest.get("tables", {})
+    for table in ("events",) + tuple(DERIVED):
+        d = store.root / partition(table, e.label, e.run_id)
+        files = tables.get(table, {}).get("files") or []
+        if not files:
+            out.append((table, d))
+        out.extend((table, d / f) for f in files if not (d / f).exists())
+    return out
+
+
+def check(store: Store) -> None:
+    """Raise StoreError (one line) when a run's files are missing or its derived tables are stale."""
+    cur = stamp()
+    entries = store.entries()
+    stale = [e for e in entries if e.manifest.get("stamp") != cur]
+    for e in entries:
+        if not e.manifest:
+            raise StoreError(f"run {e.run_id} (label {e.label!r}): {e.dir / MANIFEST} is missing or damaged; "
+                             f"re-ingest that input with --force")
+        miss = missing_files(store, e)
+        if miss:
+            table, path = miss[0]
+            fix = ("re-ingest that input with --force (or remove the run)" if table in ("events", "runs")
+                   else f"recompute it with 'ksmtrace rebuild --store {store.root}'")
+            raise StoreError(f"run {e.run_id} (label {e.label!r}): {table} file {path} is missing; {fix}")
+    m = store.marker() or {}
+    if stale or m.get("stamp") != cur:
+        n = f"{len(stale)} of {len(entries)} runs" if stale else "the empty store files"
+        raise StoreError(f"the derived tables ({', '.join(DERIVED)}) of {n} were computed by other SQL "
+                         f"(queries/*.sql changed): run 'ksmtrace rebuild --store {store.root}'")
+
+
+#: the files a connection needs for the public views only (runs, events and the stored derived tables):
+#: defining the views that compute walks from events costs about a second of binding, which a report or a
+#: query of the public views does not need
+PUBLIC_FILES = ("00_runs.sql", "01_events.sql", "02_coverage.sql", STORED_VIEWS_FILE)
+
+
+def needs_private_views(query: str) -> bool:
+    """True when a query names a private view or macro (an identifier starting with _)."""
+    return re.search(r"(?<![\w.'])_[A-Za-z]\w*", query) is not None
+
+
+def connect(store: Store, threads: int | None = None, views: str = "all",
+            read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the ksmtrace views defined over ``store``: every view
+    (``views="all"``), or only the public ones (``"public"``: runs, events, walks, lock_windows, lock_waits).
+
+    ``read_only``: once the views are defined, the connection may read the store directory and nothing
+    else: no other file (read_csv('/etc/passwd'), COPY TO, ATTACH), no extension install or load, and
+    its settings are locked (:data:`READ_ONLY_SETTINGS`). Pass queries through :func:`check_read_only`
+    to refuse statements other than queries too.
+    """
+    store.check_usable()
     if not store.exists():
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
+    check(store)
     con = duckdb.connect()
     # DuckDB draws its own progress bar on stdout for queries over ~2 s: it would corrupt csv/json output
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(Path(store.root).resolve())])
-    for f in sql_files():
-        try:
-            con.execute(f.read_text())
-        except duckdb.Error as e:
-            con.close()
-            raise StoreError(f"{f}: cannot define the views: {' '.join(str(e).split())}") from None
+    files = sql_files()
+    if views == "public":
+        files = [f for f in files if f.name in PUBLIC_FILES]
+    _run_files(con, files)
+    if read_only:
+        root = str(Path(store.root).resolve()).rstrip("/") + "/"  # a directory, not a name prefix (st/ not st2)
+        con.execute("SET allowed_directories = ?", [[root]])
+        for setting in READ_ONLY_SETTINGS:
+            con.execute(f"SET {setting}")
     return con
+
+
+_local = threading.local()
+
+
+def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
+    """One connection per process and thread with the computing views (defining them costs ~0.2 s)."""
+    key = (os.getpid(), stamp())
+    con = getattr(_local, "con", None)
+    if con is not None and getattr(_local, "key", None) == key:
+        con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
+        return con
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
+    _run_files(con, compute_files())
+    _local.con, _local.key = con, key
+    return con
+
+
+def compute_derived(root: Path, label: str, run_id: str) -> dict[str, dict]:
+    """Compute the derived tables of the one run held by the store at ``root`` (a staging directory) and
+    write them as ``root/<table>/label=../run_id=../part-0.parquet``. Returns {table: {files, rows}}."""
+    con = _compute_connection(root)
+    out = {}
+    try:
+        for v in SHARED:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM main.{v}")
+        for table, (view, order) in DERIVED.items():
+            d = root / partition(table, label, run_id)
+            d.mkdir(parents=True, exist_ok=True)
+            f = d / "part-0.parquet"
+            lit = str(f).replace("'", "''")
+            con.execute(f"COPY (SELECT * FROM {view} ORDER BY {order}) TO '{lit}' "
+                        f"(FORMAT parquet, COMPRESSION zstd)")
+            out[table] = {"files": [f.name], "rows": pq.ParquetFile(f).metadata.num_rows}
+    except duckdb.Error as e:
+        raise StoreError(f"computing the derived tables of run {run_id} failed: {' '.join(str(e).split())}") from None
+    finally:
+        for v in SHARED:
+            try:
+                con.execute(f"DROP TABLE IF EXISTS temp.{v}")
+            except duckdb.Error:
+                pass
+    return out
 
 
 @dataclass

@@ -1,4 +1,12 @@
-"""Rendering result tables (Arrow) as a terminal table, CSV or JSON, keeping integers exact."""
+"""Rendering result tables (Arrow) as a terminal table, CSV or JSON, keeping integers exact.
+
+Values (and column names) are data, never markup: the table format shows every value through
+:func:`ksmtrace.safe_text.rich_text`, so ``[/i]`` or ``[x]`` print as they are and control characters
+(ESC, CR ...) are shown escaped (``\\x1b``). JSON keeps values exact (``json.dumps`` escapes control
+characters as ``\\u001b``). CSV keeps values exact when it goes to a file or a pipe; when it goes
+straight to a terminal, control characters are shown escaped as in the table, so no value can move the
+cursor or rewrite a line.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,6 +18,8 @@ import sys
 
 import pandas as pd
 import pyarrow as pa
+
+from .safe_text import rich_text, terminal
 
 FORMATS = ("table", "csv", "json")
 
@@ -67,24 +77,25 @@ def render(data, fmt: str = "table", out=None, title: str | None = None) -> None
     t = as_arrow(data)
     names = t.column_names
     rows = _rows(t)
+    tty = hasattr(out, "isatty") and out.isatty()
     if fmt == "csv":
+        shown = terminal if tty else str
         w = csv.writer(out, lineterminator="\n")
-        w.writerow(names)
+        w.writerow([shown(n) for n in names])
         for r in rows:
-            w.writerow([_cell(v) for v in r])
+            w.writerow([shown(_cell(v)) for v in r])
     elif fmt == "json":
         out.write(json.dumps([dict(zip(names, r)) for r in rows], indent=1) + "\n")
     elif fmt == "table":
         from rich.console import Console
         from rich.table import Table
 
-        tab = Table(title=title, header_style="bold")
+        tab = Table(title=rich_text(title) if title is not None else None, header_style="bold")
         for f in t.schema:
             numeric = pa.types.is_integer(f.type) or pa.types.is_floating(f.type) or pa.types.is_decimal(f.type)
-            tab.add_column(f.name, overflow="fold", justify="right" if numeric else "left")
+            tab.add_column(rich_text(f.name), overflow="fold", justify="right" if numeric else "left")
         for r in rows:
-            tab.add_row(*[_cell(v) for v in r])
-        tty = hasattr(out, "isatty") and out.isatty()
+            tab.add_row(*[rich_text(_cell(v)) for v in r])
         Console(file=out, width=None if tty else 220, soft_wrap=False).print(tab)
         if not rows:
             out.write("(no rows)\n")

@@ -1,92 +1,48 @@
 """The ``ksmtrace`` command: a thin layer over ksmtrace.api and friends.
 
-Each command group lives in its own module with a ``register(app)`` function.
+This package's ``__init__`` is kept light on purpose: the console script imports it first, and
+:func:`entry` installs Ctrl-C and SIGTERM handling *before* the heavy imports (typer, duckdb, pandas,
+pyarrow: most of a second) of :mod:`ksmtrace.cli.commands`, where the commands are defined. A Ctrl-C
+(SIGTERM) during start-up prints one line and exits 130 (143); nothing has been written at that point.
 """
 from __future__ import annotations
 
-import importlib
+import os
+import signal
 import sys
 
-import typer
+_LAZY = ("app", "main", "COMMAND_MODULES")
 
-from ..errors import KsmtraceError
 
-app = typer.Typer(
-    name="ksmtrace",
-    help="Measure rmap_walk_ksm() walks and anon_vma lock holds from ftrace/perf/trace-cmd traces.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-#: command modules, in the order their commands appear in --help
-COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "capture_cmds", "demo"]
-
-for _m in COMMAND_MODULES:
+def _stopped_during_startup(signum, frame):  # pragma: no cover - exercised in a subprocess
+    """Ctrl-C or SIGTERM before the commands are loaded: nothing is written yet, so just say so and exit."""
     try:
-        _mod = importlib.import_module(f"{__name__}.{_m}")
-    except ModuleNotFoundError as _e:
-        if _e.name == f"{__name__}.{_m}":
-            continue
-        raise
-    _mod.register(app)
-
-
-class _Terminated(BaseException):
-    pass
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
-def main(argv: list[str] | None = None) -> int:
-    import signal
-
-    if threading_main():
-        signal.signal(signal.SIGTERM, _on_sigterm)  # unwind (and clean up staging) like Ctrl-C
-    try:
-        rv = app(args=argv, standalone_mode=False)
-        if rv == 130:  # typer turns KeyboardInterrupt into a returned exit code
-            print("ksmtrace: interrupted", file=sys.stderr)
-        return rv if isinstance(rv, int) else 0
-    except KsmtraceError as e:
-        print(f"ksmtrace: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("ksmtrace: interrupted", file=sys.stderr)
-        return 130
-    except _Terminated:
-        print("ksmtrace: terminated", file=sys.stderr)
-        return 143
-    except SystemExit as e:  # typer/click exit paths
-        return int(e.code or 0) if isinstance(e.code, int) else 1
-    except Exception as e:  # usage errors from typer's bundled click; SQL errors
-        import duckdb
-        from typer._click import exceptions as cx
-
-        if isinstance(e, duckdb.Error):
-            print(f"ksmtrace: error: SQL: {' '.join(str(e).split())}", file=sys.stderr)
-            return 2
-
-        if isinstance(e, cx.ClickException):
-            print(f"ksmtrace: error: {e.format_message()}", file=sys.stderr)
-            return e.exit_code
-        if isinstance(e, typer.Abort):
-            print("ksmtrace: aborted", file=sys.stderr)
-            return 130
-        if isinstance(e, typer.Exit):
-            return e.exit_code
-        raise
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+        os.write(2, b"ksmtrace: interrupted\n" if signum == signal.SIGINT else b"ksmtrace: terminated\n")
+    finally:
+        os._exit(128 + signum)
 
 
 def entry() -> None:
-    sys.exit(main())
+    """The console script: ``ksmtrace ARGS``."""
+    signal.signal(signal.SIGINT, _stopped_during_startup)
+    signal.signal(signal.SIGTERM, _stopped_during_startup)
+    try:
+        from .commands import main
+
+        # from here on Ctrl-C unwinds as KeyboardInterrupt (so a staged run is cleaned up); main() makes
+        # SIGTERM do the same
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        rc = main()
+    except KeyboardInterrupt:
+        print("ksmtrace: interrupted", file=sys.stderr)
+        rc = 130
+    sys.exit(rc)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import commands
+
+        return getattr(commands, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ import typer
 from .. import api
 from ..errors import KsmtraceError
 from ..output import render
+from ..safe_text import terminal
 
 
 def sample_dir() -> Path:
@@ -44,18 +45,18 @@ def demo(
                 label = spec["label"]
                 for f in spec["files"]:
                     res = api.ingest([str(sd / f)], store, label=label, fmt=spec.get("format", "auto"))[0]
-                    print(res.summary())
+                    print(terminal(res.summary()))
         print()
         df = api.sql("SELECT label, format, count(*) AS runs, sum(n_events) AS events, sum(n_malformed) AS malformed,"
-                     " sum(n_lost_events) AS lost FROM runs GROUP BY ALL ORDER BY label", store)
+                     " sum(n_lost_events) AS lost FROM runs GROUP BY ALL ORDER BY label", store, read_only=True)
         render(df, "table", title="runs in the demo store")
         ev = api.sql("SELECT label, event, n FROM (SELECT label, event, count(*) AS n FROM events GROUP BY ALL) "
                      "QUALIFY row_number() OVER (PARTITION BY label ORDER BY n DESC, event) <= 4 "
-                     "ORDER BY label, n DESC", store)
+                     "ORDER BY label, n DESC", store, read_only=True)
         render(ev, "table", title="most frequent events per label")
         wk = api.sql("SELECT label, evidence, page_type, count(*) AS walks, count(*) FILTER (WHERE complete) AS complete,"
                      " sum(n_windows) AS windows, max(max_hold_ns) AS max_hold_ns FROM walks GROUP BY ALL"
-                     " ORDER BY label, evidence, page_type", store)
+                     " ORDER BY label, evidence, page_type", store, read_only=True)
         render(wk, "table", title="walks reconstructed by the SQL views (ksmtrace sql \"SELECT * FROM walks\")")
         _reports(pairs, store, out)
     finally:
@@ -68,7 +69,7 @@ def _reports(pairs: list[dict], store: Path, out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    with api.connect(store) as con:
+    with api.connect(store, read_only=True) as con:
         for pair in pairs:
             b, a = pair["before"]["label"], pair["after"]["label"]
             print(f"\n=== {pair['title']} ===\n")
@@ -79,7 +80,7 @@ def _reports(pairs: list[dict], store: Path, out: Path) -> None:
     print("\nReports written:")
     for p in written:
         if p.suffix in (".html", ".txt"):
-            print(f"  {p.resolve()}")
+            print(f"  {terminal(p.resolve())}")
     print("Open the .html files in a browser; the .lkml.txt files are ready to paste into a changelog.")
 
 

@@ -31,7 +31,8 @@ def report(
     Each label may hold several runs; with at least two runs per side the run is the unit of the verdict. Statistics use complete walks only; cells the evidence cannot give read n/a. The p-values of one report are adjusted with Holm-Bonferroni, and the verdicts use the adjusted p.
     """  # noqa: E501 (one line per paragraph: typer keeps the line breaks)
     from .. import api
-    from ..errors import KsmtraceError
+    from ..errors import KsmtraceError, os_error_message
+    from ..safe_text import terminal
     from ..report import FORMATS, PAGE_TYPES, build_report, write
     from ..report.model import check_modes
 
@@ -40,10 +41,16 @@ def report(
     if page_type not in PAGE_TYPES:
         raise KsmtraceError(f"--page-type {page_type!r} is not one of {', '.join(PAGE_TYPES)}")
     check_modes(before, after, aa)
-    with api.connect(store_of(store)) as con:
+    # the report reads the public views only; the store's content is not ours: a read-only connection
+    with api.connect(store_of(store), views="public", read_only=True) as con:
         rep = build_report(con, before, after, page_type, aa=aa)
-    for p in write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat):
-        print(f"wrote {p}", file=sys.stderr)
+    try:
+        written = write(rep, fmt, out=out, plots_dir=plots, benchstat=benchstat)
+    except OSError as e:  # disk full, read-only, name too long ...: name the file (or the files) asked for
+        asked = ", ".join(str(p) for p in (out, benchstat, plots) if p is not None) or "stdout"
+        raise KsmtraceError(f"report not written: {os_error_message(e, asked)}") from None
+    for p in written:
+        print(f"wrote {terminal(p)}", file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

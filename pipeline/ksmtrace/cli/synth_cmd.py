@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import KsmtraceError
+from ..safe_text import terminal
 
 
 def _ns(v: int) -> str:
@@ -114,7 +115,7 @@ def synth(
         p = res.write(out)
     except OSError as e:
         raise KsmtraceError(f"{out}: {e.strerror or e}")
-    print(f"wrote {p} and {p}.truth/ ({res.summary()})")
+    print(f"wrote {terminal(p)} and {terminal(p)}.truth/ ({res.summary()})")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ..errors import BadInput
 from ..schema import EVENTS_SCHEMA, RUNS_SCHEMA
-from ..store import Store, make_run_id
+from ..store import Store, encode_label, make_run_id
 from . import detect, get
 from .base import ParseStats, conform
 from .source import TraceSource
@@ -220,8 +220,12 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                on_size: Callable[[int | None], None] | None = None) -> IngestResult:
     """Ingest ``path`` (a file, ``-`` or a compressed file) as one run of ``store``.
 
-    Raises ``BadInput`` (nothing is stored) when the input has no trace lines.
+    Raises ``BadInput`` (nothing is stored) when the input has no trace lines, ``StoreError`` when the
+    store cannot take the run (a file, read-only, another layout). The run's derived tables (walks,
+    lock_windows, lock_waits) are computed before it is published (Store.publish).
     """
+    encode_label(label)  # an empty or too long label: refused before anything is read
+    store.check_usable(write=True)
     src = TraceSource(path, partial=partial, on_bytes=on_bytes)
     if on_size:
         on_size(src.size)
@@ -281,8 +285,8 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                 "meta": json.dumps(meta, default=str, sort_keys=True),
             }
             run_tbl = pa.Table.from_pylist([row], schema=RUNS_SCHEMA)
-            existed = store.find_run(sha, label) is not None
-            store.commit(staging, run_tbl, force=force)
+            # the duplicate lookup runs inside the store lock (Store.publish), never before it
+            run_id, existed = store.publish(staging, run_tbl, force=force)
             staging = None
             return IngestResult(run_id, label, src.name, parser.name, n_lines, writer.n,
                                 stats.n_malformed, stats.n_lost_events, stats.lost_unknown,

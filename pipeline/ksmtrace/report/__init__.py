@@ -11,6 +11,7 @@ document every renderer prints.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -45,6 +46,34 @@ def render(report: Report, fmt: str = "text", plots: dict | None = None, images:
     if fmt == "json":
         return report.to_json()
     raise ReportError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a full disk leaves the old file, or none, never half of one);
+    an OSError names ``path`` (a failed write(2) names no file by itself). A path that is not a regular
+    file (``/dev/stdout``, a FIFO, a symlink), or beside which no file can be made, is written in place."""
+    tmp = path.with_name(f".ksmtrace-{os.getpid()}.tmp")
+    f = None
+    if not (path.is_symlink() or (path.exists() and not path.is_file())):
+        with contextlib.suppress(OSError):
+            f = open(tmp, "x")
+    if f is None:
+        try:
+            path.write_text(text)
+        except OSError as e:
+            e.filename = e.filename or str(path)
+            raise
+        return
+    try:
+        with f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if e.filename is None or Path(e.filename) == tmp:  # name the file asked for, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
 
 
 def write(report: Report, fmt: str = "text", out: str | os.PathLike | None = None,
@@ -85,7 +114,7 @@ def write(report: Report, fmt: str = "text", out: str | os.PathLike | None = Non
     if benchstat is not None:
         from .benchstat import render as bench
 
-        Path(benchstat).write_text(bench(report))
+        _write_text(Path(benchstat), bench(report))
         written.append(Path(benchstat))
     if out_p is None and fmt == "text" and hasattr(stdout, "isatty") and stdout.isatty():
         from rich.console import Console
@@ -102,6 +131,6 @@ def write(report: Report, fmt: str = "text", out: str | os.PathLike | None = Non
         stdout.write(text)
     else:
         out_p.parent.mkdir(parents=True, exist_ok=True)
-        out_p.write_text(text)
+        _write_text(out_p, text)
         written.insert(0, out_p)
     return written
