@@ -6,6 +6,11 @@
 -- order (line_no): the order in which the tracer printed the task's calls. Performance: three sorts in
 -- all (task order for membership, walk order twice for the children), no self-joins.
 
+-- a hold clamped at 0 (NULL stays NULL: greatest() would turn it into 0): start_ns is the trylock's whole-µs
+-- entry plus its printed sub-µs duration, end_ns the up_read's whole-µs timestamp, so a hold shorter than the
+-- timestamp resolution can come out below 0
+CREATE OR REPLACE MACRO _hold0(h) AS CASE WHEN h < 0 THEN 0 ELSE h END;
+
 CREATE OR REPLACE MACRO _fg_out() AS TABLE
 WITH
 -- fn_role / rec_kind / rz of 11_scan.sql (narrow rows for the sorts)
@@ -131,8 +136,9 @@ fg_walks AS (
     FROM walker_rows WHERE rec_kind = 'exit' AND prv_rec IS DISTINCT FROM 'entry'
 ),
 walk_window_totals AS (
-    SELECT rk, walk_id, count(*) AS n_windows, max(end_ns - start_ns) AS max_hold_ns,
-           sum(end_ns - start_ns)::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
+    -- holds clamped at 0 (_hold0)
+    SELECT rk, walk_id, count(*) AS n_windows, max(_hold0(end_ns - start_ns)) AS max_hold_ns,
+           sum(_hold0(end_ns - start_ns))::BIGINT AS total_hold_ns, sum(iterations_raw)::BIGINT AS iterations,
            max(iterations_raw) AS max_window_iterations, count(*) FILTER (WHERE slow) AS slow_windows,
            arg_max_null(last_iter_hit, window_no) AS early_exit
     FROM windows GROUP BY rk, walk_id
@@ -178,5 +184,5 @@ UNION ALL BY NAME
 SELECT 'window' AS part, f.rk, f.walk_id, f.window_no, 'function-graph' AS evidence, f.start_ns, f.end_ns,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw END AS iterations, f.rmap_one,
        CASE WHEN it.rk IS NOT NULL THEN f.iterations_raw - f.rmap_one - f.invalid END AS skipped,
-       f.invalid, f.end_ns - f.start_ns AS hold_ns, f.slow
+       f.invalid, _hold0(f.end_ns - f.start_ns) AS hold_ns, f.slow  -- clamped at 0, see _hold0
 FROM windows f LEFT JOIN runs_tracing_iterators it ON it.rk = f.rk;

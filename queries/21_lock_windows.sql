@@ -14,7 +14,7 @@
 -- @column window_no BIGINT 1-based position of the window in its walk
 -- @column start_ns BIGINT lock acquired (trylock/down_read return; counters: end - hold_ns; perf-callchain: previous event)
 -- @column end_ns BIGINT up_read entry (counters: the line's timestamp; perf-callchain: this event); NULL when not seen
--- @column hold_ns BIGINT end_ns - start_ns (counters: the printed hold)
+-- @column hold_ns BIGINT end_ns - start_ns, never negative (function_graph: 0 when the hold is below the whole-µs timestamp resolution; counters: the printed hold)
 -- @column iterations BIGINT interval-tree iterations in the window (NULL when the iterators were not traced)
 -- @column rmap_one BIGINT rmap_one callbacks in the window
 -- @column skipped BIGINT iterations - rmap_one - invalid

@@ -23,7 +23,7 @@ from test_walks_support import connection, ev, query
 DATA = Path(__file__).parent / "data"
 GLUED = DATA / "fg_overwrite.trace.gz"        # entry 49.651415 (CPU 1) + exit 50.015214 (CPU 0), printed 4.514 ms
 CROSS = DATA / "fg_overwrite_cross.trace.gz"  # walk from CPU 1 into CPU 0, whose buffer starts at 53.614430
-TOL_NS = 61_000  # 17_cpu_coverage.sql: resolution (1 us) + 60 us tracer overhead
+TOL_NS = 61_000  # 02_coverage.sql: resolution (1 us) + 60 us tracer overhead
 
 
 def _ingest(tmp_path, *pairs, sidecar=True):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import duckdb
 import numpy as np
@@ -54,7 +55,7 @@ def test_aa_over_same_distribution_reads_not_significant():
     g = m["aa"]["groups"]
     assert sorted(g["before"] + g["after"]) == sorted(d["runs"].run_id)
     assert m["before"]["walks"] + m["after"]["walks"] == len(d["walks"])
-    assert "A/A" in m["aa"]["note"] and "interleaved" in m["aa"]["note"]
+    assert "A/A" in m["aa"]["note"] and "split at random (seed 1)" in m["aa"]["note"]
 
 
 def test_aa_interleaves_runs_in_ingest_order():
@@ -67,7 +68,7 @@ def test_aa_interleaves_runs_in_ingest_order():
     slow["runs"] = _ingested(slow["runs"], [0, 2, 4, 6])
     fast["runs"] = _ingested(fast["runs"], [1, 3, 5, 7])
     con, _ = _con(slow, fast)
-    m = build_report(con, aa="k").model
+    m = build_report(con, aa="k", aa_split_seed=None).model
     assert m["aa"]["groups"]["before"] == list(slow["runs"].run_id)
     assert m["aa"]["groups"]["after"] == list(fast["runs"].run_id)
     c = m["comparison"]["walk_duration_ns"]
@@ -75,13 +76,18 @@ def test_aa_interleaves_runs_in_ingest_order():
     assert c["p_value"] == pytest.approx(2 / 70)
     assert c["p_value_adjusted"] == pytest.approx(4 * 2 / 70)
     assert c["significant"] is False and c["verdict"] == "~"
+    # the default split is random: every run once, 4 + 4
+    m = build_report(con, aa="k").model
+    g = m["aa"]["groups"]
+    assert len(g["before"]) == len(g["after"]) == 4 and sorted(g["before"] + g["after"]) == sorted(
+        list(slow["runs"].run_id) + list(fast["runs"].run_id))
 
 
 def test_aa_single_run_splits_walks_and_says_so():
     side = td.gen_side("one", n_runs=1, walks_per_run=61, seed=5)
     waits = td.gen_waits("one", side["runs"].run_id[0], n=12)
     con, d = _con(side, waits=waits)
-    rep = build_report(con, aa="one")
+    rep = build_report(con, aa="one", aa_split_seed=None)
     m = rep.model
     assert m["mode"] == "aa" and m["aa"]["split"] == "walks"
     assert "walks were split" in m["aa"]["note"]
@@ -101,8 +107,8 @@ def test_aa_single_run_splits_walks_and_says_so():
     assert b["lock_waits"]["count"] + a["lock_waits"]["count"] == anon
     assert abs(b["lock_waits"]["count"] - a["lock_waits"]["count"]) <= 1
     for fmt_ in ("text", "lkml", "markdown", "html"):
-        out = render(build_report(con, aa="one"), fmt_)
-        assert "A/A check of 'one'" in out and "walks were split" in " ".join(out.split()), fmt_
+        out = render(build_report(con, aa="one"), fmt_).replace("&#x27;", "'")
+        assert "A/A check of 'one'" in out and "walks were split at random" in " ".join(out.split()), fmt_
 
 
 def test_aa_and_before_after_exclude_each_other():
@@ -167,33 +173,49 @@ def test_holm_matches_the_step_down_procedure():
         assert all(q >= x for q, x in zip(adj, p))
 
 
+def _waits_per_run(side, seed):
+    return [td.gen_waits(side["runs"].label[0], r, n=9, seed=seed + i) for i, r in enumerate(side["runs"].run_id)]
+
+
 def test_report_adjusts_all_metrics_including_lock_waits():
+    b = td.gen_side("base", n_runs=4, walks_per_run=20, seed=1)
+    a = td.gen_side("patched", n_runs=4, walks_per_run=20, walk_median_ns=1e6, seed=2)
+    waits = pd.concat(_waits_per_run(b, 3) + _waits_per_run(a, 40), ignore_index=True)
+    con, _ = _con(b, a, waits=waits)
+    m = json.loads(build_report(con, "base", "patched").to_json())
+    c = m["comparison"]
+    lw = c["lock_wait_ns"]
+    assert (lw["unit"], lw["n_before"], lw["n_after"]) == ("run", 4, 4)
+    med = {lab: np.array([stats.quantile(np.sort(g.wait_ns.to_numpy()), 0.5) for _, g in
+                          waits[(waits.label == lab) & waits.anon_vma_lock].groupby("run_id")], dtype=float)
+           for lab in ("base", "patched")}
+    assert lw["p_value"] == pytest.approx(stats.rank_test(med["base"], med["patched"], stats.SEED + 2))
+    keys = ("walk_duration_ns", "hold_ns", "lock_wait_ns")
+    assert c["correction"]["method"] == "holm" and c["correction"]["tests"] == 6  # per-run medians and p99s
+    expect = stats.holm([c[k][x] for k in keys for x in ("p_value", "p99_p_value")])
+    for i, k in enumerate(keys):
+        assert c[k]["correction"] == "holm"
+        assert c[k]["p_value_adjusted"] == pytest.approx(expect[2 * i])
+        assert c[k]["significant"] == (expect[2 * i] < m["alpha"])
+        for key in ("median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "significant"):
+            assert key in c[k]
+    for fmt_ in ("text", "lkml", "markdown", "html"):
+        out = render(build_report(con, "base", "patched"), fmt_)
+        assert "Holm-Bonferroni" in out and "p_holm" in out.replace("p\\_holm", "p_holm"), fmt_
+        assert "anon_vma wait" in out.replace("\\_", "_"), fmt_
+
+
+def test_one_run_per_side_does_not_test_lock_waits():
+    """Waits belong to no walk: with one run per side no independent unit is left, so no p-value."""
     b = td.gen_side("base", walks_per_run=40, seed=1)
     a = td.gen_side("patched", walks_per_run=40, walk_median_ns=1e6, seed=2)
     waits = pd.concat([td.gen_waits("base", b["runs"].run_id[0], n=9, seed=3),
                        td.gen_waits("patched", a["runs"].run_id[0], n=7, seed=4)], ignore_index=True)
     con, _ = _con(b, a, waits=waits)
-    m = json.loads(build_report(con, "base", "patched").to_json())
-    c = m["comparison"]
-    lw = c["lock_wait_ns"]
-    wb = waits[(waits.label == "base") & waits.anon_vma_lock].wait_ns
-    wa = waits[(waits.label == "patched") & waits.anon_vma_lock].wait_ns
-    assert (lw["unit"], lw["n_before"], lw["n_after"]) == ("wait", len(wb), len(wa))
-    assert lw["p_value"] == pytest.approx(mannwhitneyu(wa, wb, alternative="two-sided").pvalue)
-    keys = ("walk_duration_ns", "hold_ns", "lock_wait_ns")
-    assert c["correction"]["method"] == "holm" and c["correction"]["tests"] == 3
-    expect = stats.holm([c[k]["p_value"] for k in keys])
-    for k, q in zip(keys, expect):
-        assert c[k]["correction"] == "holm"
-        assert c[k]["p_value_adjusted"] == pytest.approx(q)
-        assert c[k]["significant"] == (q < m["alpha"])
-        for key in ("median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "significant"):
-            assert key in c[k]
-    assert c["walk_duration_ns"]["significant"] is True  # 500 ms vs 1 ms survives any correction
-    for fmt_ in ("text", "lkml", "markdown", "html"):
-        out = render(build_report(con, "base", "patched"), fmt_)
-        assert "Holm-Bonferroni" in out and "p_holm" in out, fmt_
-        assert "anon_vma wait" in out, fmt_
+    m = build_report(con, "base", "patched").model
+    lw = m["comparison"]["lock_wait_ns"]
+    assert lw["p_value"] is None and lw["verdict"] == "n/a" and m["comparison"]["correction"]["tests"] == 2
+    assert any("lock_wait_ns: not tested" in w for w in m["warnings"])
 
 
 def test_no_lock_wait_test_when_a_side_has_none():
@@ -216,7 +238,7 @@ def test_raw_significance_that_does_not_survive_the_correction():
         assert c["p_value_adjusted"] == pytest.approx(8 / 70)
         assert c["p99_p_value_adjusted"] == pytest.approx(8 / 70)
         assert c["significant"] is False and c["p99_significant"] is False and c["verdict"] == "~"
-    assert "~ (p=0.029 p_holm=0.114 n=4+4)" in render(build_report(con, "before", "after"), "lkml")
+    assert re.search(r"walk duration\s+\S+ \[[^]]+\]\s+0\.114\s+4\+4\s+~", render(build_report(con, "before", "after"), "lkml"))
 
 
 def _alternating_run(label: str, with_caller: bool):
@@ -242,10 +264,15 @@ def test_aa_single_run_alternates_per_caller():
     assert m["before"]["walks"] + m["after"]["walks"] == len(w)
 
 
-def test_aa_single_run_significant_split_is_flagged():
-    """Without a caller the alternation puts all slow walks on one side: the report must say why."""
+def test_aa_single_run_alternation_without_caller_is_flagged_and_the_random_split_is_not():
+    """Without a caller a fixed alternation puts all slow walks on one side (and the report says why);
+    the default split is random, so it does not."""
     con, _ = _con(_alternating_run("one", with_caller=False))
-    m = build_report(con, aa="one").model
+    m = build_report(con, aa="one", aa_split_seed=None).model
     c = m["comparison"]["walk_duration_ns"]
     assert c["significant"] is True and c["median_ratio"] == pytest.approx(3, rel=0.2)  # walk 1 (before) is a fast one
-    assert m["warnings"][0].startswith("A/A split of one run reads significant for walk_duration_ns")
+    assert m["warnings"][0].startswith("A/A split of one run reads a change for walk_duration_ns")
+    m = build_report(con, aa="one").model
+    assert m["aa"]["split_seed"] == 1 and "at random (seed 1)" in m["aa"]["note"]
+    assert all(m["comparison"][k]["verdict"] == "~" for k in ("walk_duration_ns", "hold_ns"))
+    assert not any(x.startswith("A/A split") for x in m["warnings"])

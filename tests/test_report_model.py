@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from ksmtrace.errors import KsmtraceError
-from ksmtrace.report import build_report
+from ksmtrace.report import build_report, render, stats
 from ksmtrace.report import testdata as td
 from ksmtrace.report.model import HOLD_PROXY, NA_ITER, NA_SKIP, UnknownLabel
 
@@ -95,7 +95,7 @@ def test_seed_and_distributions_match_the_rows(pair):
     assert any("3 incomplete walks" in x for x in m["warnings"])
 
 
-def test_walk_unit_comparison_is_mann_whitney_on_complete_walks(pair):
+def test_walk_unit_comparison_is_a_permutation_test_on_complete_walks(pair):
     con, d, _ = pair
     m = build_report(con, "base", "patched").model
     w = d["walks"]
@@ -103,14 +103,15 @@ def test_walk_unit_comparison_is_mann_whitney_on_complete_walks(pair):
     b = w[(w.label == "patched") & w.complete].duration_ns.to_numpy()
     c = m["comparison"]["walk_duration_ns"]
     assert c["unit"] == "walk" and m["comparison"]["unit"] == "walk"
-    assert c["p_value"] == pytest.approx(mannwhitneyu(b, a, alternative="two-sided").pvalue, rel=1e-9)
+    assert c["p_value"] == stats.rank_test(a, b, stats.SEED)  # the walk's duration, one value per walk
+    assert c["p_value"] == pytest.approx(1 / (1 + stats.N_PERM))  # fully separated: no random split beats it
     assert c["significant"] is True
     assert c["median_ratio"] == _nearest_rank(b, .5) / _nearest_rank(a, .5)
     lo, hi = c["median_ratio_ci"]
     assert lo <= c["median_ratio"] <= hi
     lo, hi = c["p99_ratio_ci"]
     assert lo <= c["p99_ratio"] <= hi
-    assert c["verdict"] == f"{(c['median_ratio'] - 1) * 100:+.2f}%"
+    assert c["verdict"] == stats.pct(c["median_ratio"]) and c["verdict"].endswith("%")
     assert any("only one run" in x for x in m["warnings"])
 
 
@@ -149,7 +150,7 @@ def test_several_runs_make_the_run_the_unit():
     assert c["median_ratio"] == pytest.approx(np.sort(med["after"])[2] / np.sort(med["before"])[2])
     assert m["before"]["runs"] == 5 and m["after"]["runs"] == 6
     assert m["comparison"]["hold_ns"]["unit"] == "run"
-    assert "per-run medians" in m["comparison"]["unit_note"]
+    assert "the run (boot) is the unit (5+6 runs)" in m["comparison"]["unit_note"]
     # 5 runs: fewer than benchstat's 6 for a confidence interval
     assert "walk_duration_ns: need >= 6 samples for confidence interval at level 0.95" in m["warnings"]
     assert not any("only one run" in x for x in m["warnings"])
@@ -299,3 +300,81 @@ def test_missing_lock_waits_view_is_null():
 
     for fmt in ("text", "lkml", "markdown", "json"):
         assert render(rep, fmt)
+
+
+# --------------------------------------------------------------------------- honesty (issue 12)
+
+def test_a_label_without_walks_says_why_and_how_to_record():
+    b = td.gen_side("before", walks_per_run=20, seed=1)
+    a = td.gen_side("after", walks_per_run=20, seed=2)
+    d = td.combine(b, a)
+    w, lw = d["walks"], d["windows"]
+    con = duckdb.connect()
+    td.create_tables(con, w[w.label == "before"], lw[lw.label == "before"], None, d["runs"])
+    rep = build_report(con, "before", "after")
+    warn = [x for x in rep.model["warnings"] if x.startswith("after: no walks: this trace has no")]
+    assert warn and "ksmtrace capture" in warn[0]
+    c = rep.model["comparison"]["walk_duration_ns"]
+    assert c["p_value"] is None and c["verdict"] == "n/a"
+    for fmt_ in ("text", "lkml", "markdown", "html"):
+        assert "no walks: this trace has no" in render(rep, fmt_, **({"plots": {}} if fmt_ == "html" else {}))
+
+
+def test_unknown_lock_waits_stay_unknown():
+    """Waits whose lock is unknown (no callchain: anon_vma_lock NULL) are never '0 anon_vma waits'."""
+    b = td.gen_side("before", walks_per_run=20, seed=1)
+    a = td.gen_side("after", walks_per_run=20, seed=2)
+    wb = td.gen_waits("before", b["runs"].run_id[0], n=8)
+    wa = td.gen_waits("after", a["runs"].run_id[0], n=5)
+    wb["anon_vma_lock"] = pd.array([pd.NA] * len(wb), dtype="boolean")
+    wa["anon_vma_lock"] = wa["anon_vma_lock"].astype("boolean")
+    wa.loc[wa.index[:2], "anon_vma_lock"] = pd.NA
+    con, _ = _con(b, a, waits=pd.concat([wb, wa], ignore_index=True))
+    rep = build_report(con, "before", "after")
+    lb, la = rep.model["before"]["lock_waits"], rep.model["after"]["lock_waits"]
+    assert (lb["count"], lb["unknown_lock"], lb["all_lock_waits"]) == (0, 8, 8)
+    assert la["unknown_lock"] == 2
+    text = render(rep, "lkml")
+    assert "before: anon_vma lock waits n/a: 8 of 8 lock waits cannot be attributed" in " ".join(text.split())
+    assert "0 anon_vma lock waits" not in text.split("after:")[0]
+    assert "of unknown lock, so the anon_vma count is a lower bound" in " ".join(text.split())
+    md = render(rep, "markdown")
+    assert "n/a: lock unknown" in md
+
+
+def test_provenance_differences_are_one_short_line_each():
+    b = td.gen_side("before", walks_per_run=20, seed=1)
+    a = td.gen_side("after", walks_per_run=20, seed=2)
+    attr = "\n".join(f"{{ sample_period, sample_freq }}: {i}\n  type: 2\n  config: 0x{i:x}" for i in range(15))
+    b["runs"]["meta"] = json.dumps({"perf_events": attr})
+    a["runs"]["meta"] = json.dumps({"perf_events": attr.replace("type: 2", "type: 1")})
+    con, _ = _con(b, a)
+    rep = build_report(con, "before", "after")
+    prov = [x for x in rep.model["warnings"] if x.startswith("provenance differs: meta.perf_events")]
+    assert len(prov) == 1 and "\n" not in prov[0] and len(prov[0]) < 220 and "see --format json" in prov[0]
+    assert rep.model["before"]["provenance"]["meta.perf_events"] == [json.dumps(attr)]  # kept whole in JSON
+    lk = render(rep, "lkml")
+    assert lk.count("sample_period") <= 2
+
+
+def test_p_values_and_changes_never_overstate():
+    b = td.gen_side("before", walks_per_run=60, seed=1)
+    a = td.gen_side("after", walks_per_run=60, walk_median_ns=2e6, seed=2)
+    con, _ = _con(b, a)
+    rep = build_report(con, "before", "after")
+    for fmt_ in ("text", "lkml", "markdown"):
+        out = render(rep, fmt_)
+        assert "p=0.000" not in out and "<0.001" in out.replace("&lt;", "<")
+    v = rep.model["comparison"]["walk_duration_ns"]["verdict"]
+    assert v == stats.pct(rep.model["comparison"]["walk_duration_ns"]["median_ratio"])
+    assert len(v.strip("+-%").replace(".", "").lstrip("0")) <= 3 or v.endswith("00%")
+
+
+def test_a_shift_with_equal_medians_reads_no_change():
+    """The nosplit-vs-split case: both medians 5 us, the tails differ: never a red '+0.00%'."""
+    rng = np.random.default_rng(4)
+    c = stats.compare_walks(np.concatenate([np.full(300, 5000), rng.integers(1, 5, 100) * 1000]),
+                            np.concatenate([np.full(300, 5000), rng.integers(6, 10, 100) * 1000]))
+    stats.apply_holm([c])
+    assert c.median_ratio == 1.0 and c.significant is True and c.verdict == "~"
+    assert any("the median does not" in w for w in c.warnings)

@@ -106,3 +106,12 @@ def test_small_samples_with_ties_use_an_exact_test():
     assert stats.mann_whitney(np.array([5.0, 5, 6, 6, 7]), np.array([1.0, 1, 2, 2, 3])) < 0.05
     # no ties: scipy's exact distribution
     assert stats.mann_whitney(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == pytest.approx(0.1)
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=60))
+@settings(max_examples=100, deadline=None)
+def test_midranks_equal_scipy_rankdata(xs):
+    from scipy.stats import rankdata
+
+    x = np.array(xs, dtype=np.float64)
+    assert np.array_equal(stats.midranks(x), rankdata(x))

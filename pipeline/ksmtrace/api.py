@@ -20,10 +20,8 @@ import pyarrow as pa
 from . import db
 from .errors import BadInput, KsmtraceError, StoreError, os_error_message
 from .ingest.run import IngestResult, ingest_one
-from .store import Store, make_run_id
+from .store import Store, encode_label
 
-#: the longest file name (bytes) of Linux file systems; a run directory is named after its label
-NAME_MAX = 255
 
 
 def _store(store: Store | str | os.PathLike | None) -> Store:
@@ -34,11 +32,8 @@ def _store(store: Store | str | os.PathLike | None) -> Store:
 
 
 def check_label(label: str) -> None:
-    """Refuse a label whose run directory name would be longer than a file name may be."""
-    n = len(make_run_id(label).encode())
-    if n > NAME_MAX:
-        raise KsmtraceError(f"label of {len(label)} characters is too long: its run directory name would be "
-                            f"{n} bytes, over the {NAME_MAX} a file name may have")
+    """Refuse a label that cannot name a store partition (empty, or too long for a file name)."""
+    encode_label(label)
 
 
 def _is_input(name, path: str) -> bool:
@@ -82,6 +77,8 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
                                   on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
         except OSError as e:
             raise _ingest_error(e, str(p), st) from e
+        except StoreError as e:  # the store cannot take the run: say which input was not stored
+            raise StoreError(f"{p}: nothing stored: {e}") from None
     if out:
         cov = coverage([r.run_id for r in out], st)
         for r in out:
@@ -156,3 +153,14 @@ def sql(query: str, store: Store | str | None = None, read_only: bool = False) -
         if read_only:
             db.check_read_only(con, query)
         return to_frame(con.sql(query).to_arrow_table())
+
+
+def export(fmt: str, out: str | os.PathLike, store: Store | str | None = None, label: str | None = None,
+           run: str | None = None):
+    """``ksmtrace export``: write the walks, lock windows and lock waits of the store (or of one label / run)
+    to ``out`` as a Perfetto protobuf trace (``fmt="perfetto"``) or Chrome JSON (``fmt="chrome-json"``) for
+    the Perfetto UI. Returns an :class:`ksmtrace.export.ExportResult` with what was written."""
+    from .export import export_trace
+
+    with connect(store) as con:
+        return export_trace(con, fmt, out, label=label, run=run)

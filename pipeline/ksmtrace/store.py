@@ -75,7 +75,8 @@ def encode_label(label: str) -> str:
         raise BadInput("the label must not be empty")
     enc = urllib.parse.quote(label, safe="")
     if len(enc) > MAX_LABEL_BYTES:
-        raise BadInput(f"label {label[:40]!r}... is too long ({len(enc)} bytes encoded, at most {MAX_LABEL_BYTES})")
+        raise BadInput(f"label of {len(label)} characters is too long: {len(enc)} bytes as a partition name "
+                       f"(label=...), at most {MAX_LABEL_BYTES}")
     return enc
 
 
@@ -123,15 +124,18 @@ def _proc_start(pid: int) -> str | None:
 
 
 def _oserror(root: Path, e: OSError, doing: str) -> StoreError:
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return StoreError(f"cannot {doing} the store {root}: {e.strerror.lower()} (a read-only store?)")
+    """One line for an OSError met while reading or writing the store: the OS's own reason, verbatim."""
     if e.errno == errno.ENOTDIR:
         return StoreError(f"{root} is not a directory: --store must name a store directory")
-    if e.errno == errno.ENOSPC:
-        return StoreError(f"cannot {doing} the store {root}: no space left on device")
-    if e.errno == errno.ENAMETOOLONG:
-        return StoreError(f"cannot {doing} the store {root}: a file name is too long")
-    return StoreError(f"cannot {doing} the store {root}: {e.strerror or e}")
+    hint = " (a read-only store?)" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+    return StoreError(f"cannot {doing} the store {root}: {e.strerror or e}{hint}")
+
+
+def _not_writable_reason(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    return os.strerror(errno.EACCES)
 
 
 class Store:
@@ -178,7 +182,7 @@ class Store:
         if write:
             probe = r if r.exists() else next((p for p in r.parents if p.exists()), Path("."))
             if not os.access(probe, os.W_OK | os.X_OK):
-                raise StoreError(f"cannot write the store {r}: permission denied (a read-only store?)")
+                raise StoreError(f"cannot write the store {r}: {_not_writable_reason(probe)} (a read-only store?)")
 
     def ensure(self) -> None:
         """Create the layout, with the zero-row files that keep the views' globs valid."""
@@ -250,13 +254,14 @@ class Store:
     # -- staging --------------------------------------------------------------
     def new_staging(self) -> Path:
         """A private directory under .tmp, recording its owner (host, pid, start time) for clean_stale."""
+        d = self.tmp_dir / uuid.uuid4().hex
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            d = self.tmp_dir / uuid.uuid4().hex
             d.mkdir()
             _write_json(d / OWNER, {"host": socket.gethostname(), "pid": os.getpid(),
                                     "start": _proc_start(os.getpid()), "created": time.time()})
-        except OSError as e:
+        except OSError as e:  # disk full, read-only ...: leave nothing behind
+            self.discard_staging(d)
             raise _oserror(self.root, e, "write") from None
         return d
 
@@ -454,7 +459,8 @@ class Store:
         if not old:
             self.check_usable(write=True)
         elif self.root.exists() and not os.access(self.root, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot write the store {self.root}: permission denied (a read-only store?)")
+            raise StoreError(f"cannot write the store {self.root}: {_not_writable_reason(self.root)} "
+                             f"(a read-only store?)")
         out = {"migrated": 0, "rebuilt": 0, "up_to_date": 0}
         with self.locked():
             try:

@@ -19,14 +19,13 @@ app = typer.Typer(
     name="ksmtrace",
     help="Measure rmap_walk_ksm() walks and anon_vma lock holds from ftrace/perf/trace-cmd traces.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 #: command modules, in the order their commands appear in --help
-COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "capture_cmds", "demo"]
+COMMAND_MODULES = ["store_cmds", "synth_cmd", "report_cmd", "export_cmd", "capture_cmds", "demo"]
 
 for _m in COMMAND_MODULES:
     try:

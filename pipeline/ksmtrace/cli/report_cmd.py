@@ -13,9 +13,9 @@ from .common import StoreOpt, store_of
 def report(
     before: Optional[str] = typer.Option(None, "--before", "-b", help="Label of the runs before the change."),
     after: Optional[str] = typer.Option(None, "--after", "-a", help="Label of the runs after the change."),
-    aa: Optional[str] = typer.Option(None, "--aa", help="A/A check instead: split this label's runs in two "
-                                     "(interleaved in ingest order; one run: its walks, alternately per caller) and compare "
-                                     "them; identical code should read ~. Excludes --before/--after."),
+    aa: Optional[str] = typer.Option(None, "--aa", help="A/A check instead: split this label in two at random "
+                                     "(seeded: its runs; one run: its walks, balanced per caller) and compare the halves; "
+                                     "identical code should read ~. Excludes --before/--after."),
     store: Optional[Path] = StoreOpt,
     page_type: str = typer.Option("ksm", "--page-type", help="Walks to compare: ksm, anon, file or all."),
     fmt: str = typer.Option("text", "--format", "-f", help="text, lkml (76-column ASCII for a commit message), "
@@ -28,7 +28,7 @@ def report(
 ) -> None:
     """Compare the walks of two labels: the original patch table, distributions, tests and figures.
 
-    Each label may hold several runs; with at least two runs per side the run is the unit of the verdict. Statistics use complete walks only; cells the evidence cannot give read n/a. The p-values of one report are adjusted with Holm-Bonferroni, and the verdicts use the adjusted p.
+    Each label may hold several runs; with at least two runs per side the run (boot) is the unit of every test and CI, else the walk (never pooled windows) and the verdict reaches that one boot. Statistics use complete walks only; cells the evidence cannot give read n/a. The p-values of one report are adjusted with Holm-Bonferroni, and the verdicts use the adjusted p.
     """  # noqa: E501 (one line per paragraph: typer keeps the line breaks)
     from .. import api
     from ..errors import KsmtraceError, os_error_message

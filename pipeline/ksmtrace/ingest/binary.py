@@ -135,8 +135,8 @@ class _BinaryParser(Parser):
             return name, file_sha256(name), None
         fd, tmp = tempfile.mkstemp(prefix="ksmtrace-", suffix=".bin")
         with os.fdopen(fd, "wb") as f:
-            for chunk in source.chunks():
-                f.write(chunk.data)
+            for block in source.raw_blocks():  # the bytes as they are: no line rules on binary data
+                f.write(block)
         return tmp, source.sha256, tmp
 
     def _stream(self, conv: _Converter, text_parser: Parser, stats: ParseStats, fail_re: re.Pattern | None,
@@ -190,7 +190,7 @@ class TraceDatParser(_BinaryParser):
                         break
             rc, out, _ = _run_small([exe, "report", "--stat", "-i", path])
             if rc == 0 and (pcs := tracecmd_buffer_stats(out)):
-                stats.meta["per_cpu_stats"] = pcs  # queries/17_cpu_coverage.sql
+                stats.meta["per_cpu_stats"] = pcs  # queries/02_coverage.sql
             cmd = [exe, "report", "-t", "-i", path]
             stats.meta["converter"] = " ".join(["trace-cmd", "report", "-t", "-i", source.name])
             conv = _Converter(cmd, f"{source.name} (trace-cmd report)")

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import FRAME
-from .base import Parser, ParseStats
+from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, take_junk
 from .fields import _to_map, parse_fields
 from .source import TraceSource, is_probably_binary
 
@@ -46,8 +46,13 @@ FRAME_RE = (
     r"^\s*=> (?:<(?P<uaddr>[0-9a-fA-Fx]+)>|0x(?P<haddr>[0-9a-fA-F]+)|(?P<sym>[^\s+]+?)(?:\+(?P<off>\S+))?"
     r"(?: \((?P<addr>[0-9a-fA-Fx]+)\))?)\s*$"
 )
-#: a line that fails every layout but looks like a trace line (malformed, not prose)
-LOOKS_LIKE_TRACE = r"(?:-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\])|(?:\s\d+\.\d{6,9}:\s)|(?:-\d+\s+\d+[.dDbX][.A-Za-z0-9]{3,6}\s+\d+us)"
+#: a line that fails every layout but looks like a trace line (malformed, not prose): an ftrace prefix,
+#: a timestamp, a latency prefix, or function_graph columns (" 1)  ...  |", "0.123 us  |", "| f() {")
+LOOKS_LIKE_TRACE = (
+    r"(?:-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\])|(?:\s\d+\.\d{6,9}:\s)|(?:-\d+\s+\d+[.dDbX][.A-Za-z0-9]{3,6}\s+\d+us)"
+    r"|(?:^\s*\d+\)\s.*\|)|(?:\d+(?:\.\d+)? us\s+\|)|(?:\|\s*[^\s(){};]+\(.*\)\s*[{;])|(?:^\s*\|\s+\}\s*(?:/\*.*)?$)"
+    r"|(?:^\s*\d+\.\d+\s+\|)"
+)
 #: "event: payload" where the event name has no spaces/parens (trace_printk callers may carry +off/size)
 EVENT_NAME_RE = r"^[^\s()]+$"
 FUNC_RE = r"^(?P<func>[^\s:()]+)(?: <-(?P<parent>\S+))?$"
@@ -73,20 +78,26 @@ _SCHEMA = {
 
 
 def ts_to_ns(ts: pl.Expr) -> pl.Expr:
-    """``"17258.057760"`` -> 17258057760000 exactly (integer arithmetic); ``"123456"`` (counter) -> 123456."""
+    """``"17258.057760"`` -> 17258057760000 exactly (integer arithmetic); ``"123456"`` (counter) -> 123456.
+
+    NULL when the value does not fit int64 ns (see base.exact_ns)."""
     parts = ts.str.split_exact(".", 1)
-    sec = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1")
-    fr = frac.str.slice(0, 9).str.pad_end(9, "0").cast(pl.Int64, strict=False)
-    return pl.when(frac.is_null()).then(sec).otherwise(sec * 1_000_000_000 + fr)
+    return exact_ns(parts.struct.field("field_0"), parts.struct.field("field_1"))
 
 
 # ---------------------------------------------------------------- header
 
 
-def _scan_header(lines: list[str], stats: ParseStats) -> None:
+def _scan_header(lines: list[str], stats: ParseStats, nos: list[int] | None = None) -> int:
+    """Header facts into stats.meta. A header whose numbers do not fit (``#P:99999999999``, entries beyond
+    int64) gives no fact: the line is counted malformed instead."""
     m = stats.meta
-    for h in lines:
+    n_bad = 0
+    for i, h in enumerate(lines):
+        if _header_out_of_range(h):
+            stats.malformed(nos[i] if nos else 0, h, "header number out of range")
+            n_bad += 1
+            continue
         if (t := _HDR_TRACER.match(h)) and "tracer" not in m:
             m["tracer"] = t.group(1)
         if e := _HDR_ENTRIES.search(h):
@@ -108,6 +119,19 @@ def _scan_header(lines: list[str], stats: ParseStats) -> None:
             if total > shown:
                 stats.lost(total - shown)
                 m["overwritten"] = m.get("overwritten", 0) + total - shown
+    return n_bad
+
+
+def _header_out_of_range(h: str) -> bool:
+    if (e := _HDR_ENTRIES.search(h)) and (int_in(e.group(1), 0, INT64_MAX) is None
+                                          or int_in(e.group(2), 0, INT64_MAX) is None):
+        return True
+    if (p := _HDR_NCPU.search(h)) and int_in(p.group(1), 1, INT32_MAX) is None:
+        return True
+    if (lt := _HDR_LATENCY.match(h)) and any(int_in(lt.group(k), 0, INT64_MAX if k < 4 else INT32_MAX) is None
+                                             for k in (1, 2, 3, 4)):
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- per-chunk parsing
@@ -145,27 +169,27 @@ def _fast_prefix(df: pl.DataFrame) -> pl.DataFrame:
     return out.collect()
 
 
-def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataFrame:
+def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict, graphlike: pl.Series | None = None) -> pl.DataFrame:
     """Parse a frame of lines (columns ``line_no``, ``l``) into event rows.
+
+    ``graphlike``: line numbers that the function_graph parser saw graph columns on (malformed, not prose,
+    when no layout takes them).
 
     Returns a polars frame with the ``_SCHEMA`` columns plus ``fields`` (an Arrow map,
     attached later) and ``callchain``; updates ``stats`` and the non-event ``counters``.
     """
-    df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
+    df = take_junk(df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c")), "l", "line_no", stats)
     fast = _fast_prefix(df)
     # ts is digits with at most one ".": one split gives seconds, fraction, and the unit facts
     ev = fast.lazy().filter(pl.col("ok")).with_columns(
         _ts=pl.col("ts").str.split_exact(".", 1),
     ).select(
         "line_no", "comm", "pid", pl.lit(None, pl.Int32).alias("tgid"), "cpu", "flags",
-        pl.when(pl.col("_ts").struct.field("field_1").is_null())
-        .then(pl.col("_ts").struct.field("field_0").cast(pl.Int64, strict=False))
-        .otherwise(pl.col("_ts").struct.field("field_0").cast(pl.Int64, strict=False) * 1_000_000_000
-                   + pl.col("_ts").struct.field("field_1").str.slice(0, 9).str.pad_end(9, "0")
-                   .cast(pl.Int64, strict=False)).alias("ts_ns"),
+        exact_ns(pl.col("_ts").struct.field("field_0"), pl.col("_ts").struct.field("field_1")).alias("ts_ns"),
         "rest", pl.col("_ts").struct.field("field_1").is_not_null().alias("_dot"),
         pl.col("_ts").struct.field("field_1").str.len_bytes().alias("_fraclen"),
-    ).collect()
+        pl.col("l").alias("_l"), pl.lit(False).alias("_oor"),
+    ).with_columns(_oor=pl.col("ts_ns").is_null()).collect()
     rest_lines = fast.filter(~pl.col("ok")).select("line_no", "l")
     parts = [ev]
     if rest_lines.height:
@@ -180,7 +204,11 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
                 ts_to_ns(m.field("ts")).alias("ts_ns"), m.field("rest").fill_null("").alias("rest"),
                 m.field("ts").str.contains(r"\.").alias("_dot"),
                 m.field("ts").str.split_exact(".", 1).struct.field("field_1").str.len_bytes().alias("_fraclen"),
-            ))
+                pl.col("l").alias("_l"), m.field("tgid").str.contains(r"^\d+$").fill_null(False).alias("_tgd"),
+            ).with_columns(
+                _oor=pl.col("pid").is_null() | pl.col("cpu").is_null() | pl.col("ts_ns").is_null()
+                | (pl.col("_tgd") & pl.col("tgid").is_null()),
+            ).drop("_tgd"))
         rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
     lat_parts = None
     if rest_lines.height:
@@ -192,15 +220,22 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
                 "line_no", m.field("comm").alias("comm"), m.field("pid").cast(pl.Int32, strict=False).alias("pid"),
                 pl.lit(None, pl.Int32).alias("tgid"), m.field("cpu").cast(pl.Int32, strict=False).alias("cpu"),
                 m.field("flags").alias("flags"),
-                (m.field("lat").cast(pl.Int64, strict=False) * 1000).alias("ts_ns"),
+                pl.when(m.field("lat").cast(pl.Int64, strict=False) <= INT64_MAX // 1000)
+                .then(m.field("lat").cast(pl.Int64, strict=False) * 1000).alias("ts_ns"),
                 m.field("rest").fill_null("").alias("rest"), pl.lit(True).alias("_dot"),
-                pl.lit(6, pl.UInt32).alias("_fraclen"),
-            )
+                pl.lit(6, pl.UInt32).alias("_fraclen"), pl.col("l").alias("_l"),
+            ).with_columns(_oor=pl.col("pid").is_null() | pl.col("cpu").is_null() | pl.col("ts_ns").is_null())
             parts.append(lat_parts)
             stats.meta["latency_format"] = True
         rest_lines = g.filter(pl.col("m").struct.field("pid").is_null()).select("line_no", "l")
 
     ev = pl.concat([p.cast({"_fraclen": pl.UInt32}) for p in parts], how="vertical_relaxed") if len(parts) > 1 else parts[0]
+    # numbers that do not fit the schema: the line is malformed, never an event with a NULL or wrapped value
+    if ev.get_column("_oor").any():
+        oor = ev.filter(pl.col("_oor"))
+        stats.malformed_many(oor.get_column("line_no").to_list(), oor.get_column("_l").to_list(), OUT_OF_RANGE)
+        ev = ev.filter(~pl.col("_oor"))
+    ev = ev.drop("_oor", "_l")
 
     # timestamp unit facts
     if ev.height:
@@ -227,6 +262,13 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
         ).with_columns(
             _hdr=l.str.starts_with("#") & ~pl.col("_buf"),
         )
+        # a marker whose CPU number does not fit int32 is malformed
+        bad_cpu = cls.filter((pl.col("_lost") | pl.col("_buf"))
+                             & (pl.col("l").str.extract(r"CPU:?\s*(\d+)", 1).cast(pl.Int32, strict=False).is_null()))
+        if bad_cpu.height:
+            stats.malformed_many(bad_cpu.get_column("line_no").to_list(), bad_cpu.get_column("l").to_list(),
+                                 OUT_OF_RANGE)
+            cls = cls.filter(~pl.col("line_no").is_in(bad_cpu.get_column("line_no").implode()))
         lost = cls.filter(pl.col("_lost"))
         if lost.height:
             m = lost.select("line_no", pl.col("l").str.extract_groups(LOST_RE).alias("m"))
@@ -234,32 +276,37 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
             for c in cnt.to_list():
                 stats.lost(c)
             extra.append(m.select(
-                "line_no", pl.col("m").struct.field("cpu").cast(pl.Int32).alias("cpu"),
+                "line_no", pl.col("m").struct.field("cpu").cast(pl.Int32, strict=False).alias("cpu"),
                 pl.lit("__lost_events").alias("event"), pl.lit("lost").alias("_k"),
                 pl.col("m").struct.field("lost").alias("_v"),
             ))
         buf = cls.filter(pl.col("_buf"))
         if buf.height:
             extra.append(buf.select(
-                "line_no", pl.col("l").str.extract(BUFSTART_RE, 1).cast(pl.Int32).alias("cpu"),
+                "line_no", pl.col("l").str.extract(BUFSTART_RE, 1).cast(pl.Int32, strict=False).alias("cpu"),
                 pl.lit("__buffer_started").alias("event"),
             ))
         hdr = cls.filter(pl.col("_hdr"))
         if hdr.height:
-            counters["n_header_lines"] = counters.get("n_header_lines", 0) + hdr.height
-            _scan_header(hdr.get_column("l").to_list(), stats)
+            n_bad = _scan_header(hdr.get_column("l").to_list(), stats, hdr.get_column("line_no").to_list())
+            counters["n_header_lines"] = counters.get("n_header_lines", 0) + hdr.height - n_bad
         counters["n_blank_lines"] = counters.get("n_blank_lines", 0) + int(cls.get_column("_blank").sum())
         fr = cls.filter(pl.col("_frame"))
         if fr.height:
             frames = fr.select("line_no", "l")
         other = cls.filter(~(pl.col("_blank") | pl.col("_lost") | pl.col("_buf") | pl.col("_hdr") | pl.col("_frame")))
         if other.height:
+            # binary garbage (control bytes) is malformed, never prose
+            other = take_junk(other, "l", "line_no", stats, prose_too=True)
             looks = other.get_column("l").str.contains(LOOKS_LIKE_TRACE)
+            if graphlike is not None and len(graphlike):  # function_graph columns seen by that parser
+                looks = looks | other.get_column("line_no").is_in(graphlike.implode())
             bad = other.filter(looks)
             if bad.height:
                 stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(),
                                      "unparsed trace line")
             counters["n_ignored_prose"] = counters.get("n_ignored_prose", 0) + (other.height - bad.height)
+
 
     if extra:
         ex = pl.concat([e.with_columns(pl.lit(None, pl.String).alias("_k")) if "_k" not in e.columns else e
@@ -272,7 +319,10 @@ def parse_lines(df: pl.DataFrame, stats: ParseStats, counters: dict) -> pl.DataF
 
     # ---- callchains: frames belong to the closest preceding stack record
     ev, n_frames, orphans = _attach_frames(ev, frames)
-    counters["n_stack_frame_lines"] = counters.get("n_stack_frame_lines", 0) + n_frames
+    # attached frames only: orphan frames are counted malformed
+    n_orph = orphans.height if orphans is not None else 0
+    if n_frames - n_orph:
+        counters["n_stack_frame_lines"] = counters.get("n_stack_frame_lines", 0) + n_frames - n_orph
     if orphans is not None and orphans.height:
         stats.malformed_many(orphans.get_column("line_no").to_list(), orphans.get_column("l").to_list(),
                              "stack frame without a <stack trace> record")

@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import Parser, ParseStats
+from .base import INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, take_junk
 from .fields import fields_long, long_to_map
 from .ftrace import _HDR_TRACER, _to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from .source import TraceSource, is_probably_binary
@@ -66,7 +66,7 @@ def dur_to_ns(d: pl.Expr) -> pl.Expr:
     parts = d.str.split_exact(".", 1)
     us = parts.struct.field("field_0").cast(pl.Int64, strict=False)
     frac = parts.struct.field("field_1").fill_null("").str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64, strict=False)
-    return us * 1000 + frac
+    return pl.when(us < INT64_MAX // 1000).then(us * 1000 + frac).otherwise(pl.lit(None, pl.Int64))
 
 
 class FuncGraphParser(Parser):
@@ -112,7 +112,7 @@ class FuncGraphParser(Parser):
 
     # ------------------------------------------------------------------
     def _chunk(self, df: pl.DataFrame, stats: ParseStats, counters: dict, state: "_DepthState"):
-        df = df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c"))
+        df = take_junk(df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c")), "l", "line_no", stats)
         g = df.with_columns(m=pl.col("l").str.extract_groups(GRAPH_RE)).unnest("m")
         # "N us |" first on a line is a REL TIME column only when a duration column follows; else it is the duration
         swap = pl.col("rel").is_not_null() & pl.col("dcol").is_null()
@@ -144,7 +144,7 @@ class FuncGraphParser(Parser):
             _graph=(pl.col("_ce") | (is_cmt & (has_pro | bare_ok)) | is_irq).fill_null(False),
         )
         graph = g.filter(pl.col("_graph"))
-        other = g.filter(~pl.col("_graph")).select("line_no", "l")
+        other = g.filter(~pl.col("_graph")).with_columns(_pro=has_pro.fill_null(False)).select("line_no", "l", "_pro")
 
         # ---- banners, separator dashes, overruns
         banners = None
@@ -162,10 +162,28 @@ class FuncGraphParser(Parser):
                 counters["n_overrun_lines"] = counters.get("n_overrun_lines", 0) + len(ovr)
                 stats.meta["overruns"] = max(int(ovr.max()), stats.meta.get("overruns", 0))
             bmask = o.get_column("_ban").struct.field("next").is_not_null() & ~o.get_column("l").str.starts_with("#")
+            if bmask.any():
+                # a banner whose pids or CPU do not fit int32 is malformed
+                bo = o.select(
+                    pl.col("_ban").struct.field("prev").str.extract(r"-(\d+)$", 1).cast(pl.Int32, strict=False).is_null()
+                    | pl.col("_ban").struct.field("next").str.extract(r"-(\d+)$", 1).cast(pl.Int32, strict=False)
+                    .is_null()
+                    | (pl.col("_ban").struct.field("cpu").is_not_null()
+                       & pl.col("_ban").struct.field("cpu").cast(pl.Int32, strict=False).is_null())).to_series()
+                bad_ban = bmask & bo
+                if bad_ban.any():
+                    bb = o.filter(bad_ban)
+                    stats.malformed_many(bb.get_column("line_no").to_list(), bb.get_column("l").to_list(),
+                                         OUT_OF_RANGE)
+                    o = o.filter(~bad_ban)
+                    bmask = bmask.filter(~bad_ban)
             banners = o.filter(bmask).select(
                 "line_no", pl.col("_ban").struct.field("cpu").cast(pl.Int32, strict=False).alias("cpu"),
                 pl.col("_ban").struct.field("prev").alias("prev"), pl.col("_ban").struct.field("next").alias("next"))
-            other = o.filter(~(pl.col("_dash") | pl.col("_ovr").is_not_null() | bmask)).select("line_no", "l")
+            other = o.filter(~(pl.col("_dash") | pl.col("_ovr").is_not_null() | bmask)).select("line_no", "l", "_pro")
+        # lines with function_graph columns that no rule takes: malformed (unless the ftrace layouts take them)
+        graphlike = other.filter(pl.col("_pro") & ~pl.col("l").str.starts_with("#")).get_column("line_no")
+        other = other.drop("_pro")
 
         # ---- graph rows (vectorised extraction)
         call, ex = pl.col("call").struct, pl.col("ex").struct
@@ -185,9 +203,11 @@ class FuncGraphParser(Parser):
             parent=cc.struct.field("ra"),
             duration_ns=dur_to_ns(pl.col("dur")),
             ts_ns=pl.when(pl.col("abs").is_not_null()).then(ts_to_ns(pl.col("abs")))
-            .otherwise(pl.col("rel").cast(pl.Int64, strict=False) * 1000),
+            .when(pl.col("rel").cast(pl.Int64, strict=False) < INT64_MAX // 1000)
+            .then(pl.col("rel").cast(pl.Int64, strict=False) * 1000),
             cpu=pl.col("cpu").cast(pl.Int32, strict=False),
             pid=pl.col("pid").cast(pl.Int32, strict=False),
+            _cpu_t=pl.col("cpu"), _pid_t=pl.col("pid"),
             comm=pl.col("comm").str.strip_chars(),
             flags=pl.col("lflags"),
             _ind=pl.when(pl.col("dcol").is_not_null()).then((ind - 2).clip(0) // 2).otherwise(ind // 2),
@@ -197,6 +217,16 @@ class FuncGraphParser(Parser):
             _cev=ec.struct.field("ev"),
             _cpay=ec.struct.field("payload"),
         )
+        # numbers that do not fit the schema: malformed, never a row with a NULL or wrapped value
+        oor = ((pl.col("cpu").is_null() & pl.col("_cpu_t").is_not_null())
+               | (pl.col("pid").is_null() & pl.col("_pid_t").is_not_null())
+               | (pl.col("ts_ns").is_null() & (pl.col("abs").is_not_null() | pl.col("rel").is_not_null()))
+               | (pl.col("duration_ns").is_null() & pl.col("dur").is_not_null()))
+        graph = graph.with_columns(_oor=oor)
+        if graph.get_column("_oor").any():
+            bad = graph.filter(pl.col("_oor"))
+            stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(), OUT_OF_RANGE)
+            graph = graph.filter(~pl.col("_oor"))
         if graph.height and graph.get_column("abs").is_null().all() and graph.get_column("rel").is_not_null().any():
             stats.meta["ts_relative"] = True
         graph = graph.with_columns(
@@ -215,7 +245,7 @@ class FuncGraphParser(Parser):
             pl.lit(None, pl.Int32).alias("cpu"), pl.lit(None, pl.Int32).alias("pid"),
             pl.lit(None, pl.String).alias("comm"), pl.lit(0, pl.Int64).alias("_ind"))
         if resets.height:
-            stats.meta["tracefs_snapshot"] = True  # a `trace` file header: overwrite-mode snapshot (17_cpu_coverage.sql)
+            stats.meta["tracefs_snapshot"] = True  # a `trace` file header: overwrite-mode snapshot (02_coverage.sql)
             seq = pl.concat([seq, resets], how="vertical_relaxed").sort("line_no")
         if banners is not None and banners.height:
             seq = pl.concat([seq, banners.select(
@@ -282,7 +312,7 @@ class FuncGraphParser(Parser):
         if bt is not None:
             tables.append(bt)
         if other.height:
-            ev = parse_lines(other, stats, counters)
+            ev = parse_lines(other, stats, counters, graphlike)
             if ev.height:
                 tables.append(_to_arrow(ev))
         if not tables:

@@ -28,7 +28,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from .base import Parser, ParseStats
+from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, junk_reason, \
+    junk_text, count_junk, add_count
 from .source import CHUNK_BYTES, TraceSource
 
 # -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
@@ -80,9 +81,21 @@ def lines_of(text: str) -> pl.Series:
 
 
 def ts_ns_expr(sec: pl.Expr, frac: pl.Expr) -> pl.Expr:
-    """``sec.frac`` (any number of fraction digits up to 9) -> exact int64 ns."""
-    f = frac.str.slice(0, 9).str.pad_end(9, "0").cast(pl.Int64, strict=False)
-    return sec.cast(pl.Int64, strict=False) * 1_000_000_000 + f
+    """``sec.frac`` (any number of fraction digits up to 9) -> exact int64 ns; NULL when it does not fit."""
+    return pl.when(frac.is_not_null()).then(exact_ns(sec, frac)).otherwise(pl.lit(None, pl.Int64))
+
+
+def drop_junk(lines: pl.Series, nos: np.ndarray, stats: ParseStats) -> tuple[pl.Series, np.ndarray]:
+    """Count NUL lines and the source's marker lines as malformed and take them out (see base.junk_reason)."""
+    has = lines.str.contains("\x00", literal=True)
+    if not has.any():
+        return lines, nos
+    df = pl.DataFrame({"t": lines, "no": nos}).with_columns(r=junk_reason(pl.col("t")))
+    bad = df.filter(pl.col("r").is_not_null())
+    count_junk(stats, bad.get_column("no").to_list(), bad.select(junk_text(pl.col("t"))).to_series().to_list(),
+               bad.get_column("r").to_list())
+    keep = df.get_column("r").is_null()
+    return lines.filter(keep), nos[keep.to_numpy()]
 
 
 def fields_for(payload: pl.Series, event: pl.Series) -> pa.Array:
@@ -269,10 +282,9 @@ class PerfScriptParser(Parser):
         if "perf version" in hdr:
             stats.meta["perf_version"] = hdr["perf version"]
         if "nrcpus online" in hdr:
-            try:
-                stats.meta["n_cpus"] = int(hdr["nrcpus online"])
-            except ValueError:
-                pass
+            n = int_in(hdr["nrcpus online"], 1, INT32_MAX)  # a value that does not fit is not a fact
+            if n is not None:
+                stats.meta["n_cpus"] = n
         if "cmdline" in hdr:
             stats.meta["cmdline"] = hdr["cmdline"]
         if not hdr:
@@ -287,6 +299,7 @@ class PerfScriptParser(Parser):
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
         """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers)."""
+        lines, nos = drop_junk(lines, nos, stats)
         df = pl.DataFrame({"t": lines, "no": nos})
         t = pl.col("t")
         df = df.with_columns(
@@ -298,7 +311,7 @@ class PerfScriptParser(Parser):
         # the regexes run only on the few lines that are not TAB frames, blanks or comments
         cand_mask = ~(df.get_column("tab") | df.get_column("blank") | df.get_column("hash") | df.get_column("perfrec"))
         ev = np.zeros(df.height, bool)
-        frame = df.get_column("tab").to_numpy().copy()
+        frame = (df.get_column("tab") & ~df.get_column("blank")).to_numpy().copy()  # a lone TAB is a blank line
         if cand_mask.any():
             idx = np.flatnonzero(cand_mask.to_numpy())
             sub = lines.gather(idx).to_frame("t").select(
@@ -330,6 +343,9 @@ class PerfScriptParser(Parser):
             carry, carry_no = lines.slice(cut), nos[cut:]
             df = df.slice(0, cut)
         tables: list[pa.Table] = []
+        # known non-event lines (every line is an event, one of these, an attached frame or malformed)
+        add_count(stats, "n_header_lines", int(df.get_column("hash").sum()))
+        add_count(stats, "n_blank_lines", int(df.get_column("blank").sum()))
         # malformed: not blank, not hash, not event, not frame, not PERF_RECORD; plus orphan frames
         bad = df.filter(~pl.col("blank") & ~pl.col("hash") & ~pl.col("ev") & ~pl.col("frame") & ~pl.col("perfrec"))
         if bad.height:
@@ -341,9 +357,42 @@ class PerfScriptParser(Parser):
         # PERF_RECORD_* lines (rare): parsed in Python
         recs = df.filter(pl.col("perfrec"))
         rec_rows = []
+        bad_recs = []
         for no, txt, rid in recs.select("no", "t", "rid").iter_rows():
-            rec_rows.append(self._perf_record(no, txt, stats))
-        # events
+            row = self._perf_record(no, txt, stats)
+            if row is None:
+                bad_recs.append(no)
+            else:
+                rec_rows.append(row)
+        # events; numbers that do not fit the schema make the line malformed (never a NULL or wrapped value):
+        # only lines with a run of 10 digits can hold one
+        ev_long = df.filter(pl.col("ev") & ~pl.col("perfrec")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
+        bad_nos = list(bad_recs)
+        if ev_long.height:
+            gx = ev_long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")
+            oor = gx.filter(
+                pl.col("pid").cast(pl.Int32, strict=False).is_null()
+                | (pl.col("tid").is_not_null() & pl.col("tid").cast(pl.Int32, strict=False).is_null())
+                | (pl.col("cpu").is_not_null() & pl.col("cpu").cast(pl.Int32, strict=False).is_null())
+                | (pl.col("sec").is_not_null() & ts_ns_expr(pl.col("sec"), pl.col("frac")).is_null()))
+            if oor.height:
+                stats.malformed_many(oor.get_column("no").to_list(), oor.get_column("t").to_list(), OUT_OF_RANGE)
+                bad_nos += oor.get_column("no").to_list()
+        if bad_recs:
+            stats.malformed_many(bad_recs, recs.filter(pl.col("no").is_in(pl.Series(bad_recs, dtype=pl.Int64)
+                                                                          .implode())).get_column("t").to_list(),
+                                 OUT_OF_RANGE)
+        if bad_nos:
+            # the frames of a malformed record are malformed too; the other records are renumbered
+            dead = pl.col("no").is_in(pl.Series(bad_nos, dtype=pl.Int64).implode())
+            df = df.with_columns(_dead=dead)
+            dead_rid = df.filter(pl.col("_dead")).get_column("rid").implode()
+            dframes = df.filter(pl.col("frame") & ~pl.col("_dead") & pl.col("rid").is_in(dead_rid))
+            if dframes.height:
+                stats.malformed_many(dframes.get_column("no").to_list(), dframes.get_column("t").to_list(),
+                                     "frame of a malformed record")
+            df = df.filter(~pl.col("_dead") & ~(pl.col("frame") & pl.col("rid").is_in(dead_rid)))
+            df = df.drop("_dead").with_columns(rid=(pl.col("ev") | pl.col("perfrec")).cast(pl.Int64).cum_sum() - 1)
         evs = df.filter(pl.col("ev") | pl.col("perfrec"))
         n_rec = evs.height
         if n_rec == 0:
@@ -371,6 +420,7 @@ class PerfScriptParser(Parser):
                 self.resolution = 10 ** max(0, 9 - len(fr[0]))
         # same-line sample frame: "cycles:u:  ffffffff9b201293 [unknown] ([unknown])"
         fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
+        add_count(stats, "n_callchain_frame_lines", fdf.height)
         line_frames = parse_frames(fdf.get_column("t")).with_columns(
             rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False))
         same = g.with_row_index("rid").filter(
@@ -418,8 +468,9 @@ class PerfScriptParser(Parser):
         tables.append(tbl)
         return tables, carry, carry_no
 
-    def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict:
-        """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...)."""
+    def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict | None:
+        """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...); None when one of its
+        numbers does not fit the schema (the caller counts it malformed)."""
         m = LOST_RE.search(txt)
         kind = m.group("kind") if m else "UNKNOWN"
         rest = (m.group("rest") if m else "").strip()
@@ -437,6 +488,9 @@ class PerfScriptParser(Parser):
                 row["cpu"] = int(pm.group("cpu"))
             if pm.group("sec"):
                 row["ts_ns"] = int(pm.group("sec")) * 1_000_000_000 + int(pm.group("frac")[:9].ljust(9, "0"))
+            if not all(-INT32_MAX - 1 <= row.get(k, 0) <= INT32_MAX for k in ("pid", "tgid", "cpu")) \
+                    or not 0 <= row.get("ts_ns", 0) <= INT64_MAX:
+                return None
         if kind in ("LOST", "LOST_SAMPLES"):
             c = LOST_COUNT_RE.search(rest)
             n = int(c.group(1)) if c else None

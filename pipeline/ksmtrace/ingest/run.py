@@ -43,6 +43,8 @@ class IngestResult:
     replaced: bool = False
     #: the run's row of the run_coverage view plus its cpu_coverage rows ("cpus"), when computed
     coverage: dict | None = None
+    #: things the user should know that did not stop the ingest (ignored sidecar fields, gzip trailing garbage)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         s = (f"{self.source}: run {self.run_id} [{self.format}, label {self.label!r}]: "
@@ -57,6 +59,8 @@ class IngestResult:
             s += ", PARTIAL (input truncated)"
         if self.coverage:
             s += "; " + coverage_text(self.coverage)
+        for w in self.warnings:
+            s += f"; warning: {w}"
         return s
 
 
@@ -256,7 +260,8 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                 what = "empty input" if src.n_bytes == 0 else "no trace lines found"
                 raise BadInput(f"{src.name}: {what} (format {parser.name}); nothing stored")
             meta = dict(stats.meta)
-            capture = read_sidecar(path)
+            warnings = list(src.warnings)
+            capture = read_sidecar(path, warnings)
             if capture is not None:  # provenance written by `ksmtrace capture`
                 meta["capture"] = capture
                 for key, ckey in (("kernel", "kernel"), ("n_cpus", "cpus"), ("preemption", "preemption")):
@@ -264,7 +269,7 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                         meta[key] = capture[ckey]
                 if capture.get("partial"):
                     meta["capture_partial"] = True
-                if (pcs := per_cpu_stats(capture)) is not None:  # read by queries/17_cpu_coverage.sql
+                if (pcs := per_cpu_stats(capture)) is not None:  # read by queries/02_coverage.sql
                     meta["per_cpu_stats"] = pcs
             if isinstance(pcs := meta.get("per_cpu_stats"), dict):  # the sidecar's or trace.dat's own
                 # overwritten + dropped per the kernel's own counters (a LOST marker or the header counts
@@ -290,7 +295,8 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
             staging = None
             return IngestResult(run_id, label, src.name, parser.name, n_lines, writer.n,
                                 stats.n_malformed, stats.n_lost_events, stats.lost_unknown,
-                                bool(src.truncated), stats.malformed_examples, replaced=existed)
+                                bool(src.truncated), stats.malformed_examples, replaced=existed,
+                                warnings=warnings)
         finally:
             if staging is not None:
                 store.discard_staging(staging)
@@ -301,10 +307,37 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
 
 
 SIDECAR_SUFFIX = ".meta.json"
+#: a sidecar larger than this, or nested deeper, is ignored (with a warning): provenance is small
+SIDECAR_MAX_BYTES = 1 << 20
+SIDECAR_MAX_DEPTH = 16
+#: sidecar fields that fill run columns, with the type they must have; a field of another type is dropped
+#: from the provenance with a warning (the rest of the sidecar is kept)
+SIDECAR_TYPES = {"kernel": str, "cpus": int, "preemption": str, "partial": bool}
 
 
-def read_sidecar(path: str) -> dict | None:
-    """``FILE.meta.json`` beside the input (also for ``FILE.zst`` -> ``FILE.meta.json``), if any."""
+def _depth(v, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping at ``limit`` + 1 (iterative: no recursion on hostile input)."""
+    deepest = 0
+    stack = [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        if isinstance(x, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((y, d + 1) for y in (x.values() if isinstance(x, dict) else x))
+    return deepest
+
+
+def read_sidecar(path: str, warnings: list[str] | None = None) -> dict | None:
+    """``FILE.meta.json`` beside the input (also for ``FILE.zst`` -> ``FILE.meta.json``), if any.
+
+    Read defensively: the sidecar is optional provenance, so a bad one never stops the ingest. One that
+    cannot be read, is over 1 MiB, is not a JSON object or is nested deeper than 16 levels is ignored
+    whole; a known field of the wrong type (``"cpus": "many"``, ``"cpus": 99999999999``) is dropped. Each
+    case adds one line to ``warnings``.
+    """
+    warn = warnings.append if warnings is not None else (lambda _m: None)
     if path == "-":
         return None
     p = Path(path)
@@ -312,15 +345,47 @@ def read_sidecar(path: str) -> dict | None:
     if p.suffix in (".gz", ".xz", ".zst", ".bz2"):
         cands.append(p.with_name(p.stem + SIDECAR_SUFFIX))
     for c in cands:
-        if c.is_file():
-            try:
-                d = json.loads(c.read_text())
-            except (OSError, ValueError):
-                return None
-            return d if isinstance(d, dict) else None
+        try:
+            if not c.is_file():
+                continue
+            with open(c, "rb") as f:
+                raw = f.read(SIDECAR_MAX_BYTES + 1)
+        except OSError as e:
+            warn(f"sidecar {c.name} ignored: {e.strerror or e}")
+            return None
+        if len(raw) > SIDECAR_MAX_BYTES:
+            warn(f"sidecar {c.name} ignored: larger than {SIDECAR_MAX_BYTES} bytes")
+            return None
+        try:
+            d = json.loads(raw.decode("utf-8"))
+        except RecursionError:
+            warn(f"sidecar {c.name} ignored: nested deeper than {SIDECAR_MAX_DEPTH} levels")
+            return None
+        except (UnicodeDecodeError, ValueError) as e:
+            warn(f"sidecar {c.name} ignored: not valid JSON ({str(e)[:80]})")
+            return None
+        if not isinstance(d, dict):
+            warn(f"sidecar {c.name} ignored: not a JSON object")
+            return None
+        if _depth(d, SIDECAR_MAX_DEPTH) > SIDECAR_MAX_DEPTH:
+            warn(f"sidecar {c.name} ignored: nested deeper than {SIDECAR_MAX_DEPTH} levels")
+            return None
+        for key, typ in SIDECAR_TYPES.items():
+            if key not in d or d[key] is None:
+                continue
+            v = d[key]
+            ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+            if ok and key == "cpus" and not 1 <= v <= (1 << 31) - 1:
+                ok = False
+            if not ok:
+                warn(f"sidecar {c.name}: field {key!r} ignored (expected {_type_name(typ)}, got {str(v)[:40]!r})")
+                del d[key]
+        return d
     return None
 
 
+def _type_name(typ) -> str:
+    return {str: "a string", int: "a CPU count (integer)", bool: "true or false"}[typ]
 _STAT_KEYS = ("entries", "overrun", "commit_overrun", "dropped_events", "read_events")
 
 

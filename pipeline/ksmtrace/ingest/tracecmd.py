@@ -27,8 +27,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from .base import Parser, ParseStats
-from .perf_script import build_callchain, fields_for, run_blocks, ts_ns_expr
+from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
+from .perf_script import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .source import CHUNK_BYTES, TraceSource
 
 EVENT_RE = (
@@ -157,6 +157,7 @@ class TraceCmdReportParser(Parser):
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
         t = pl.col("t")
+        lines, nos = drop_junk(lines, nos, stats)
         df = pl.DataFrame({"t": lines, "no": nos}).with_columns(
             blank=t.str.strip_chars() == "",
             pre=t.str.contains(PREAMBLE_RE),
@@ -165,14 +166,6 @@ class TraceCmdReportParser(Parser):
         )
         cand = ~(pl.col("blank") | pl.col("pre") | pl.col("lost") | pl.col("stack"))
         df = df.with_columns(ev=cand & t.str.contains(EVENT_RE))
-        pre = df.filter(pl.col("pre")).get_column("t")
-        for ln in pre.to_list():
-            m = re.match(r"^cpus=(\d+)", ln)
-            if m:
-                stats.meta["n_cpus"] = int(m.group(1))
-            m = re.match(r"^version = (\d+)", ln)
-            if m:
-                stats.meta["trace_cmd_file_version"] = int(m.group(1))
         opener = pl.col("ev") | pl.col("lost")
         df = df.with_columns(rid=opener.cast(pl.Int64).cum_sum() - 1)
         carry = carry_no = None
@@ -188,6 +181,24 @@ class TraceCmdReportParser(Parser):
             carry, carry_no = lines.slice(cut), nos[cut:]
             df = df.slice(0, cut)
         tables: list[pa.Table] = []
+        df = self._drop_out_of_range(df, stats)
+        # known non-event lines (every line is a record, one of these, an attached line or malformed)
+        n_bad_pre = 0
+        pre = df.filter(pl.col("pre"))
+        for no, ln in zip(pre.get_column("no").to_list(), pre.get_column("t").to_list()):
+            m = re.match(r"^cpus=(\d+)", ln)
+            if m:
+                n = int_in(m.group(1), 1, INT32_MAX)
+                if n is None:
+                    stats.malformed(no, ln, "header number out of range")
+                    n_bad_pre += 1
+                else:
+                    stats.meta["n_cpus"] = n
+            m = re.match(r"^version = (\d+)", ln)
+            if m:
+                stats.meta["trace_cmd_file_version"] = int(m.group(1))
+        add_count(stats, "n_preamble_lines", int(df.get_column("pre").sum()) - n_bad_pre)
+        add_count(stats, "n_blank_lines", int((df.get_column("blank") & ~df.get_column("pre")).sum()))
         recs = df.filter(opener)
         n_rec = recs.height
         other = df.filter(~pl.col("blank") & ~pl.col("pre") & ~opener)
@@ -231,6 +242,7 @@ class TraceCmdReportParser(Parser):
         if bad.height:
             stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(),
                                  "trace-cmd-unparsed")
+        add_count(stats, "n_attached_lines", frames.height + cont.height)
         payload = g.get_column("payload")
         if cont.height:
             joined = cont.group_by("rid", maintain_order=True).agg(pl.col("t").str.join("\n").alias("c"))
@@ -270,6 +282,31 @@ class TraceCmdReportParser(Parser):
         tables.append(tbl)
         return tables, carry, carry_no
 
+
+    @staticmethod
+    def _drop_out_of_range(df: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
+        """Records whose pid/tgid/cpu do not fit int32 or whose timestamp does not fit int64 ns are malformed,
+        with the lines attached to them (only lines with a run of 10 digits can hold such a number)."""
+        long = df.filter(pl.col("ev")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
+        if not long.height:
+            return df
+        g = long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")
+        i32 = lambda c: pl.col(c).is_not_null() & pl.col(c).str.contains(r"^\d+$") \
+            & pl.col(c).cast(pl.Int32, strict=False).is_null()  # noqa: E731
+        oor = g.filter(i32("pid") | i32("tgid") | i32("cpu") | i32("lcpu")
+                       | ts_ns_expr(pl.col("sec"), pl.col("frac")).is_null())
+        if not oor.height:
+            return df
+        stats.malformed_many(oor.get_column("no").to_list(), oor.get_column("t").to_list(), OUT_OF_RANGE)
+        df = df.with_columns(_dead=pl.col("no").is_in(oor.get_column("no").implode()))
+        dead_rid = df.filter(pl.col("_dead")).get_column("rid").implode()
+        att = df.filter(~pl.col("_dead") & pl.col("rid").is_in(dead_rid) & ~pl.col("blank") & ~pl.col("pre")
+                        & ~pl.col("ev") & ~pl.col("lost"))
+        if att.height:
+            stats.malformed_many(att.get_column("no").to_list(), att.get_column("t").to_list(),
+                                 "line of a malformed record")
+        df = df.filter(~pl.col("_dead") & ~pl.col("no").is_in(att.get_column("no").implode())).drop("_dead")
+        return df.with_columns(rid=(pl.col("ev") | pl.col("lost")).cast(pl.Int64).cum_sum() - 1)
 
     def _exit_funcs(self, fg: pl.DataFrame, pid: pl.Series) -> pl.DataFrame:
         """Name the function of a plugin-rendered closing ``}`` after its entry, per task and depth

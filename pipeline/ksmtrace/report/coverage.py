@@ -1,6 +1,6 @@
 """Which runs of a report lost data, how much, and the evidence (issue #16).
 
-Reads the views ``run_coverage`` / ``cpu_coverage`` (queries/17_cpu_coverage.sql) for the runs of one side,
+Reads the views ``run_coverage`` / ``cpu_coverage`` (queries/02_coverage.sql) for the runs of one side,
 and counts the side's walks that the SQL rule ``_walk_inconsistent`` rejects (a walk whose span disagrees with
 its printed duration was glued over a gap: the gap it shows is reported). No rule is computed here.
 """
@@ -31,7 +31,7 @@ def side_coverage(con, run_ids: list[str], t_walks: str) -> list[dict]:
                                      r.ts_resolution_ns)
             GROUP BY 1""", [run_ids]).fetchall()
         # a CPU whose record starts after the run's first event, inside incomplete walks: what the text shows
-        # of a buffer that may have overwritten (the CPU-change rule of 17_cpu_coverage.sql left them out)
+        # of a buffer that may have overwritten (the CPU-change rule of 18_coverage_gaps.sql left them out)
         straddle = con.execute(f"""
             SELECT w.run_id, c.cpu, c.first_ts_ns, count(*)
             FROM {t_walks} w JOIN cpu_coverage c ON c.run_id = w.run_id JOIN run_coverage rc ON rc.run_id = w.run_id

@@ -48,8 +48,50 @@ def count(v) -> str:
     return str(int(v))
 
 
-def value(v, unit: str) -> str:
+def value(v, unit: str, resolution_ns: int | None = None) -> str:
+    """A distribution cell; a duration below the timestamp resolution reads '<1us' (never negative)."""
+    if unit == "ns" and v is not None and resolution_ns and resolution_ns > 1 and v < resolution_ns:
+        return "<" + _short(resolution_ns)
     return ns(v) if unit == "ns" else count(v)
+
+
+#: distribution rows whose values are durations measured with the timestamps
+_TIMED = {"walk_duration_ns": "walks_below", "hold_ns": "holds_below"}
+
+
+def resolution_of(side: dict, key: str) -> int | None:
+    if key not in _TIMED:
+        return None
+    return (side.get("resolution") or {}).get("ts_resolution_ns")
+
+
+def dist_notes(model: dict) -> list[str]:
+    """What the distribution cells leave to the reader: values below the resolution, proxies."""
+    out = []
+    for side in ("before", "after"):
+        r = model[side].get("resolution") or {}
+        res = r.get("ts_resolution_ns")
+        for key, what, n_key in (("hold_ns", "lock holds", "holds_below"), ("walk_duration_ns", "walk durations",
+                                                                           "walks_below")):
+            k, n = r.get(n_key, 0), model[side][key]["count"]
+            if k and res:
+                out.append(f"{side}: {k} of {n} {what} are below the {_short(res)} timestamp resolution "
+                           f"(read '<{_short(res)}'; never negative: a hold computed below 0 is 0)")
+        z = r.get("walks_zero", 0)
+        if z and not (res and res > 1):
+            out.append(f"{side}: {z} walks have duration 0 (a single event: the duration is a lower bound)")
+    for key, title, _ in DIST_ROWS:
+        empty = [s for s in ("before", "after") if not model[s][key]["count"]]
+        if empty:
+            why = {"window_iterations": model[empty[0]]["seed_notes"].get("nr_iteration_total"),
+                   "hold_ns": model[empty[0]]["seed_notes"].get("time_ms")}.get(key) or "no complete walks"
+            if key == "hold_ns" and model[empty[0]]["walk_duration_ns"]["count"]:
+                why = "no lock windows in this evidence"
+            out.append(f"{title}: n/a for {' and '.join(empty)}: {why}")
+    hq = model["before"].get("hold_quantity") or model["after"].get("hold_quantity")
+    if hq and "proxy" in hq:
+        out.append("lock hold = " + hq)
+    return out
 
 
 def ms(v) -> str:
@@ -66,11 +108,18 @@ def seed_cell(key: str, v) -> str:
 
 
 def ratio(r) -> str:
+    """after/before with 3 significant digits, no exponent below a million."""
     if r is None:
         return NA
     if r == 0:
         return "0"
-    return f"{r:.3g}" if 1e-4 <= abs(r) < 1e5 else f"{r:.2e}"
+    if abs(r) < 1e-3:
+        return "<0.001"
+    if abs(r) >= 1e6:
+        return f"{r:.2e}"
+    from .stats import sig3
+
+    return sig3(r)
 
 
 def ci(c) -> str:
@@ -79,8 +128,20 @@ def ci(c) -> str:
     return f"[{ratio(c[0])}, {ratio(c[1])}]"
 
 
-def pval(p) -> str:
-    return NA if p is None else f"p={p:.3f}"
+def p3(p: float) -> str:
+    """A p-value: '<0.001' below 0.001, else 3 significant digits (at most 3 decimals)."""
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.3f}" if p >= 0.1 else f"{p:.3g}"
+
+
+def pval(p, bare: bool = False) -> str:
+    if p is None:
+        return NA
+    t = p3(p)
+    if bare:
+        return t
+    return "p" + t if t.startswith("<") else "p=" + t
 
 
 #: the compared metrics, in display order (lock waits only when both sides have some)
@@ -96,7 +157,7 @@ def padj(c: dict, key: str = "p_value") -> str:
     p, q = c.get(key), c.get(key + "_adjusted")
     if p is None:
         return NA
-    return f"p={p:.3f}" + (f" p_holm={q:.3f}" if q is not None else "")
+    return pval(p) + (" " + pval(q).replace("p", "p_holm", 1) if q is not None else "")
 
 
 def correction_note(model: dict) -> str:
@@ -117,6 +178,40 @@ def title(model: dict) -> str:
 
 def n_pair(c: dict) -> str:
     return f"n={c['n_before']}+{c['n_after']}"
+
+
+def scope(model: dict) -> str:
+    """How far the verdict reaches, in one sentence."""
+    c = model["comparison"]
+    if fmt_is_run(c):
+        nb, na = model["before"]["runs"], model["after"]["runs"]
+        return (f"the run (boot) is the unit ({nb}+{na} runs): the verdict reaches these kernels and this "
+                f"workload across boots of this machine")
+    return ("one run per side, so the walk is the unit: the verdict reaches this boot and this workload "
+            "only; record at least 2 (better 5 or more) runs per side to make it reach across boots")
+
+
+def fmt_is_run(c: dict) -> bool:
+    return c.get("unit") == "run"
+
+
+def waits_line(side: str, w: dict | None) -> str | None:
+    """anon_vma lock waits of one side in one line; unknown stays unknown (never '0 waits')."""
+    if not w:
+        return None
+    allw, unk = w["all_lock_waits"], w.get("unknown_lock", 0)
+    if not allw:
+        return f"{side}: no lock waits recorded (no lock:contention_begin/end pairs)"
+    if unk and not w["count"]:
+        return (f"{side}: anon_vma lock waits n/a: {unk} of {allw} lock waits cannot be attributed to a lock "
+                f"(contention_begin without a callchain; record lock:contention_begin with -g)")
+    head = f"{side}: {w['count']} anon_vma lock waits"
+    if w["count"]:
+        head += f", total {ns(w['total_ns'])}, max {ns(w['max_ns'])}"
+    head += f" ({allw} lock waits in all"
+    if unk:
+        head += f"; {unk} of unknown lock, so the anon_vma count is a lower bound"
+    return head + ")"
 
 
 def verdict_line(c: dict) -> str:
@@ -199,7 +294,9 @@ def waiter_rows(model: dict) -> list[list] | None:
         if not w:
             continue
         if not w["waiters"]:
-            rows.append([side, "(none)", "", "", "0", "", ""])
+            known_none = not w.get("unknown_lock")
+            rows.append([side, "(none)" if known_none else "n/a: lock unknown", "", "", "0" if known_none else NA,
+                         "", ""])
         for x in w["waiters"]:
             rows.append([side, f"{x.get('comm')}/{x.get('pid')}", x.get("caller") or "", x.get("flags") or "",
                          x["count"], ns(x["total_ns"]), ns(x["max_ns"])])

@@ -40,6 +40,8 @@ PAGE_TYPES = ("ksm", "anon", "file", "all")
 VIEWS = ("walks", "lock_windows", "lock_waits", "runs")
 SIDES = ("before", "after")
 MIN_WALKS = 10
+#: --aa: the default split is random with this seed (reproducible); None = plain alternation
+DEFAULT_SPLIT_SEED = 1
 
 EVIDENCE_NAMES = {
     "tracepoint": "tracepoints",
@@ -52,6 +54,9 @@ HOLD_REAL = "longest lock-window hold"
 HOLD_PROXY = "largest gap between mapping events (perf callchains, proxy for a window)"
 NA_ITER = "needs function_graph with the iterators traced, iterator probes or counters"
 NA_SKIP = "needs counters or argument-fetching probes"
+NO_WALKS = ("no walks: this trace has no rmap_walk callchains, function_graph entries, probes or counters "
+            "that show a walk; record with `ksmtrace capture --method auto -- CMD` (`ksmtrace doctor` says which "
+            "method this kernel offers)")
 NA_HOLD = "needs lock windows (function_graph, probes, counters or perf callchains)"
 
 #: runs.meta keys whose values must match between the sides (capture settings)
@@ -82,6 +87,8 @@ class SideSamples:
     window_iterations: np.ndarray
     iter_run: np.ndarray
     run_ids: list[str]
+    walk_hold_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # each walk's longest hold
+    walk_hold_run: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     wait_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # anon_vma lock waits
     wait_run: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
@@ -151,19 +158,25 @@ def check_modes(before: str | None, after: str | None, aa: str | None) -> None:
 
 def build_report(con: duckdb.DuckDBPyConnection, before: str | None = None, after: str | None = None,
                  page_type: str = "ksm", alpha: float = stats.ALPHA, seed: int = stats.SEED,
-                 n_boot: int = stats.N_BOOT, aa: str | None = None) -> Report:
+                 n_boot: int = stats.N_BOOT, aa: str | None = None,
+                 aa_split_seed: int | None = DEFAULT_SPLIT_SEED) -> Report:
     """Build the before/after report model from the views of ``con``.
 
     With ``aa=LABEL`` (and no before/after) the runs of that one label are split into two groups
-    and compared as before/after: an A/A check (see :mod:`ksmtrace.report.aa`).
+    and compared as before/after: an A/A check (see :mod:`ksmtrace.report.aa`); ``aa_split_seed``
+    makes that split random (calibration) instead of alternating.
     """
     check_modes(before, after, aa)
+    try:  # DuckDB draws a progress bar on stdout for queries over 2 s: it would corrupt --format json
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
     if page_type not in PAGE_TYPES:
         raise ReportError(f"unknown page type {page_type!r}: use one of {', '.join(PAGE_TYPES)}")
     if aa is not None:
         from .aa import build_aa_report
 
-        return build_aa_report(con, aa, page_type, alpha, seed, n_boot)
+        return build_aa_report(con, aa, page_type, alpha, seed, n_boot, aa_split_seed)
     return _build(con, before, after, page_type, alpha, seed, n_boot)
 
 
@@ -264,13 +277,13 @@ class _Builder:
             # an anti-join against the (usually few) excluded walks: much cheaper than joining every window
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
-                SELECT lw.run_id, lw.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
+                SELECT lw.run_id, lw.label, lw.walk_id, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
                 FROM {self.src['lock_windows']} lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
                 WHERE lw.label IN ($a, $b)""", params)
         else:  # no window evidence column: take the walk's
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
-                SELECT w.run_id, w.label, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, w.evidence
+                SELECT w.run_id, w.label, w.walk_id, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, w.evidence
                 FROM {self.src['lock_windows']} lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
                 WHERE w.complete AND lw.label IN ($a, $b)""", params)
 
@@ -352,12 +365,29 @@ class _Builder:
         win_it = np.asarray(res["iterations"], dtype=np.int64)
         iter_run = np.asarray(res["run_ix"], dtype=np.int64)
 
+        # each complete walk's longest hold: the walk-level summary the tests use (windows are never pooled)
+        res = con.execute(f"""
+            SELECT list_position($ids, run_id) - 1 AS run_ix, max(hold_ns) AS h FROM {L}
+            WHERE label = $label AND hold_ns IS NOT NULL GROUP BY run_id, walk_id ORDER BY h""",
+            {"label": label, "ids": run_ids}).fetchnumpy()
+        walk_hold_run = np.asarray(res["run_ix"], dtype=np.int64)
+        walk_hold_ns = np.asarray(res["h"], dtype=np.int64)
+
         window_evidence = {str(e): int(n) for e, n in con.execute(
             f"SELECT evidence, count(*) FROM {L} WHERE label = ? AND hold_ns IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
             [label]).fetchall()}
 
         seed, notes = self._seed(label, evidence, window_evidence)
         n_walks = sum(evidence.values())
+        res_ns = max((int(r["ts_resolution_ns"]) for r in runs if r.get("ts_resolution_ns")), default=None)
+        resolution = {"ts_resolution_ns": res_ns}
+        if res_ns and res_ns > 1:  # values below the timestamp resolution: shown as '<1us', never negative
+            resolution["holds_below"] = int(np.sum(hold_ns < res_ns))
+            resolution["walks_below"] = int(np.sum(walk_ns < res_ns))
+        else:
+            resolution["holds_below"] = resolution["walks_below"] = 0
+        resolution["holds_zero"] = int(np.sum(hold_ns <= 0))
+        resolution["walks_zero"] = int(np.sum(walk_ns <= 0))
         n_complete = sum(r["complete_walks"] for r in runs)
         model = {
             "label": label,
@@ -372,6 +402,7 @@ class _Builder:
             "walk_duration_ns": stats.distribution(walk_ns),
             "hold_ns": stats.distribution(hold_ns),
             "hold_quantity": _hold_quantity(window_evidence),
+            "resolution": resolution,
             "window_iterations": stats.distribution(win_it),
             "callers": self._callers(label),
             "run_ids": run_ids,
@@ -379,7 +410,8 @@ class _Builder:
             "coverage": side_coverage(con, run_ids, W),  # runs that lost data (report/coverage.py)
         }
         smp = SideSamples(walk_ns=walk_ns, walk_t_s=walk_t, walk_run=walk_run, hold_ns=hold_ns,
-                          hold_run=hold_run, window_iterations=win_it, iter_run=iter_run, run_ids=run_ids)
+                          hold_run=hold_run, window_iterations=win_it, iter_run=iter_run, run_ids=run_ids,
+                          walk_hold_ns=walk_hold_ns, walk_hold_run=walk_hold_run)
         return model, smp
 
     def _callers(self, label: str) -> dict:
@@ -434,7 +466,7 @@ class _Builder:
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_waits} AS
             SELECT label, {_opt(cols, 'run_id')}, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns,
-                   coalesce(anon_vma_lock, false) AS anon
+                   anon_vma_lock AS anon
             FROM {self.src['lock_waits']} WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
 
     def wait_samples(self, label: str, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -452,9 +484,9 @@ class _Builder:
         if not self.has_waits:
             return None
         T = self.t_waits
-        total_all, cnt, mx, tot = self.con.execute(
-            f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon) "
-            f"FROM {T} WHERE label = ?", [label]).fetchone()
+        total_all, cnt, mx, tot, unknown = self.con.execute(
+            f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon), "
+            f"count(*) FILTER (anon IS NULL) FROM {T} WHERE label = ?", [label]).fetchone()
         cur = self.con.execute(f"""
             SELECT comm, pid, caller, flags, count(*) AS count, sum(wait_ns) AS total_ns, max(wait_ns) AS max_ns
             FROM {T} WHERE label = ? AND anon
@@ -462,8 +494,10 @@ class _Builder:
         names = [d[0] for d in cur.description]
         waiters = [{k: _int(v) if k in ("pid", "count", "total_ns", "max_ns") else v for k, v in zip(names, row)}
                    for row in cur.fetchall()]
+        # unknown: waits whose lock cannot be told to be an anon_vma lock or not (no callchain on the
+        # contention_begin): never counted as 0 anon_vma waits
         return {"count": int(cnt), "max_ns": _int(mx), "total_ns": _int(tot), "waiters": waiters,
-                "all_lock_waits": int(total_all)}
+                "all_lock_waits": int(total_all), "unknown_lock": int(unknown)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -494,28 +528,46 @@ def _run_public(r: dict) -> dict:
 
 # --------------------------------------------------------------------------- comparison and warnings
 
+SUMMARY = {"walk_duration_ns": "the walk's duration", "hold_ns": "the walk's longest hold",
+           "lock_wait_ns": "the run's anon_vma lock waits"}
+
+
 def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
+    """Hierarchical: runs contain walks, walks contain windows. With >= 2 runs per side the run is
+    the unit (per-run medians and p99s of the walk summaries); else the walk (one value per walk)."""
     sb, sa = samples["before"], samples["after"]
     runs_b = sb.per_run(sb.walk_ns, sb.walk_run)
     runs_a = sa.per_run(sa.walk_ns, sa.walk_run)
     by_run = len(runs_b) >= 2 and len(runs_a) >= 2
     out = {}
+    S = SUMMARY
     if by_run:
-        out["walk_duration_ns"] = stats.compare_runs(runs_b, runs_a, alpha, seed, n_boot)
-        hb, ha = sb.per_run(sb.hold_ns, sb.hold_run), sa.per_run(sa.hold_ns, sa.hold_run)
+        out["walk_duration_ns"] = stats.compare_runs(runs_b, runs_a, alpha, seed, n_boot,
+                                                     summary="median and p99 of " + S["walk_duration_ns"] + " per run")
+        hb = sb.per_run(sb.walk_hold_ns, sb.walk_hold_run)
+        ha = sa.per_run(sa.walk_hold_ns, sa.walk_hold_run)
         if len(hb) >= 2 and len(ha) >= 2:
-            out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot)
+            out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot,
+                                                summary="median and p99 of " + S["hold_ns"] + " per run")
         else:
-            out["hold_ns"] = stats.compare_walks(sb.hold_ns, sa.hold_ns, alpha, seed + 1, n_boot, unit="window")
+            out["hold_ns"] = stats.compare_walks(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
+                                                 unit="walk", summary=S["hold_ns"])
     else:
-        out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk")
-        out["hold_ns"] = stats.compare_walks(sb.hold_ns, sa.hold_ns, alpha, seed + 1, n_boot, unit="window")
+        out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
+                                                      summary=S["walk_duration_ns"])
+        out["hold_ns"] = stats.compare_walks(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
+                                             unit="walk", summary=S["hold_ns"])
     if len(sb.wait_ns) and len(sa.wait_ns):  # anon_vma lock waits, when both sides have some
         wb, wa = sb.per_run(sb.wait_ns, sb.wait_run), sa.per_run(sa.wait_ns, sa.wait_run)
         if by_run and len(wb) >= 2 and len(wa) >= 2:
-            out["lock_wait_ns"] = stats.compare_runs(wb, wa, alpha, seed + 2, n_boot)
-        else:
-            out["lock_wait_ns"] = stats.compare_walks(sb.wait_ns, sa.wait_ns, alpha, seed + 2, n_boot, unit="wait")
+            out["lock_wait_ns"] = stats.compare_runs(wb, wa, alpha, seed + 2, n_boot,
+                                                     summary="median and p99 of the anon_vma lock waits per run")
+        else:  # waits belong to no walk: with one run per side nothing independent is left to test
+            c = stats.Comparison(unit="run", summary="median and p99 of the anon_vma lock waits per run",
+                                 n_before=len(wb), n_after=len(wa), test="none")
+            c.warnings.append("not tested: lock waits belong to no walk, so with fewer than 2 runs per side "
+                              "there is no independent unit; the counts and maxima above are descriptive")
+            out["lock_wait_ns"] = c
     n_tests = stats.apply_holm(list(out.values()), alpha)
     res = {}
     for k, c in out.items():
@@ -532,10 +584,15 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
                          "note": f"Holm-Bonferroni over the {n_tests} tests of this report; the verdicts "
                                  f"(significant, ~) use the adjusted p"}
     res["unit"] = "run" if by_run else "walk"
+    nb, na = len(runs_b), len(runs_a)
     res["unit_note"] = (
-        "the run is the unit: tests on per-run medians (p_value) and per-run p99s (p99_p_value); "
-        "ratios compare the medians of the per-run values" if by_run else
-        "walks (holds: windows) are pooled as samples; they are not independent, so treat p-values as optimistic")
+        f"the run (boot) is the unit ({nb}+{na} runs): each run gives the median and p99 of its walks' values "
+        f"(durations, longest holds); permutation tests on those, hierarchical bootstrap CIs (runs, then walks); "
+        f"the verdict reaches these kernels and this workload across boots" if by_run else
+        "one run per side: the walk is the unit (each walk's duration, each walk's longest hold; windows are "
+        "never pooled); permutation tests on those; the verdict reaches this boot and this workload only: "
+        "record at least 2 (better 5 or more) runs per side to make it reach across boots")
+    res["test"] = "two-sided permutation test of the Mann-Whitney rank sum (mid-ranks; exact or 9999 random splits)"
     return res
 
 
@@ -547,9 +604,11 @@ def _side_warnings(model, page_type, other_types) -> list[str]:
         name = side_name if lab == side_name else f"{side_name} {lab!r}"
         if s["walks"] == 0:
             others = {k: v for k, v in other_types.get(lab, {}).items() if k != page_type}
-            hint = ("; walks present: " + ", ".join(f"{k} {v}" for k, v in others.items())
-                    + f"; try --page-type {next(iter(others))}") if others else "; this label has no walks at all"
-            w.append(f"{name}: no walks of page type {page_type}{hint}")
+            if others:
+                w.append(f"{name}: no walks of page type {page_type}; walks present: "
+                         + ", ".join(f"{k} {v}" for k, v in others.items()) + f"; try --page-type {next(iter(others))}")
+            else:
+                w.append(f"{name}: {NO_WALKS}")
         elif s["walk_duration_ns"]["count"] < MIN_WALKS:
             w.append(f"{name}: only {s['walk_duration_ns']['count']} complete walks "
                      f"(fewer than {MIN_WALKS}); the statistics are anecdotal")
@@ -584,7 +643,23 @@ def _provenance(side: dict) -> dict:
     return p
 
 
+PROV_MAX = 48  # characters of one side's value in a provenance line
+
+
+def _prov_value(vals: tuple) -> str:
+    """One side's provenance value in one short line: whitespace collapsed, long dumps cut."""
+    if not vals:
+        return "unknown"
+    txt = " ".join(", ".join(vals).split())
+    if len(vals) > 1:
+        txt = f"{len(vals)} values: {txt}"
+    if len(txt) > PROV_MAX:
+        txt = txt[:PROV_MAX - 1].rstrip() + f"... ({len(txt)} chars, see --format json)"
+    return txt
+
+
 def _provenance_warnings(model) -> list[str]:
+    """One line per provenance key that differs; the full values stay in the JSON model."""
     pb, pa = _provenance(model["before"]), _provenance(model["after"])
     model["before"]["provenance"] = {k: list(v) for k, v in pb.items()}
     model["after"]["provenance"] = {k: list(v) for k, v in pa.items()}
@@ -594,10 +669,9 @@ def _provenance_warnings(model) -> list[str]:
         if k == "evidence" and (not vb or not va):
             continue
         if vb != va and (vb or va):
-            fb = ", ".join(vb) or "unknown"
-            fa = ", ".join(va) or "unknown"
-            extra = (" (expected when comparing kernels; make sure nothing else changed)" if k == "kernel" else
-                     "; compare only traces captured the same way" if k != "evidence" else
-                     "; the sides measure different quantities")
-            w.append(f"provenance differs: {k}: before {fb}, after {fa}{extra}")
+            extra = (" (expected when comparing kernels)" if k == "kernel" else
+                     "; the sides measure different quantities" if k == "evidence" else "")
+            w.append(f"provenance differs: {k}: before {_prov_value(vb)}, after {_prov_value(va)}{extra}")
+    if any(not x.startswith("provenance differs: kernel") for x in w if x.startswith("provenance differs")):
+        w.append("provenance: compare only traces captured the same way (same tracer, options, clock, CPUs)")
     return w

@@ -62,23 +62,43 @@ def _plain_log(ax, axis: str = "x") -> None:
 
 
 def _label(model: dict, side: str) -> str:
+    from ..safe_text import terminal
+
     s = model[side]
-    lab = s["label"]
+    lab = terminal(s["label"]).replace("$", r"\$")  # trace text: no mathtext, no control characters
     return (side if lab == side else f"{side}: {lab}")
 
 
+def _floor(model, side: str, v: np.ndarray) -> float:
+    """Where a log axis draws values it cannot show (0, or below the timestamp resolution)."""
+    res = (model[side].get("resolution") or {}).get("ts_resolution_ns")
+    if res and res > 1:
+        return float(res)
+    pos = v[v > 0]
+    return float(pos.min()) if len(pos) else 1.0
+
+
 def _cdf(model, samples, attr: str, title: str, xlabel: str) -> bytes | None:
-    data = {s: getattr(samples[s], attr) for s in ("before", "after") if s in samples}
-    data = {s: v[v > 0] for s, v in data.items()}
+    """Every value is drawn (n = the table's count): values below the floor are drawn at it, and the
+    legend says how many."""
+    data = {s: np.asarray(getattr(samples[s], attr)) for s in ("before", "after") if s in samples}
     if not any(len(v) for v in data.values()):
         return None
     fig = _figure()
     ax = fig.add_subplot()
+    floors = {s: _floor(model, s, v) for s, v in data.items() if len(v)}
     div, unit = _ns_axis(ax, list(data.values()))
     for side, v in data.items():
         if not len(v):
             continue
-        s = np.sort(v).astype(np.float64) / div
+        fl = floors[side]
+        below = int(np.sum(v < fl))
+        note = ""
+        if below:
+            from .fmt import _short
+
+            note = f"; {below} below {_short(fl)} drawn at {_short(fl)}"
+        s = np.sort(np.maximum(v, fl)).astype(np.float64) / div
         n = len(s)
         if n > CDF_POINTS:
             q = np.linspace(0, 1, CDF_POINTS)
@@ -86,7 +106,7 @@ def _cdf(model, samples, attr: str, title: str, xlabel: str) -> bytes | None:
             xs, ys = s[idx], (idx + 1) / n
         else:
             xs, ys = s, np.arange(1, n + 1) / n
-        ax.step(xs, ys, where="post", color=COLORS[side], lw=1.8, label=f"{_label(model, side)} (n={n})")
+        ax.step(xs, ys, where="post", color=COLORS[side], lw=1.8, label=f"{_label(model, side)} (n={n}{note})")
     ax.set_xscale("log")
     _plain_log(ax, "x")
     ax.set_ylim(0, 1.02)
@@ -131,6 +151,7 @@ def _over_time(model, samples) -> bytes | None:
         if not len(d):
             continue
         step = max(1, len(d) // TIME_POINTS)
+        d = np.maximum(d, _floor(model, side, d))  # a log axis cannot show 0: drawn at the floor
         ax.plot(t[::step], d[::step] / div, ".", ms=3 if len(d) < 5000 else 1.5, color=COLORS[side], alpha=0.6,
                 label=f"{_label(model, side)}" + (f" (every {step}th walk)" if step > 1 else ""))
     ax.set_yscale("log")

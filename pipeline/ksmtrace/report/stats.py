@@ -7,9 +7,22 @@ Conventions (kept in one place so that every renderer agrees):
 * Percentiles are *nearest-rank* (numpy ``method="inverted_cdf"``): p50 of n values is the
   ``ceil(0.5 n)``-th smallest one. Every reported percentile is therefore a value that was
   actually measured (integer ns stay integer ns).
-* The A/B test is a two-sided Mann-Whitney U test (scipy), as benchstat does it.
+* The unit of every test is a *unit summary*, never a pooled window: with >= 2 runs per side a run
+  (its median and p99 over its walks), with one run per side a walk (its duration, its longest
+  hold). Kalibera and Jones, "Rigorous Benchmarking in Reasonable Time" (ISMM 2013): runs contain
+  walks, walks contain windows; only the top level that varies is independent.
+* The test is a two-sided **permutation test of the Mann-Whitney rank sum** (mid-ranks): exact
+  (all splits enumerated) when there are few, else Monte Carlo with :data:`N_PERM` random splits
+  (p = (1 + hits) / (1 + N_PERM)), and the tie-corrected normal approximation only above
+  :data:`PERM_MAX_N` units. A permutation test holds its level exactly under exchangeability,
+  however heavily whole-microsecond times tie (checked by simulation in the tests and in
+  bench/bench_calibration.py).
+* A change is claimed only when the adjusted p is below alpha **and** the bootstrap CI of the
+  median ratio excludes 1: a shift of the distribution that leaves the median where it was reads
+  ``~`` (with a warning), never ``+0.00%``.
 * Confidence intervals for a ratio of quantiles are percentile-bootstrap intervals with a fixed
-  seed. With walks as the unit, the bootstrap of a nearest-rank quantile is sampled *exactly*
+  seed; with runs as the unit the bootstrap is hierarchical (runs resampled, then walks within
+  each resampled run). With walks as the unit, the bootstrap of a nearest-rank quantile is sampled *exactly*
   from order statistics (see :func:`boot_quantile`), so a million walks cost a sort, not a
   million-element resample per replicate.
 * Warning texts that benchstat also prints are reused word for word.
@@ -27,6 +40,8 @@ ALPHA = 0.05
 CONFIDENCE = 0.95
 N_BOOT = 10_000
 SEED = 20260611  # fixed: reports are reproducible
+N_PERM = 9999  # Monte Carlo permutation test: random splits
+PERM_MAX_N = 2000  # above this many units in all: the tie-corrected normal approximation
 
 QUANTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p999": 0.999}
 DIST_KEYS = ("count", "min", "p50", "p90", "p99", "p999", "max", "mean")
@@ -222,6 +237,82 @@ def ratio(after, before):
     return float(after) / float(before)
 
 
+# --------------------------------------------------------------------------- permutation test
+
+def rank_test(a, b, seed: int = SEED, n_perm: int = N_PERM) -> float | None:
+    """Two-sided permutation p-value of the Mann-Whitney rank sum (mid-ranks) of a against b.
+
+    Exact when at most ``n_perm`` splits exist, Monte Carlo otherwise (``(1 + hits) / (1 + n_perm)``,
+    never 0), the tie-corrected normal approximation above :data:`PERM_MAX_N` units. None when a side
+    is empty; 1.0 when every value is equal.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n1, n2 = len(a), len(b)
+    if n1 == 0 or n2 == 0:
+        return None
+    x = np.concatenate([a, b])
+    if np.all(x == x[0]):
+        return 1.0
+    n = n1 + n2
+    if n > PERM_MAX_N:
+        return _mwu_asymptotic_sorted(sort(a), sort(b))
+    r = midranks(x)
+    k = min(n1, n2)
+    rk = r[:n1] if n1 == k else r[n1:]
+    mu = k * (n + 1) / 2
+    obs = abs(float(rk.sum()) - mu) - 1e-7 * n
+    if n < 64 and math.comb(n, k) <= n_perm:
+        from itertools import combinations
+
+        sums = np.fromiter((r[list(c)].sum() for c in combinations(range(n), k)), dtype=np.float64)
+        return float(np.mean(np.abs(sums - mu) >= obs))
+    rng = np.random.default_rng(seed)
+    hits, done, chunk = 0, 0, max(1, 2_000_000 // n)
+    while done < n_perm:
+        m = min(chunk, n_perm - done)
+        perm = rng.permuted(np.broadcast_to(r, (m, n)), axis=1)
+        hits += int(np.sum(np.abs(perm[:, :k].sum(axis=1) - mu) >= obs))
+        done += m
+    return (1 + hits) / (1 + n_perm)
+
+
+def midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of x, ties given the mean of their ranks (as scipy.stats.rankdata)."""
+    n = len(x)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    edges = np.flatnonzero(np.diff(xs)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [n]])
+    r = np.empty(n, dtype=np.float64)
+    r[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return r
+
+
+def perm_min_p(n1: int, n2: int, n_perm: int = N_PERM) -> float:
+    """Smallest p the permutation test can give with these sizes."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    exact = mwu_min_p(n1, n2)
+    return max(exact, 1 / (1 + n_perm)) if n1 + n2 <= PERM_MAX_N else exact
+
+
+def hier_boot_quantile(runs: list[np.ndarray], q_run: float, rng: np.random.Generator,
+                       n_boot: int = N_BOOT) -> np.ndarray:
+    """Hierarchical bootstrap replicates of the median over runs of each run's q_run-quantile.
+
+    One replicate resamples the runs with replacement, and within each drawn run its walks (each
+    draw of a run gets its own resample of walks), as Kalibera and Jones (2013) describe.
+    """
+    k = len(runs)
+    per = np.stack([boot_quantile(sort(np.asarray(v, dtype=np.float64)), q_run, rng, n_boot) for v in runs])
+    idx = rng.integers(0, k, size=(n_boot, k))
+    col = rng.integers(0, n_boot, size=(n_boot, k))
+    vals = np.sort(per[idx, col], axis=1)
+    return vals[:, max(1, math.ceil(0.5 * k - 1e-9)) - 1]
+
+
 # --------------------------------------------------------------------------- comparison
 
 @dataclass
@@ -236,33 +327,54 @@ class Comparison:
     significant: bool | None = None  # from p_value_adjusted once a correction is applied
     p_value_adjusted: float | None = None  # Holm-Bonferroni over the tests of one report
     correction: str | None = None  # "holm" once applied
-    unit: str = "walk"  # what one sample is: "walk" (or "window", "wait") or "run"
+    unit: str = "walk"  # what one sample is: "walk" or "run"
+    summary: str = ""  # what one unit contributes, e.g. "the walk's duration"
     n_before: int = 0
     n_after: int = 0
     p99_p_value: float | None = None  # run unit only: the test on per-run p99s
     p99_significant: bool | None = None
     p99_p_value_adjusted: float | None = None
-    verdict: str = "n/a"  # benchstat style: "~", "-99.83%", "+4.10%" or "n/a"
+    test: str = "permutation test of the Mann-Whitney rank sum"
+    verdict: str = "n/a"  # benchstat style: "~", "-99.8%", "+4.10%" or "n/a"
     warnings: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in (
             "median_ratio", "median_ratio_ci", "p99_ratio", "p99_ratio_ci", "p_value", "p_value_adjusted", "correction",
-            "significant", "unit", "n_before", "n_after", "p99_p_value", "p99_p_value_adjusted", "p99_significant",
-            "verdict", "warnings")}
+            "significant", "unit", "summary", "n_before", "n_after", "p99_p_value", "p99_p_value_adjusted",
+            "p99_significant", "test", "verdict", "warnings")}
 
 
-def verdict(ratio_value: float | None, significant: bool | None) -> str:
+def sig3(x: float) -> str:
+    """x with 3 significant digits, no exponent: 24066.67 -> '24100', 0.0659 -> '0.0659'."""
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else str(x)
+    mag = int(math.floor(math.log10(abs(x))))
+    r = round(x, 2 - mag)
+    if r != 0 and int(math.floor(math.log10(abs(r)))) > mag:  # 9.996 -> 10.0
+        mag += 1
+    dec = max(0, 2 - mag)
+    return f"{r:.{dec}f}"
+
+
+def pct(ratio_value: float) -> str:
+    """after/before as a signed change with 3 significant digits: '-99.8%', '+4.10%', '+24100%'."""
+    d = (ratio_value - 1) * 100
+    s = sig3(d)
+    return ("+" if d > 0 else "") + s + "%"
+
+
+def verdict(ratio_value: float | None, significant: bool | None, ci=None) -> str:
     if ratio_value is None or significant is None:
         return "n/a"
-    if not significant:
+    if not significant or ratio_value == 1 or (ci and ci[0] <= 1 <= ci[1]):
         return "~"
-    return f"{(ratio_value - 1) * 100:+.2f}%"
+    return pct(ratio_value)
 
 
 def _unit_warnings(na: int, nb: int, a: np.ndarray, b: np.ndarray, alpha: float, what: str) -> list[str]:
     w = []
-    if na and nb and mwu_min_p(na, nb) > alpha:
+    if na and nb and perm_min_p(na, nb) > alpha:
         w.append(warn_need_diff(alpha))
     if 0 < min(na, nb) < ci_needed():
         w.append(warn_need_ci())
@@ -272,11 +384,11 @@ def _unit_warnings(na: int, nb: int, a: np.ndarray, b: np.ndarray, alpha: float,
 
 
 def compare_walks(before: np.ndarray, after: np.ndarray, alpha: float = ALPHA, seed: int = SEED,
-                  n_boot: int = N_BOOT, unit: str = "walk") -> Comparison:
-    """Compare two pooled samples, each value one unit (walks, or windows)."""
+                  n_boot: int = N_BOOT, unit: str = "walk", summary: str = "") -> Comparison:
+    """Compare two samples of unit summaries (one value per walk), e.g. each walk's longest hold."""
     a = sort(before).astype(np.float64)
     b = sort(after).astype(np.float64)
-    c = Comparison(unit=unit, n_before=len(a), n_after=len(b))
+    c = Comparison(unit=unit, summary=summary, n_before=len(a), n_after=len(b))
     if len(a) == 0 or len(b) == 0:
         return c
     rng = np.random.default_rng(seed)
@@ -286,41 +398,44 @@ def compare_walks(before: np.ndarray, after: np.ndarray, alpha: float = ALPHA, s
         c.median_ratio_ci = ratio_ci(boot_quantile(a, 0.5, rng, n_boot), boot_quantile(b, 0.5, rng, n_boot))
     if c.p99_ratio is not None:
         c.p99_ratio_ci = ratio_ci(boot_quantile(a, 0.99, rng, n_boot), boot_quantile(b, 0.99, rng, n_boot))
-    c.p_value = mann_whitney(a, b)
+    c.p_value = rank_test(a, b, seed)
     c.significant = None if c.p_value is None else bool(c.p_value < alpha)
-    c.verdict = verdict(c.median_ratio, c.significant)
+    c.verdict = verdict(c.median_ratio, c.significant, c.median_ratio_ci)
     c.warnings = _unit_warnings(len(a), len(b), a, b, alpha, unit)
     return c
 
 
 def compare_runs(before_runs: list[np.ndarray], after_runs: list[np.ndarray], alpha: float = ALPHA,
-                 seed: int = SEED, n_boot: int = N_BOOT) -> Comparison:
-    """The run is the unit: test per-run medians (and per-run p99s); ratios of the medians over runs."""
+                 seed: int = SEED, n_boot: int = N_BOOT, summary: str = "") -> Comparison:
+    """The run is the unit: test per-run medians (and per-run p99s) of the walks' values; ratios of
+    the medians over runs; hierarchical bootstrap CIs (runs, then walks within runs)."""
+    before_runs = [np.asarray(r, dtype=np.float64) for r in before_runs if len(r)]
+    after_runs = [np.asarray(r, dtype=np.float64) for r in after_runs if len(r)]
+
     def per_run(runs, q):
-        return np.array([quantile(np.sort(np.asarray(r, dtype=np.float64)), q) for r in runs if len(r)],
-                        dtype=np.float64)
+        return np.array([quantile(sort(r), q) for r in runs], dtype=np.float64)
 
     med_a, med_b = per_run(before_runs, 0.5), per_run(after_runs, 0.5)
     p99_a, p99_b = per_run(before_runs, 0.99), per_run(after_runs, 0.99)
-    c = Comparison(unit="run", n_before=len(med_a), n_after=len(med_b))
+    c = Comparison(unit="run", summary=summary, n_before=len(med_a), n_after=len(med_b))
     if len(med_a) == 0 or len(med_b) == 0:
         return c
     rng = np.random.default_rng(seed)
     sa, sb = np.sort(med_a), np.sort(med_b)
     c.median_ratio = ratio(quantile(sb, 0.5), quantile(sa, 0.5))
     if c.median_ratio is not None:
-        c.median_ratio_ci = ratio_ci(boot_quantile_of_units(med_a, 0.5, rng, n_boot),
-                                     boot_quantile_of_units(med_b, 0.5, rng, n_boot))
+        c.median_ratio_ci = ratio_ci(hier_boot_quantile(before_runs, 0.5, rng, n_boot),
+                                     hier_boot_quantile(after_runs, 0.5, rng, n_boot))
     qa, qb = np.sort(p99_a), np.sort(p99_b)
     c.p99_ratio = ratio(quantile(qb, 0.5), quantile(qa, 0.5))
     if c.p99_ratio is not None:
-        c.p99_ratio_ci = ratio_ci(boot_quantile_of_units(p99_a, 0.5, rng, n_boot),
-                                  boot_quantile_of_units(p99_b, 0.5, rng, n_boot))
-    c.p_value = mann_whitney(med_a, med_b)
+        c.p99_ratio_ci = ratio_ci(hier_boot_quantile(before_runs, 0.99, rng, n_boot),
+                                  hier_boot_quantile(after_runs, 0.99, rng, n_boot))
+    c.p_value = rank_test(med_a, med_b, seed)
     c.significant = None if c.p_value is None else bool(c.p_value < alpha)
-    c.p99_p_value = mann_whitney(p99_a, p99_b)
+    c.p99_p_value = rank_test(p99_a, p99_b, seed + 1)
     c.p99_significant = None if c.p99_p_value is None else bool(c.p99_p_value < alpha)
-    c.verdict = verdict(c.median_ratio, c.significant)
+    c.verdict = verdict(c.median_ratio, c.significant, c.median_ratio_ci)
     c.warnings = _unit_warnings(len(med_a), len(med_b), med_a, med_b, alpha, "run")
     return c
 
@@ -357,7 +472,10 @@ def apply_holm(comparisons: list[Comparison], alpha: float = ALPHA) -> int:
         if attr == "p_value":
             c.significant = sig
             c.correction = "holm"
-            c.verdict = verdict(c.median_ratio, sig)
+            c.verdict = verdict(c.median_ratio, sig, c.median_ratio_ci)
+            if sig and c.verdict == "~":
+                c.warnings.append("the distributions differ (p_holm < alpha) but the median does not "
+                                  "(its 95% CI includes 1): no change is claimed")
         else:
             c.p99_significant = sig
     return sum(q is not None for q in adj)

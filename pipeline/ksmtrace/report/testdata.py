@@ -153,7 +153,7 @@ def serve_from_api(monkeypatch, d: dict[str, pd.DataFrame], waits: pd.DataFrame 
 
     from .. import api
 
-    def connect(store=None, threads=None, read_only=False):
+    def connect(store=None, threads=None, read_only=False, **_kw):  # views=..., as api.connect
         con = duckdb.connect()
         create_tables(con, d["walks"], d["windows"], waits, d["runs"])
         return con

@@ -181,7 +181,7 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
     without a marker, as a ring buffer that overwrote (a = 0: its oldest events) or lost a stretch;
     cpu_stats: also give per-CPU ring-buffer stats (meta["per_cpu_stats"], written to FILE.meta.json as
     `ksmtrace capture` does: overrun = the dropped records of that CPU). The oracle applies the
-    completeness rules of queries/17_cpu_coverage.sql.
+    completeness rules of queries/02_coverage.sql.
     """
     layout = layout or Layout()
     if evidence not in EVIDENCE:

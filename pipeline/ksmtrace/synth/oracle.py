@@ -100,11 +100,11 @@ def _complete(w, losses) -> bool:
     return not any(w["start_ns"] <= t <= w["end_ns"] for t in losses)
 
 
-TOL_NS = 1000 + 60000  # 17_cpu_coverage.sql _walk_inconsistent: resolution (>= 1 us) + 60 us tracer overhead
+TOL_NS = 1000 + 60000  # 02_coverage.sql _walk_inconsistent: resolution (>= 1 us) + 60 us tracer overhead
 
 
 def apply_coverage(walks, rows, *, per_cpu_stats=None, snapshot=False, res_ns=1000) -> int:
-    """Issue #16 (queries/17_cpu_coverage.sql), from the rendered rows: a complete walk becomes incomplete
+    """Issue #16 (queries/02_coverage.sql), from the rendered rows: a complete walk becomes incomplete
     when it starts before the run's complete interval (per-CPU stats: the latest first timestamp of the CPUs
     that overran), overlaps a loss marker's per-CPU gap (previous record of that CPU, marker], overlaps a
     stretch between its task leaving a CPU and the first record of the CPU it moved to, when that record
@@ -455,7 +455,8 @@ def _fg_windows(kids, rt, iters_traced, w, closed):
                             break
                     inv += not ok
         out.append(dict(start_ns=x["start"], end_ns=x["end"],
-                        hold_ns=None if x["end"] is None else x["end"] - x["start"], iterations=n_it,
+                        # clamped at 0 as in the SQL: a hold below the whole-us timestamp resolution
+                        hold_ns=None if x["end"] is None else max(0, x["end"] - x["start"]), iterations=n_it,
                         rmap_one=ro, invalid=inv, skipped=None if n_it is None else n_it - ro - inv, skip_addr=None,
                         skip_mm=None, slow=x["slow"], evidence="function-graph", counters_consistent=None,
                         pid=w["pid"]))
