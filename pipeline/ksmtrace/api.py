@@ -83,7 +83,30 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
                                   on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
         except OSError as e:
             raise _ingest_error(e, str(p), st) from e
+    if out:
+        cov = coverage([r.run_id for r in out], st)
+        for r in out:
+            r.coverage = cov.get(r.run_id)
     return out
+
+
+def coverage(run_ids: list[str], store: Store | str | None = None) -> dict[str, dict]:
+    """run_id -> its row of the ``run_coverage`` view with its ``cpu_coverage`` rows under "cpus" ({} when the
+    views cannot say)."""
+    try:
+        with connect(store, views="public") as con:
+            cur = con.execute("SELECT * FROM run_coverage WHERE list_contains(?, run_id)", [run_ids])
+            names = [d[0] for d in cur.description]
+            out = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+            cur = con.execute("SELECT * FROM cpu_coverage WHERE list_contains(?, run_id) ORDER BY cpu", [run_ids])
+            names = [d[0] for d in cur.description]
+            for r in cur.fetchall():
+                d = dict(zip(names, r))
+                if d["run_id"] in out:
+                    out[d["run_id"]].setdefault("cpus", []).append(d)
+            return out
+    except (duckdb.Error, KsmtraceError):
+        return {}
 
 
 def ingest_many(paths: Iterable[str], store: Store | str | None = None, label: str = "default",

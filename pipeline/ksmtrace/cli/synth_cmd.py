@@ -1,6 +1,8 @@
 """ksmtrace synth: ground-truth traces of rmap_walk_ksm() walks, and what a VMA layout costs."""
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Optional
 
@@ -61,6 +63,11 @@ def synth(
     ns: bool = typer.Option(True, "--ns/--us", help="perf script timestamps in ns (--ns) or µs."),
     truncate: Optional[str] = typer.Option(None, "--truncate", help="start, end or both: the trace begins/ends mid-walk."),
     loss: bool = typer.Option(False, "--loss", help="Insert a CPU:N [LOST M EVENTS] marker inside a walk."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="CPU:A-B: drop that CPU's records from fraction A to "
+                                       "B of the trace's time span, without a marker (an overwritten ring buffer: "
+                                       "A = 0), e.g. 1:0-0.5."),
+    cpu_stats: bool = typer.Option(False, "--cpu-stats", help="With --drop: write per-CPU ring-buffer stats "
+                                   "(overrun) to OUT.meta.json, as ksmtrace capture does."),
     counter_style: str = typer.Option("short", "--counter-style", help="Counter lines: short (hold_ns=...), long "
                                       "(Time_ms=...) or bpftrace (ksm_window:/ksm_walk:)."),
     tp_counters: bool = typer.Option(False, "--tp-counters", help="tracepoint evidence: add counter lines inside walks."),
@@ -89,11 +96,19 @@ def synth(
         raise KsmtraceError("--truncate must be start, end or both")
     if counter_style not in ("short", "long", "bpftrace"):
         raise KsmtraceError("--counter-style must be short, long or bpftrace")
+    drop_t = None
+    if drop is not None:
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*([0-9.]+)\s*-\s*([0-9.]+)\s*", drop)
+        if not m:
+            raise KsmtraceError(f"--drop must be CPU:A-B with fractions 0 <= A < B <= 1 (got {drop!r})")
+        drop_t = (int(m.group(1)), float(m.group(2)), float(m.group(3)))
+    elif cpu_stats:
+        raise KsmtraceError("--cpu-stats needs --drop")
     try:
         res = generate(layout, walks=walks, caller=caller, patched=patched, evidence=evidence, fmt=fmt,
                        retval=retval_style if retval else None, iterators=iterators, seed=seed, ns=ns, tasks=tasks,
                        truncate=truncate, loss=loss, noise=noise, counter_style=counter_style,
-                       tracepoint_counters=tp_counters, retaddr=retaddr)
+                       tracepoint_counters=tp_counters, retaddr=retaddr, drop=drop_t, cpu_stats=cpu_stats)
     except ValueError as e:
         raise KsmtraceError(str(e))
     try:
