@@ -47,6 +47,12 @@
 --   60 us plus 1% of the printed duration, for an interrupt between the clock read and the record);
 --   otherwise the entry and the exit belong to different walks glued over a loss. A lock window
 --   longer than its walk is impossible too. Such walks are never glued: they are incomplete.
+--   The resolution is the printed one (runs.ts_resolution_ns) plus how far the run's printed timestamps
+--   are seen to under-read time: the largest amount by which a function_graph walk's printed duration
+--   exceeds its span. On a Debian 6.1 TCG guest the ring buffer gave a run of records one timestamp for
+--   3.4 ms (a walk with equal entry and exit timestamps, 200 windows, printed 3.4 ms; the next walk's entry
+--   shares that timestamp), while the printed durations stay exact. A walk glued over a loss has a span
+--   far above its printed duration, which this allowance never absorbs (the 34 s window of a 2 s walk).
 
 -- @view cpu_coverage
 -- One row per (run, CPU): the stretch of time that CPU's buffer holds in the trace, and what the capture's

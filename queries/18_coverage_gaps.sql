@@ -25,6 +25,14 @@ WITH rc AS (
                IS DISTINCT FROM 'OBJECT' AS cross_rule
     FROM run_coverage c JOIN runs r ON r.run_id = c.run_id
 ),
+-- how far the printed timestamps can under-read time in this run (02_coverage.sql, Consistency): the
+-- largest amount by which a walk's printed duration exceeds its span (end - start); 0 on a healthy clock
+clock AS (
+    SELECT rk, max(duration_ns - (end_ns - start_ns)) AS lag_ns
+    FROM _walk_rows_all
+    WHERE evidence = 'function-graph' AND start_ns IS NOT NULL AND end_ns IS NOT NULL AND duration_ns IS NOT NULL
+    GROUP BY rk
+),
 mk AS (SELECT rk, cpu, line_no, ts_ns FROM _ev WHERE ev_kind = 'lost' AND cpu IS NOT NULL),
 -- the records around each marker on its CPU: every event of the run, not only the walk rows of _ev
 near AS (
@@ -61,8 +69,10 @@ SELECT w.rk, w.walk_id
 FROM w
 ASOF LEFT JOIN sg ON sg.rk = w.rk AND sg.hi > w.start_ns
 LEFT JOIN rc ON rc.rk = w.rk
+LEFT JOIN clock ON clock.rk = w.rk
 WHERE sg.min_lo < w.end_ns
-   OR _walk_inconsistent(w.evidence, w.start_ns, w.end_ns, w.duration_ns, w.max_hold_ns, rc.ts_resolution_ns)
+   OR _walk_inconsistent(w.evidence, w.start_ns, w.end_ns, w.duration_ns, w.max_hold_ns,
+                         coalesce(rc.ts_resolution_ns, 1000) + greatest(clock.lag_ns, 0))
 UNION
 SELECT w.rk, w.walk_id
 FROM w JOIN holes h ON h.rk = w.rk AND h.pid = w.pid AND h.lo < w.end_ns AND h.hi > w.start_ns;

@@ -172,3 +172,14 @@ def ab(before, after, *, run_in_vm: Callable | None = None, say: Callable[[str],
     except TypeError as e:
         raise _ab.AbError(str(e)) from None
     return _ab.run(opts, run_in_vm=run_in_vm, say=say)
+
+
+def export(fmt: str, out: str | os.PathLike, store: Store | str | None = None, label: str | None = None,
+           run: str | None = None):
+    """``ksmtrace export``: write the walks, lock windows and lock waits of the store (or of one label / run)
+    to ``out`` as a Perfetto protobuf trace (``fmt="perfetto"``) or Chrome JSON (``fmt="chrome-json"``) for
+    the Perfetto UI. Returns an :class:`ksmtrace.export.ExportResult` with what was written."""
+    from .export import export_trace
+
+    with connect(store) as con:
+        return export_trace(con, fmt, out, label=label, run=run)
