@@ -6,7 +6,8 @@
 
 CREATE OR REPLACE VIEW _walk_rows_all AS
 SELECT NULL::UBIGINT AS rk, NULL::BIGINT AS walk_id, NULL::BIGINT AS start_ns, NULL::BIGINT AS end_ns,
-       NULL::BIGINT AS start_line, NULL::BIGINT AS end_line
+       NULL::BIGINT AS start_line, NULL::BIGINT AS end_line, NULL::VARCHAR AS evidence,
+       NULL::BIGINT AS duration_ns, NULL::BIGINT AS max_hold_ns, NULL::INTEGER AS pid
 WHERE false;
 
 -- loss: a __lost_events row of the run inside [start_ns, end_ns] (a marker without ts: by line number),
@@ -28,4 +29,6 @@ UNION
 SELECT a.rk, a.walk_id FROM _walk_rows_all a
 ASOF JOIN lost_by_line e ON e.rk = a.rk AND e.line_no <= a.end_line
 ASOF LEFT JOIN lost_by_line s ON s.rk = a.rk AND s.line_no < a.start_line
-WHERE a.start_line IS NOT NULL AND e.n - coalesce(s.n, 0) > 0;
+WHERE a.start_line IS NOT NULL AND e.n - coalesce(s.n, 0) > 0
+UNION  -- issue #16: CPU buffer coverage, loss gaps, consistency (18_coverage_gaps.sql)
+SELECT rk, walk_id FROM _walk_coverage();

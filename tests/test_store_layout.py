@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest

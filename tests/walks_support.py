@@ -68,7 +68,8 @@ def number_lines(rows: list[dict], start: int = 1) -> list[dict]:
     return rows
 
 
-def add_run(store: Store, label: str, rows: list[dict]) -> str:
+def add_run(store: Store, label: str, rows: list[dict], **run: object) -> str:
+    """run: further runs columns (meta=JSON text, tracer=...)."""
     store.ensure()
     rows = number_lines([dict(r) for r in rows])
     run_id = make_run_id(label)
@@ -78,12 +79,14 @@ def add_run(store: Store, label: str, rows: list[dict]) -> str:
     staging = store.new_staging()
     pq.write_table(t, staging / "events-00000.parquet")
     ts = [r["ts_ns"] for r in rows if r["ts_ns"] is not None]
+    extra = run
     run = {c.name: None for c in RUNS_SCHEMA}
     run.update(run_id=run_id, label=label, source=f"{label}.txt", format="test",
                sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(), n_lines=len(rows), n_events=len(rows),
                n_malformed=0, n_lost_events=0, first_ts_ns=min(ts) if ts else None,
                last_ts_ns=max(ts) if ts else None, ingested_at=dt.datetime.now(dt.timezone.utc),
                ts_unit="ns", ts_resolution_ns=1000, partial=False, lost_unknown=False)
+    run.update(extra)
     store.commit(staging, pa.Table.from_pylist([run], schema=RUNS_SCHEMA))
     return run_id
 

@@ -83,6 +83,10 @@ def ingest(paths: Iterable[str], store: Store | str | None = None, label: str = 
                                   on_size=(lambda size, p=p: on_start(str(p), size)) if on_start else None))
         except OSError as e:
             raise _ingest_error(e, str(p), st) from e
+    if out:
+        cov = coverage([r.run_id for r in out], st)
+        for r in out:
+            r.coverage = cov.get(r.run_id)
     return out
 
 
@@ -92,6 +96,25 @@ def check_ingest(paths: list[str], label: str, executor: str = "local", schedule
 
     check_label(label)
     batch.check_options([str(p) for p in paths], executor, scheduler)
+
+
+def coverage(run_ids: list[str], store: Store | str | None = None) -> dict[str, dict]:
+    """run_id -> its row of the ``run_coverage`` view with its ``cpu_coverage`` rows under "cpus" ({} when the
+    views cannot say)."""
+    try:
+        with connect(store, views="public") as con:
+            cur = con.execute("SELECT * FROM run_coverage WHERE list_contains(?, run_id)", [run_ids])
+            names = [d[0] for d in cur.description]
+            out = {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+            cur = con.execute("SELECT * FROM cpu_coverage WHERE list_contains(?, run_id) ORDER BY cpu", [run_ids])
+            names = [d[0] for d in cur.description]
+            for r in cur.fetchall():
+                d = dict(zip(names, r))
+                if d["run_id"] in out:
+                    out[d["run_id"]].setdefault("cpus", []).append(d)
+            return out
+    except (duckdb.Error, KsmtraceError):
+        return {}
 
 
 def ingest_many(paths: Iterable[str], store: Store | str | None = None, label: str = "default",
@@ -217,7 +240,7 @@ def synth(vmas: int = 64, forks: int = 0, pages: int = 4, items: int = 16, child
           retval: bool = True, retval_style: str = "6.13", retaddr: bool = False, iterators: bool = True,
           ns: bool = True, truncate: str | None = None, loss: bool = False, counter_style: str = "short",
           tp_counters: bool = False, noise: bool = True, tasks: int = 2, seed: int = 0,
-          out: str | os.PathLike | None = None):
+          out: str | os.PathLike | None = None, drop: str | None = None, cpu_stats: bool = False):
     """``ksmtrace synth``: with ``out``, generate a ground-truth trace (written to ``out``, the truth to
     ``OUT.truth/``) and return the :class:`ksmtrace.synth.SynthResult` and the path written as a pair;
     without ``out``, return the cost summary of the layout as text. Bad options raise ``KsmtraceError``."""
@@ -239,11 +262,21 @@ def synth(vmas: int = 64, forks: int = 0, pages: int = 4, items: int = 16, child
         raise KsmtraceError("--truncate must be start, end or both")
     if counter_style not in ("short", "long", "bpftrace"):
         raise KsmtraceError("--counter-style must be short, long or bpftrace")
+    drop_t = None
+    if drop is not None:
+        import re
+
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*([0-9.]+)\s*-\s*([0-9.]+)\s*", drop)
+        if not m:
+            raise KsmtraceError(f"--drop must be CPU:A-B with fractions 0 <= A < B <= 1 (got {drop!r})")
+        drop_t = (int(m.group(1)), float(m.group(2)), float(m.group(3)))
+    elif cpu_stats:
+        raise KsmtraceError("--cpu-stats needs --drop")
     try:
         res = generate(layout, walks=walks, caller=caller, patched=patched, evidence=evidence, fmt=fmt,
                        retval=retval_style if retval else None, iterators=iterators, seed=seed, ns=ns, tasks=tasks,
                        truncate=truncate, loss=loss, noise=noise, counter_style=counter_style,
-                       tracepoint_counters=tp_counters, retaddr=retaddr)
+                       tracepoint_counters=tp_counters, retaddr=retaddr, drop=drop_t, cpu_stats=cpu_stats)
     except ValueError as e:
         raise KsmtraceError(str(e)) from None
     try:

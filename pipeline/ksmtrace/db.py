@@ -169,7 +169,7 @@ def check(store: Store) -> None:
 #: the files a connection needs for the public views only (runs, events and the stored derived tables):
 #: defining the views that compute walks from events costs about a second of binding, which a report or a
 #: query of the public views does not need
-PUBLIC_FILES = ("00_runs.sql", "01_events.sql", STORED_VIEWS_FILE)
+PUBLIC_FILES = ("00_runs.sql", "01_events.sql", "02_coverage.sql", STORED_VIEWS_FILE)
 
 
 def needs_private_views(query: str) -> bool:
@@ -192,6 +192,8 @@ def connect(store: Store, threads: int | None = None, views: str = "all",
         raise StoreError(f"no ksmtrace store at {store.root} (run 'ksmtrace ingest' first, or pass --store)")
     check(store)
     con = duckdb.connect()
+    # DuckDB draws its own progress bar on stdout for queries over ~2 s: it would corrupt csv/json output
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(Path(store.root).resolve())])
@@ -218,6 +220,7 @@ def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
         return con
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
     _run_files(con, compute_files())
     _local.con, _local.key = con, key

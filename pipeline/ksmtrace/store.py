@@ -22,7 +22,6 @@ run visible or none of it; leftovers of a dead writer are removed by the next wr
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os

@@ -37,6 +37,9 @@ def entry() -> None:
     except KeyboardInterrupt:
         print("ksmtrace: interrupted", file=sys.stderr)
         rc = 130
+    # the command is done and its output written: a Ctrl-C now, while the interpreter shuts down (thread
+    # pools of duckdb and pyarrow), would kill it silently with SIGINT instead of the exit code given here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(rc)
 
 

@@ -31,6 +31,11 @@ def synth(
     ns: bool = typer.Option(True, "--ns/--us", help="perf script timestamps in ns (--ns) or µs."),
     truncate: Optional[str] = typer.Option(None, "--truncate", help="start, end or both: the trace begins/ends mid-walk."),
     loss: bool = typer.Option(False, "--loss", help="Insert a CPU:N [LOST M EVENTS] marker inside a walk."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="CPU:A-B: drop that CPU's records from fraction A to "
+                                       "B of the trace's time span, without a marker (an overwritten ring buffer: "
+                                       "A = 0), e.g. 1:0-0.5."),
+    cpu_stats: bool = typer.Option(False, "--cpu-stats", help="With --drop: write per-CPU ring-buffer stats "
+                                   "(overrun) to OUT.meta.json, as ksmtrace capture does."),
     counter_style: str = typer.Option("short", "--counter-style", help="Counter lines: short (hold_ns=...), long "
                                       "(Time_ms=...) or bpftrace (ksm_window:/ksm_walk:)."),
     tp_counters: bool = typer.Option(False, "--tp-counters", help="tracepoint evidence: add counter lines inside walks."),
@@ -47,7 +52,7 @@ def synth(
                     caller=caller, patched=patched, evidence=evidence, fmt=fmt, retval=retval,
                     retval_style=retval_style, retaddr=retaddr, iterators=iterators, ns=ns, truncate=truncate,
                     loss=loss, counter_style=counter_style, tp_counters=tp_counters, noise=noise, tasks=tasks,
-                    seed=seed, out=out)
+                    seed=seed, out=out, drop=drop, cpu_stats=cpu_stats)
     if out is None:
         print(got)
         return

@@ -186,6 +186,9 @@ class TraceDatParser(_BinaryParser):
                         stats.meta["kernel"] = parts[2]
                         stats.meta["uname"] = ln.strip()
                         break
+            rc, out, _ = _run_small([exe, "report", "--stat", "-i", path])
+            if rc == 0 and (pcs := tracecmd_buffer_stats(out)):
+                stats.meta["per_cpu_stats"] = pcs  # queries/02_coverage.sql
             cmd = [exe, "report", "-t", "-i", path]
             stats.meta["converter"] = " ".join(["trace-cmd", "report", "-t", "-i", source.name])
             conv = _Converter(cmd, f"{source.name} (trace-cmd report)")
@@ -194,6 +197,34 @@ class TraceDatParser(_BinaryParser):
         finally:
             if tmp:
                 os.unlink(tmp)
+
+
+_STAT_LINE_RE = re.compile(r"^\s*(entries|overrun|commit overrun|dropped events|read events|oldest event ts|now ts):"
+                           r"\s*(\S+)\s*$")
+
+
+def tracecmd_buffer_stats(text: str) -> dict | None:
+    """The kernel ring-buffer statistics ``trace-cmd report --stat`` prints (``CPU: N`` blocks, per buffer),
+    as per_cpu_stats {"<cpu>": {"overrun": int, ...}}. A file can list several buffers (the top one and
+    instances) without saying which one holds the data: per CPU the largest count of any buffer is kept, so a
+    loss in any of them counts."""
+    out: dict[str, dict] = {}
+    cpu = None
+    for ln in text.splitlines():
+        if m := re.match(r"^\s*CPU:\s*(\d+)\s*$", ln):
+            cpu = out.setdefault(m.group(1), {})
+            continue
+        if ln.strip().startswith("Buffer:"):
+            cpu = None
+        if cpu is None or not (m := _STAT_LINE_RE.match(ln)):
+            continue
+        k = m.group(1).replace(" ", "_")
+        v = m.group(2)
+        if k in ("oldest_event_ts", "now_ts"):
+            cpu.setdefault(k, v)
+        elif v.isdigit():
+            cpu[k] = max(cpu.get(k, 0), int(v))
+    return out or None
 
 
 _SAMPLE_TYPE_RE = re.compile(r"sample_type = ([A-Z_|]+)")

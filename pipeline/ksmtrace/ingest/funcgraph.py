@@ -245,6 +245,7 @@ class FuncGraphParser(Parser):
             pl.lit(None, pl.Int32).alias("cpu"), pl.lit(None, pl.Int32).alias("pid"),
             pl.lit(None, pl.String).alias("comm"), pl.lit(0, pl.Int64).alias("_ind"))
         if resets.height:
+            stats.meta["tracefs_snapshot"] = True  # a `trace` file header: overwrite-mode snapshot (02_coverage.sql)
             seq = pl.concat([seq, resets], how="vertical_relaxed").sort("line_no")
         if banners is not None and banners.height:
             seq = pl.concat([seq, banners.select(

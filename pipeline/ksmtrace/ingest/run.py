@@ -41,6 +41,8 @@ class IngestResult:
     partial: bool
     malformed_examples: list[dict] = field(default_factory=list)
     replaced: bool = False
+    #: the run's row of the run_coverage view plus its cpu_coverage rows ("cpus"), when computed
+    coverage: dict | None = None
     #: things the user should know that did not stop the ingest (ignored sidecar fields, gzip trailing garbage)
     warnings: list[str] = field(default_factory=list)
 
@@ -55,9 +57,50 @@ class IngestResult:
         s += f", {lost} lost events"
         if self.partial:
             s += ", PARTIAL (input truncated)"
+        if self.coverage:
+            s += "; " + coverage_text(self.coverage)
         for w in self.warnings:
             s += f"; warning: {w}"
         return s
+
+
+def _secs(ns) -> str:
+    return f"{ns / 1e9:.6f}" if ns is not None else "?"
+
+
+def coverage_text(c: dict) -> str:
+    """One phrase on how much of a run is complete (a run_coverage row, cpu_coverage rows in c["cpus"])."""
+    if not c.get("loss_evidence"):
+        if c.get("lost_markers"):
+            return (f"coverage: {c['lost_markers']} loss markers (walks overlapping a marker's per-CPU gap are "
+                    f"incomplete); no CPU buffer is known to have lost its oldest events")
+        return "coverage: complete (no CPU buffer is known to have lost events)"
+    frac = c.get("complete_fraction")
+    s = (f"coverage: {100 * frac:.1f}% complete ({_secs(c.get('complete_start_ns'))}-"
+         f"{_secs(c.get('complete_end_ns'))} s of {_secs(c.get('first_ts_ns'))}-{_secs(c.get('last_ts_ns'))} s)"
+         if frac is not None else "coverage: unknown")
+    lossy = {str(x) for x in (c.get("lossy_cpus") or "").split(",") if x}
+    ev = c["loss_evidence"]
+    if ev == "per-cpu stats":
+        parts = []
+        for r in c.get("cpus", []):
+            if str(r.get("cpu")) in lossy:
+                bits = [f"overrun {r['overrun']}" if r.get("overrun") else None,
+                        f"dropped {r['dropped_events']}" if r.get("dropped_events") else None]
+                parts.append(f"CPU {r['cpu']} " + ", ".join(b for b in bits if b)
+                             + f" (buffer from {_secs(r.get('first_ts_ns'))} s)")
+        s += "; per-CPU stats: " + "; ".join(parts)
+    else:
+        why = {"header": "the header's entries-written exceeds entries-in-buffer",
+               "buffer-started": "the trace has 'buffer started' lines (printed after an overrun)",
+               "snapshot": "a function_graph trace snapshot without per-CPU stats may have overwritten",
+               "perf overwrite": "perf recorded with --overwrite"}.get(ev, ev)
+        firsts = ", ".join(f"CPU {r['cpu']} from {_secs(r.get('first_ts_ns'))} s" for r in c.get("cpus", [])
+                           if str(r.get("cpu")) in lossy)
+        s += f"; inferred: {why}; buffers start {firsts}"
+        if c.get("overrun_events"):
+            s += f"; {c['overrun_events']} events overwritten"
+    return s + "; walks outside it are incomplete"
 
 
 _DELTA_COLUMNS = {"line_no": "DELTA_BINARY_PACKED", "ts_ns": "DELTA_BINARY_PACKED"}
@@ -226,6 +269,13 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
                         meta[key] = capture[ckey]
                 if capture.get("partial"):
                     meta["capture_partial"] = True
+                if (pcs := per_cpu_stats(capture)) is not None:  # read by queries/02_coverage.sql
+                    meta["per_cpu_stats"] = pcs
+            if isinstance(pcs := meta.get("per_cpu_stats"), dict):  # the sidecar's or trace.dat's own
+                # overwritten + dropped per the kernel's own counters (a LOST marker or the header counts
+                # the same events: take the larger, never the sum)
+                n = sum(d.get("overrun", 0) + d.get("dropped_events", 0) for d in pcs.values())
+                stats.n_lost_events = max(stats.n_lost_events, n)
             row = {
                 "run_id": run_id, "label": label, "source": src.name, "format": parser.name,
                 "sha256": sha, "n_lines": n_lines, "n_events": writer.n,
@@ -336,6 +386,24 @@ def read_sidecar(path: str, warnings: list[str] | None = None) -> dict | None:
 
 def _type_name(typ) -> str:
     return {str: "a string", int: "a CPU count (integer)", bool: "true or false"}[typ]
+_STAT_KEYS = ("entries", "overrun", "commit_overrun", "dropped_events", "read_events")
+
+
+def per_cpu_stats(capture: dict) -> dict | None:
+    """The sidecar's ``per_cpu_stats`` ({"<cpu>": {"overrun": int, ...}}, read from per_cpu/cpuN/stats before
+    tracing stopped), with CPU keys and counts checked; None when absent or unusable."""
+    raw = capture.get("per_cpu_stats")
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    for cpu, d in raw.items():
+        if not str(cpu).isdigit() or not isinstance(d, dict):
+            continue
+        row = {k: d[k] for k in _STAT_KEYS if isinstance(d.get(k), int) and not isinstance(d.get(k), bool)
+               and d[k] >= 0}
+        row |= {k: d[k] for k in ("oldest_event_ts", "now_ts") if isinstance(d.get(k), str)}
+        out[str(int(cpu))] = row
+    return out or None
 
 
 def _remove_if_only_scaffolding(root: Path) -> None:

@@ -38,7 +38,8 @@ EVENT_RE = (
     r"(?P<ev>[^\s:]+):(?P<pad>\s*)(?P<payload>.*?)\s*$"
 )
 PREAMBLE_RE = r"^(?:version = \d+|CPU \d+ is empty|cpus=\d+)\s*$"
-LOST_RE = r"^CPU:(?P<cpu>\d+) \[(?:(?P<n>\d+) )?EVENTS DROPPED\]\s*$"
+# the buffer (instance) name prefixes it as it does events: "inst: CPU:0 [3140 EVENTS DROPPED]"
+LOST_RE = r"^(?:[A-Za-z0-9_.-]+: +)?CPU:(?P<cpu>\d+) \[(?:(?P<n>\d+) )?EVENTS DROPPED\]\s*$"
 STACK_RE = (r"^\s*=>\s*(?:(?P<bare>[0-9a-fA-F]{8,16})|(?P<sym>.*?)(?:\+(?P<off>0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?))?"
             r"(?:\s+\((?P<addr>[0-9a-fA-F]+)\))?)\s*$")
 #: events whose message may continue on the next line(s)

@@ -154,6 +154,9 @@ def _random_walk_map(con, label, caller, t_map, t_grp, split_seed: int) -> None:
         start = int(rng.integers(0, 2))  # odd-sized strata: either group may get the extra walk
         g[ix] = (np.arange(len(ix)) + start) % 2
     df["g"] = g
-    df = df[["run_id", "walk_id", "g"]]  # noqa: F841 (read by DuckDB below)
-    con.execute(f"CREATE TEMP TABLE {t_map} AS SELECT d.run_id, d.walk_id, g.orig, g.label FROM df d "
+    # registered explicitly: a read-only connection (enable_external_access=false) has no replacement scans
+    name = f"{t_map}_split"
+    con.register(name, df[["run_id", "walk_id", "g"]])
+    con.execute(f"CREATE TEMP TABLE {t_map} AS SELECT d.run_id, d.walk_id, g.orig, g.label FROM {name} d "
                 f"JOIN {t_grp} g ON g.g = d.g")
+    con.unregister(name)

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import KsmtraceError
 from . import stats
+from .coverage import coverage_warning, side_coverage
 
 PAGE_TYPES = ("ksm", "anon", "file", "all")
 VIEWS = ("walks", "lock_windows", "lock_waits", "runs")
@@ -411,6 +412,7 @@ class _Builder:
             "callers": self._callers(label),
             "run_ids": run_ids,
             "run_details": [_run_public(r) for r in runs],
+            "coverage": side_coverage(con, run_ids, W),  # runs that lost data (report/coverage.py)
         }
         smp = SideSamples(walk_ns=walk_ns, walk_t_s=walk_t, walk_run=walk_run, hold_ns=hold_ns,
                           hold_run=hold_run, window_iterations=win_it, iter_run=iter_run, run_ids=run_ids,
@@ -621,9 +623,11 @@ def _side_warnings(model, page_type, other_types) -> list[str]:
         if s["runs"] == 1 and s["walks"]:
             w.append(f"{name}: only one run; its walks are not independent samples (one boot, one "
                      f"workload): record several runs per side to make the run the unit of the verdict")
+        covered = {c["run_id"] for c in s.get("coverage", [])}
+        w.extend(coverage_warning(name, c) for c in s.get("coverage", []))
         for r in s["run_details"]:
             lost, unk = r.get("n_lost_events"), r.get("lost_unknown")
-            if (lost or 0) > 0 or unk:
+            if ((lost or 0) > 0 or unk) and r["run_id"] not in covered:
                 n = f"{lost} events" if lost else "events"
                 w.append(f"{name}: run {r['run_id']} lost {n}{' (count unknown)' if unk else ''}; "
                          f"walks overlapping a loss are incomplete")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class SynthResult:
         else:
             with open(p, "w", buffering=1 << 20) as fh:
                 fh.write(self.text)
+        if "per_cpu_stats" in self.meta:  # what `ksmtrace capture` writes beside a trace
+            Path(str(p) + ".meta.json").write_text(json.dumps({"per_cpu_stats": self.meta["per_cpu_stats"],
+                                                               "synth": True}, indent=1))
         d = Path(str(p) + ".truth")
         d.mkdir(exist_ok=True)
         self.expected_walks.to_csv(d / "walks.csv", index=False)
@@ -148,16 +152,36 @@ def _insert_loss(rows, sim, window_walks: bool):
     return rows
 
 
+def _drop(rows, ncpu, cpu, a, b):
+    """Remove CPU ``cpu``'s records in [a, b) of the trace's time span (fractions); per-CPU stats to match."""
+    if not (0 <= a < b <= 1) or not (0 <= cpu < ncpu):
+        raise ValueError(f"drop needs 0 <= a < b <= 1 and a CPU in 0..{ncpu - 1} (got {cpu}:{a}-{b})")
+    ts = [r.t for r in rows]
+    t0, t1 = min(ts), max(ts)
+    lo, hi = t0 + a * (t1 - t0), t0 + b * (t1 - t0) + (1 if b == 1 else 0)
+    kept = [r for r in rows if not (r.cpu == cpu and lo <= r.t < hi)]
+    n_dropped = len(rows) - len(kept)
+    stats = {str(c): {"entries": sum(1 for r in kept if r.cpu == c), "overrun": n_dropped if c == cpu else 0,
+                      "commit_overrun": 0, "dropped_events": 0, "read_events": 0} for c in range(ncpu)}
+    return kept, stats
+
+
 def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "migrate", patched: bool = False,
              evidence: str = "function-graph", fmt: str | None = None, retval: str | None = "6.13",
              iterators: bool = True, seed: int = 0, ns: bool = True, tasks: int = 2, truncate: str | None = None,
              loss: bool = False, noise: bool = True, counter_style: str = "short", tracepoint_counters: bool = False,
              callchain: bool = True, stack: bool = True, fetch_vma: bool = True, tail: bool = True,
-             retaddr: bool = False, costs: Costs | None = None) -> SynthResult:
+             retaddr: bool = False, costs: Costs | None = None, drop: tuple[int, float, float] | None = None,
+             cpu_stats: bool = False) -> SynthResult:
     """Simulate ``walks`` walks on ``layout`` and render them as ``evidence`` in ``fmt``.
 
     retval: None (off), "6.13" (``ret=``) or "6.5" (``= ``) spelling; ns: perf ``--ns`` (else µs);
     truncate: None, "start", "end" or "both"; counter_style: short | long | bpftrace.
+    drop: (cpu, a, b): that CPU's records from fraction a to fraction b of the trace's time span vanish
+    without a marker, as a ring buffer that overwrote (a = 0: its oldest events) or lost a stretch;
+    cpu_stats: also give per-CPU ring-buffer stats (meta["per_cpu_stats"], written to FILE.meta.json as
+    `ksmtrace capture` does: overrun = the dropped records of that CPU). The oracle applies the
+    completeness rules of queries/02_coverage.sql.
     """
     layout = layout or Layout()
     if evidence not in EVIDENCE:
@@ -220,6 +244,11 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
         rows.sort(key=lambda r: (r.t, r.seq))
         for r in rows:
             r.ts = r.t if (fmt == "perf-script" and ns) else R.us_floor(r.t)
+    per_cpu_stats = None
+    if drop is not None:
+        rows, per_cpu_stats = _drop(rows, ncpu, *drop)
+        if not cpu_stats:
+            per_cpu_stats = None
     if loss and fmt in ("ftrace", "function-graph"):
         rows = _insert_loss(rows, sim, evidence == "counters" or tracepoint_counters)
     # text
@@ -256,10 +285,14 @@ def generate(layout: Layout | None = None, *, walks: int = 40, caller: str = "mi
     cw, cwin = O.finish_counter_walks(new, len(ew) + 1)
     ew += cw
     ewins += cwin
+    O.apply_coverage(ew, rows, per_cpu_stats=per_cpu_stats, snapshot=fmt == "function-graph",
+                     res_ns=1 if (fmt == "perf-script" and ns) else 1000)
     model_walks, model_windows = _model_frames(sim)
     meta = dict(evidence=evidence, format=fmt, n_lines=text.count("\n"), patched=patched, seed=seed,
                 layout=layout.__dict__, caller=caller, retval=retval, iterators=iterators, ncpu=ncpu,
-                truncate=truncate, loss=loss)
+                truncate=truncate, loss=loss, drop=list(drop) if drop else None)
+    if per_cpu_stats is not None:
+        meta["per_cpu_stats"] = per_cpu_stats
     return SynthResult(text, O.frame(O.WALK_COLS, ew), O.frame(O.WIN_COLS, ewins), O.frame(O.WAIT_COLS, waits),
                        model_walks, model_windows, meta)
 

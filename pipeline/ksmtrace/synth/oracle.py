@@ -100,6 +100,68 @@ def _complete(w, losses) -> bool:
     return not any(w["start_ns"] <= t <= w["end_ns"] for t in losses)
 
 
+TOL_NS = 1000 + 60000  # 02_coverage.sql _walk_inconsistent: resolution (>= 1 us) + 60 us tracer overhead
+
+
+def apply_coverage(walks, rows, *, per_cpu_stats=None, snapshot=False, res_ns=1000) -> int:
+    """Issue #16 (queries/02_coverage.sql), from the rendered rows: a complete walk becomes incomplete
+    when it starts before the run's complete interval (per-CPU stats: the latest first timestamp of the CPUs
+    that overran), overlaps a loss marker's per-CPU gap (previous record of that CPU, marker], overlaps a
+    stretch between its task leaving a CPU and the first record of the CPU it moved to, when that record
+    comes later (function_graph snapshots without stats), or when its
+    span disagrees with its printed duration / a window outlasts it. Returns how many it changed."""
+    first, prev_on, gaps = {}, {}, []
+    pending = []  # markers waiting for their CPU's next record (no timestamp of their own)
+    for r in rows:
+        if r.ev == "__lost_events":
+            if r.cpu is not None:
+                lo = prev_on.get(r.cpu, -(1 << 63))
+                if r.ts is not None:
+                    gaps.append((lo, r.ts))
+                else:
+                    pending.append((r.cpu, lo))
+            continue
+        if r.ts is None or r.cpu is None:
+            continue
+        first.setdefault(r.cpu, r.ts)
+        prev_on[r.cpu] = r.ts
+        for k in [k for k in pending if k[0] == r.cpu]:
+            gaps.append((k[1], r.ts))
+            pending.remove(k)
+    gaps += [(lo, 1 << 63) for _, lo in pending]
+    start_cut = None
+    if per_cpu_stats:
+        cut = [first[int(c)] for c, d in per_cpu_stats.items() if d.get("overrun", 0) > 0 and int(c) in first]
+        start_cut = max(cut) if cut else None
+    # CPU changes of a task into a CPU whose first record is after the task left its old CPU
+    holes: dict = {}
+    if snapshot and not per_cpu_stats:
+        last = {}
+        for r in rows:
+            if r.kind not in ("entry", "leaf", "exit") or r.ts is None or r.cpu is None:
+                continue
+            p = last.get(r.pid)
+            if p is not None and p[0] != r.cpu and first[r.cpu] > p[1]:
+                holes.setdefault(r.pid, []).append((p[1], first[r.cpu]))
+            last[r.pid] = (r.cpu, r.ts)
+    tol = max(res_ns or 1000, 1000) + 60000
+    n = 0
+    for w in walks:
+        s, e = w.get("start_ns"), w.get("end_ns")
+        if not w.get("complete") or s is None or e is None:
+            continue
+        d, mh = w.get("duration_ns"), w.get("max_hold_ns")
+        bad = (start_cut is not None and s < start_cut) or any(lo < e and hi > s for lo, hi in gaps)
+        bad = bad or any(lo < e and hi > s for lo, hi in holes.get(w.get("pid"), ()))
+        if d is not None:
+            bad = bad or (w.get("evidence") == "function-graph" and abs((e - s) - d) > tol + d // 100)
+            bad = bad or (mh is not None and mh > d + tol)
+        if bad:
+            w["complete"] = False
+            n += 1
+    return n
+
+
 def _finish_walk(w, wins, iters_known=False):
     """walk columns from its windows (function_graph / kprobe / counters).
 
