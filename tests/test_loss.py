@@ -18,7 +18,7 @@ from ksmtrace.ingest.run import per_cpu_stats
 from ksmtrace.store import Store
 
 import test_walks_synth as tws
-from test_walks_support import connection, ev, query
+from walks_support import connection, ev, query
 
 DATA = Path(__file__).parent / "data"
 GLUED = DATA / "fg_overwrite.trace.gz"        # entry 49.651415 (CPU 1) + exit 50.015214 (CPU 0), printed 4.514 ms
@@ -112,7 +112,7 @@ def test_report_says_which_runs_lost_data(tmp_path):
     longest = _longest_complete(store, "glued")
     # Time_ms (the longest lock-window hold of complete walks) never exceeds the longest complete walk;
     # before the coverage rules it was the 274.6 ms window of the glued walk
-    t = m["before"]["seed"]["time_ms"]
+    t = m["before"]["changelog_table"]["time_ms"]
     assert t is not None and 0 < t <= longest / 1e6
     cov = m["before"]["coverage"]
     assert cov[0]["loss_evidence"] == "per-cpu stats" and cov[0]["lossy_cpus"] == "0,1"
@@ -207,7 +207,7 @@ def test_synth_drop_sidecar_written(tmp_path):
 
 # ------------------------------------------------------------------------------ markers of perf / trace-cmd
 def _commit(tmp_path, rows, **run):
-    from test_walks_support import add_run
+    from walks_support import add_run
     store = Store(tmp_path / "store")
     rid = add_run(store, "t", rows, **run)
     return store, rid
@@ -251,7 +251,7 @@ def test_tracecmd_dropped_marker_without_ts_uses_next_record(tmp_path):
 
 def test_window_longer_than_walk_is_incomplete(tmp_path):
     """A lock window longer than the printed walk duration is impossible: the walk is incomplete."""
-    from test_walks_support import fg
+    from walks_support import fg
     rows = fg("""
         100.000000 1 0 entry rmap_walk_ksm
         100.000010 1 1 leaf down_read_trylock 0.500 0x1
