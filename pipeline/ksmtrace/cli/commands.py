@@ -95,7 +95,10 @@ def _main(argv: list[str] | None) -> int:
         import duckdb
         from typer._click import exceptions as cx
 
-        if isinstance(e, duckdb.InterruptException):
+        # Ctrl-C inside a DuckDB query: duckdb raises InterruptException, or from its result conversion a
+        # plain RuntimeError("Query interrupted")
+        if isinstance(e, duckdb.InterruptException) or (isinstance(e, RuntimeError)
+                                                         and str(e).strip() == "Query interrupted"):
             say("interrupted")
             return 130
         if isinstance(e, duckdb.Error):
