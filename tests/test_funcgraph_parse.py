@@ -243,3 +243,106 @@ def test_overruns_and_prose_are_accounted():
     rows, stats = parse(text)
     assert len(rows) == 2 and stats.meta["overruns"] == 12
     assert stats.meta["n_overrun_lines"] == 1 and stats.meta["n_ignored_prose"] == 2
+
+
+# ---------------------------------------------------------------- fast paths == careful paths
+
+def parse_both(blob: bytes, chunk: int | None = None):
+    """(table, stats) with the fast paths and with the careful ones (GRAPH_RE, CALL_RE, the depth loop)."""
+    from unittest import mock
+
+    from ksmtrace.ingest import funcgraph
+
+    out = []
+    for fast in (True, False):
+        with mock.patch.object(funcgraph, "FAST_PATHS", fast):
+            src = TraceSource(stream=io.BytesIO(blob), name="t")
+            stats = ParseStats()
+            p = FuncGraphParser()
+            tabs = [conform(t) for t in p.parse(src, stats)]
+        out.append((pa.concat_tables(tabs) if tabs else None, stats))
+    return out
+
+
+FG_LAYOUT_LINES = [
+    " 1191.254990 |   0)  ksm_rma-269   |               |  rmap_walk_ksm() {",
+    " 1191.255364 |   0)  ksm_rma-269   | + 45.872 us   |    down_read_trylock();",
+    " 1191.255364 |   1)  ksm_rma-269   |   5.186 us    |  }",
+    " 1191.255364 |   0)  kworker-1:2-99 |   0.100 us    |  } /* rmap_walk_ksm */",
+    "   0)  bash-123   |               |  f() {",
+    "   0)  bash-123   |   1.000 us    |  }",
+    "   1)   0.180 us    |  kfree();",
+    "   1)               |  g() {",
+    "   1) ! 8147.120 us |  }",
+    " 1191.2 |   1)   0.180 us    |  kfree();",
+    "   0)  bash-123   |  d..1 |   1.000 us    |  }",
+    "   0)  d.h1 |   1.000 us    |  x();",
+    "   0)  bash-123   |               |  /* set_migration_pte: addr=7f0 pte=1 */",
+    "   0)  bash-123   |               |  f(a=1, b=2) {",
+    "   0)  bash-123   |               |  f [mod]() {",
+    "   0)  bash-123   |   0.1 us |  f(); /* <-caller+0x1/0x2 = 0x0 */",
+    " ------------------------------------------",
+    " 1)  bash-9  =>  kcompact-33",
+    "   0)  bash-123   |  ==========> |",
+    "   0)  bash-123   |  <========== |",
+    " 3)   ksmd-37    |  ! 212.123 us |  }",
+    "   0)  bash-99999999999   |   1.000 us    |  }",
+    " 99999999999.000001 |   0)  b-1   |   1.000 us    |  }",
+    "# tracer: function_graph",
+]
+
+
+@st.composite
+def fg_blob(draw):
+    n = draw(st.integers(1, 60))
+    lines = []
+    for _ in range(n):
+        k = draw(st.integers(0, 9))
+        base = draw(st.sampled_from(FG_LAYOUT_LINES))
+        if k < 6:
+            lines.append(base)
+        elif k == 6:  # one byte changed, inserted or removed anywhere
+            pos = draw(st.integers(0, len(base)))
+            ins = draw(st.sampled_from(["", " ", "|", ")", "-", "\t", "\u00a0", "x", "1", ".", "{", ";", "}", "é"]))
+            cut = draw(st.integers(0, 1))
+            lines.append(base[:pos] + ins + base[pos + cut:])
+        elif k == 7:
+            lines.append(base[: draw(st.integers(0, len(base)))])
+        elif k == 8:
+            lines.append(draw(st.text(max_size=60)).replace("\n", " ").replace("\r", " "))
+        else:
+            lines.append("")
+    return ("\n".join(lines) + "\n").encode("utf-8", "replace")
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(blob=fg_blob(), chunk=st.sampled_from([None, 200, 1000]))
+def test_fast_paths_equal_careful_paths(blob, chunk):
+    """The prologue split, the common-text slices and the vectorised depth give exactly the rows, malformed
+    lines and facts of GRAPH_RE / CALL_RE / the per-row depth loop, on hostile lines of every layout."""
+    from unittest import mock
+
+    from ksmtrace.ingest import source
+
+    with mock.patch.object(source, "CHUNK_BYTES", chunk or source.CHUNK_BYTES):
+        (fa, sa), (fb, sb) = parse_both(blob)
+    assert (fa is None) == (fb is None)
+    if fa is not None:
+        assert fa.to_pylist() == fb.to_pylist()
+    assert (sa.n_malformed, sa.malformed_examples, sa.meta) == (sb.n_malformed, sb.malformed_examples, sb.meta)
+
+
+def test_fast_paths_equal_careful_paths_on_real_captures(corpus):
+    """Every function_graph file of the corpus and the real 6.1 capture in sample_traces."""
+    from conftest import ROOT
+
+    paths = sorted((corpus / "function-graph").iterdir())
+    blobs = [p.read_bytes() for p in paths if p.is_file()]
+    import zstandard
+
+    blobs.append(zstandard.ZstdDecompressor().decompress(
+        (ROOT / "sample_traces" / "real-6.1-fgl200.funcgraph.txt.zst").read_bytes(), max_output_size=1 << 28))
+    for blob in blobs:
+        (fa, sa), (fb, sb) = parse_both(blob)
+        assert fa.to_pylist() == fb.to_pylist()
+        assert (sa.n_malformed, sa.meta) == (sb.n_malformed, sb.meta)
