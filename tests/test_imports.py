@@ -1,5 +1,6 @@
-"""The package's module-level import graph has no cycle, and no module imports another's private names
-(the pieces two input formats share live in ksmtrace.ingest.base / fields / source)."""
+"""The package's module-level import graph has no cycle, no module imports another's private names, and no
+input format imports another format at all (the pieces two formats share live in ksmtrace.ingest.base / fields /
+source / _records / _ftrace_lines)."""
 from __future__ import annotations
 
 import ast
@@ -121,16 +122,38 @@ def test_no_module_imports_another_modules_privates():
     assert not bad, "; ".join(bad)
 
 
-def test_no_format_imports_another_formats_privates():
-    mods = _modules()
-    bad = []
-    for m, p in mods.items():
-        if not m.startswith("ksmtrace.ingest."):
+def _format_imports(m: str, p: Path) -> list[str]:
+    """The other format modules that format module ``m`` imports, anywhere in it (also inside functions):
+    ``from .perf_script import x``, ``from . import perf_script``, ``import ksmtrace.ingest.perf_script``."""
+    out = []
+    for node in ast.walk(ast.parse(p.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            target = _resolve(m, p.name == "__init__.py", node)
+            names = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
             continue
-        # every import, also inside functions
-        for node in ast.walk(ast.parse(p.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                target = _resolve(m, p.name == "__init__.py", node)
-                if target.rsplit(".", 1)[-1] in FORMATS and target != m:
-                    bad += [f"{m} imports {target}.{a.name}" for a in node.names if a.name.startswith("_")]
+        for n in names:
+            if n.startswith("ksmtrace.ingest.") and n.split(".")[2] in FORMATS and n.split(".")[2] != m.split(".")[2]:
+                out.append(f"{m} imports {n}")
+    return out
+
+
+def test_no_format_imports_another_format():
+    """Formats share code through shared private modules (ingest._records, ingest._ftrace_lines, base, fields,
+    source) or the registry (``ingest.get``), never by importing one another: each can change alone."""
+    mods = _modules()
+    bad = [b for m, p in mods.items() if m.split(".")[-1] in FORMATS and m.startswith("ksmtrace.ingest.")
+           for b in _format_imports(m, p)]
     assert not bad, "; ".join(bad)
+
+
+def test_the_format_import_check_finds_one(tmp_path):
+    p = tmp_path / "x.py"
+    for src in ("from .perf_script import build_callchain\n", "from . import ftrace\n",
+                "def f():\n    import ksmtrace.ingest.tracecmd\n", "from ksmtrace.ingest.funcgraph import X\n"):
+        p.write_text(src)
+        assert _format_imports("ksmtrace.ingest.binary", p), src
+    p.write_text("from ._records import run_blocks\nfrom . import get\nfrom .base import Parser\n")
+    assert not _format_imports("ksmtrace.ingest.binary", p)

@@ -4,11 +4,11 @@ Each is converted by its own tool, run as a subprocess whose stdout is streamed
 into the matching text parser (nothing is written to disk):
 
 * ``trace-dat`` (magic ``\\x17\\x08Dtracing`` + ``6``/``7``): ``trace-cmd report -t -i FILE``
-  -> ``tracecmd.TraceCmdReportParser``; ``trace-cmd report --uname`` gives the kernel.
+  -> the ``trace-cmd-report`` parser; ``trace-cmd report --uname`` gives the kernel.
 * ``perf-data`` (magic ``PERFILE2``, also perf's zstd-compressed and pipe-mode files):
   ``perf script --header-only`` for provenance and sample types, then
   ``perf script --ns --show-lost-events -F <fields the samples carry, callchain included>``
-  -> ``perf_script.PerfScriptParser``.
+  -> the ``perf-script`` parser (both looked up in the registry, ``ksmtrace.ingest.get``).
 
 The run's sha256 is that of the binary file; the converter command and the tool's
 version go into ``runs.meta``.  A missing tool raises ``MissingTool`` naming the
@@ -31,10 +31,9 @@ from typing import Iterator
 import pyarrow as pa
 
 from ..errors import BadInput, MissingTool
+from . import get
 from .base import Parser, ParseStats
-from .perf_script import PerfScriptParser
 from .source import PERF_MAGIC, TRACE_DAT_MAGIC, TraceSource
-from .tracecmd import TraceCmdReportParser
 
 
 PACKAGES = {"perf": "linux-perf", "trace-cmd": "trace-cmd"}
@@ -192,7 +191,7 @@ class TraceDatParser(_BinaryParser):
             cmd = [exe, "report", "-t", "-i", path]
             stats.meta["converter"] = " ".join(["trace-cmd", "report", "-t", "-i", source.name])
             conv = _Converter(cmd, f"{source.name} (trace-cmd report)")
-            yield from self._stream(conv, TraceCmdReportParser(), stats, TRACECMD_FAIL_RE, source.name)
+            yield from self._stream(conv, get("trace-cmd-report")(), stats, TRACECMD_FAIL_RE, source.name)
             stats.meta["tracer"] = "trace-cmd"
         finally:
             if tmp:
@@ -288,8 +287,8 @@ class PerfDataParser(_BinaryParser):
                 last = [ln for ln in herr.splitlines() if ln.strip()]
                 raise BadInput(f"{source.name}: cannot be read by perf ({_rc_text(rc)}): "
                                f"{last[-1].strip() if last else 'no message'}; nothing stored")
-            text_parser = PerfScriptParser()
-            text_parser._header([ln for ln in hdr.splitlines() if ln.startswith("#")], stats)
+            text_parser = get("perf-script")()  # the registry's: formats never import each other
+            text_parser.header([ln for ln in hdr.splitlines() if ln.startswith("#")], stats)
             stats.meta["perf_version_recorded"] = stats.meta.pop("perf_version", None)
             fields = perf_fields(hdr)
             cmd = [exe, "script", "--ns", "--show-lost-events"] + (fields or []) + ["-i", path]

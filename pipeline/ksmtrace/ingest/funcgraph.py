@@ -14,7 +14,7 @@ Rows: ``funcgraph_entry`` (kind entry|leaf), ``funcgraph_exit`` (kind exit),
 is the tracepoint name when the comment reads ``event: payload``, else
 ``funcgraph_comment``) and ``__task_switch`` rows. Everything else (headers,
 prose, ordinary ftrace lines such as a latency ``<stack trace>`` block) goes
-through the ftrace parser.
+through the ftrace line rules (``_ftrace_lines``, shared with the ftrace format).
 
 Depth is inferred from braces, per task: the pid when ``funcgraph-proc`` is on,
 otherwise the task that the last task-change banner put on that CPU (or the CPU
@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, conform, take_junk
 from .fields import fields_long, long_to_map
-from .ftrace import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
+from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from .source import TraceSource, is_probably_binary
 
 GRAPH_RE = (

@@ -18,9 +18,7 @@ Event line (builtin-script.c)::
 """
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -28,8 +26,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, exact_ns, int_in, junk_reason, \
-    junk_text, count_junk, add_count
+from ._records import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
+from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
 # -- regexes (Rust syntax for polars; also valid for Python's re) ------------------------------------------
@@ -69,52 +67,7 @@ _EVENT_TS_RX = re.compile(EVENT_TS_RE)
 _FRAME_RX = re.compile(FRAME_RE)
 
 
-# -- shared helpers (also used by tracecmd.py) --------------------------------------------------------------
-
-def lines_of(text: str) -> pl.Series:
-    """Split decoded chunk text into a Series of lines (no trailing empty line, CR stripped)."""
-    if text.endswith("\n"):
-        text = text[:-1]
-    s = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
-    return s.str.strip_suffix("\r")
-
-
-def ts_ns_expr(sec: pl.Expr, frac: pl.Expr) -> pl.Expr:
-    """``sec.frac`` (any number of fraction digits up to 9) -> exact int64 ns; NULL when it does not fit."""
-    return pl.when(frac.is_not_null()).then(exact_ns(sec, frac)).otherwise(pl.lit(None, pl.Int64))
-
-
-def drop_junk(lines: pl.Series, nos: np.ndarray, stats: ParseStats) -> tuple[pl.Series, np.ndarray]:
-    """Count NUL lines and the source's marker lines as malformed and take them out (see base.junk_reason)."""
-    has = lines.str.contains("\x00", literal=True)
-    if not has.any():
-        return lines, nos
-    df = pl.DataFrame({"t": lines, "no": nos}).with_columns(r=junk_reason(pl.col("t")))
-    bad = df.filter(pl.col("r").is_not_null())
-    count_junk(stats, bad.get_column("no").to_list(), bad.select(junk_text(pl.col("t"))).to_series().to_list(),
-               bad.get_column("r").to_list())
-    keep = df.get_column("r").is_null()
-    return lines.filter(keep), nos[keep.to_numpy()]
-
-
-def fields_for(payload: pl.Series, event: pl.Series) -> pa.Array:
-    from .fields import parse_fields
-
-    return parse_fields(payload, event)
-
-
-def build_callchain(n_records: int, frame_rid: np.ndarray, frames: pa.StructArray) -> pa.Array:
-    """ListArray<FRAME> of ``n_records`` entries; ``frame_rid`` (sorted) says which record each frame is in.
-
-    Records without frames get NULL.
-    """
-    counts = np.bincount(frame_rid, minlength=n_records).astype(np.int32) if len(frame_rid) else \
-        np.zeros(n_records, np.int32)
-    offsets = np.zeros(n_records + 1, np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    mask = pa.array(counts == 0)
-    return pa.ListArray.from_arrays(pa.array(offsets), frames, type=pa.list_(FRAME), mask=mask)
-
+# -- frames ------------------------------------------------------------------------------------------------
 
 def frames_struct(df: pl.DataFrame) -> pa.StructArray:
     """polars frame columns addr/sym/off/dso -> Arrow StructArray of FRAME."""
@@ -160,67 +113,6 @@ def parse_frames(text: pl.Series) -> pl.DataFrame:
     return out.select(*_FR_COLS, ok=pl.col("addr").is_not_null())
 
 
-def _blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
-    """Feed ``parser._block`` chunk by chunk, carrying the record still open at the end of each chunk."""
-    carry: pl.Series | None = None
-    carry_no: np.ndarray | None = None
-    for chunk in source.chunks(parser.chunk_bytes):
-        lines = lines_of(chunk.data.decode("utf-8", "replace"))
-        nos = np.arange(chunk.first_line_no, chunk.first_line_no + len(lines), dtype=np.int64)
-        if carry is not None:
-            lines = pl.concat([carry, lines])
-            nos = np.concatenate([carry_no, nos])
-        out, carry, carry_no = parser._block(lines, nos, stats, final=False)
-        yield from out
-    if carry is not None and len(carry):
-        out, _, _ = parser._block(carry, carry_no, stats, final=True)
-        yield from out
-
-
-def run_blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
-    """``_blocks`` in a worker thread, one table ahead, so that parsing the next chunk overlaps with the
-    consumer writing the previous one (polars and pyarrow release the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for t in _blocks(parser, source, stats):
-                if not put(("t", t)):
-                    return
-            put(("done", None))
-        except BaseException as e:  # handed to the consumer
-            put(("err", e))
-
-    th = threading.Thread(target=work, name="ksmtrace-parse", daemon=True)
-    th.start()
-    finished = False
-    try:
-        while True:
-            kind, v = q.get()
-            if kind == "t":
-                yield v
-            elif kind == "done":
-                finished = True
-                return
-            else:
-                finished = True
-                raise v
-    finally:
-        stop.set()
-        if finished:
-            th.join()
-
-
 # -- the parser ----------------------------------------------------------------------------------------------
 
 class PerfScriptParser(Parser):
@@ -261,8 +153,8 @@ class PerfScriptParser(Parser):
         self.meta_header: dict = {}
         self.resolution: int | None = None
 
-    # header lines ("# ========" block) -> stats.meta
-    def _header(self, lines: list[str], stats: ParseStats) -> None:
+    def header(self, lines: list[str], stats: ParseStats) -> None:
+        """Header lines (the ``# ========`` block of ``perf script --header``) -> stats.meta."""
         hdr = stats.meta.setdefault("perf_header", {})
         events = []
         for ln in lines:
@@ -297,8 +189,34 @@ class PerfScriptParser(Parser):
             stats.meta["ts_resolution_ns"] = self.resolution
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
-        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers)."""
+        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers).
+
+        Stages, top to bottom: classify every line, keep the record still open at the end for the next chunk,
+        count the non-event lines, parse the ``PERF_RECORD_*`` lines, drop the records with numbers that do not
+        fit (their frames with them), then the event columns, the callchains and the table."""
         lines, nos = drop_junk(lines, nos, stats)
+        df = self._classify(lines, nos, stats)
+        carry = carry_no = None
+        if not final:
+            cut = _open_record_cut(df)
+            if cut is None:
+                return [], lines, nos  # no record start in this block: all of it waits for the next chunk
+            carry, carry_no = lines.slice(cut), nos[cut:]
+            df = df.slice(0, cut)
+        _count_non_events(df, stats)
+        rec_rows, bad_recs = self._perf_records(df, stats)
+        df = _drop_bad_records(df, bad_recs, stats)
+        evs = df.filter(pl.col("ev") | pl.col("perfrec"))
+        if evs.height == 0:
+            return [], carry, carry_no
+        g = self._event_columns(evs)
+        callchain = _callchains(df, g, evs.height, stats)
+        return [_records_table(g, evs.get_column("perfrec").to_numpy(), rec_rows, callchain)], carry, carry_no
+
+    def _classify(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats) -> pl.DataFrame:
+        """Stage 1: every line is a TAB frame, blank, ``#`` header, ``PERF_RECORD_*``, event or frame (the
+        regexes run only on the few lines that are none of the first four); header facts into stats; ``rid``
+        numbers the records (an event or ``PERF_RECORD_*`` line opens one, its frames follow)."""
         df = pl.DataFrame({"t": lines, "no": nos})
         t = pl.col("t")
         df = df.with_columns(
@@ -307,7 +225,6 @@ class PerfScriptParser(Parser):
             hash=t.str.starts_with("#"),
             perfrec=t.str.contains("PERF_RECORD_", literal=True),
         )
-        # the regexes run only on the few lines that are not TAB frames, blanks or comments
         cand_mask = ~(df.get_column("tab") | df.get_column("blank") | df.get_column("hash") | df.get_column("perfrec"))
         ev = np.zeros(df.height, bool)
         frame = (df.get_column("tab") & ~df.get_column("blank")).to_numpy().copy()  # a lone TAB is a blank line
@@ -323,80 +240,34 @@ class PerfScriptParser(Parser):
             ev[idx] = ts_ok | (~fr_ok & sub.get_column("any").to_numpy())
             frame[idx] = fr_ok
         df = df.with_columns(ev=pl.Series(ev), frame=pl.Series(frame))
-        # header block lines
         hashes = df.filter(pl.col("hash"))
         if hashes.height:
-            self._header(hashes.get_column("t").to_list(), stats)
+            self.header(hashes.get_column("t").to_list(), stats)
         # records: a PERF_RECORD_* line also opens a record (so frames after it are not orphaned)
-        opener = pl.col("ev") | pl.col("perfrec")
-        df = df.with_columns(rid=opener.cast(pl.Int64).cum_sum() - 1)
-        carry = carry_no = None
-        if not final:
-            opens = np.flatnonzero(df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy())
-            cut = int(opens[-1]) if len(opens) else 0
-            if not len(opens):
-                # no record start in this block: keep it all for the next chunk unless it has nothing to attach
-                if df.get_column("frame").any() and df.height < 4_000_000:
-                    return [], lines, nos
-                cut = df.height
-            carry, carry_no = lines.slice(cut), nos[cut:]
-            df = df.slice(0, cut)
-        tables: list[pa.Table] = []
-        # known non-event lines (every line is an event, one of these, an attached frame or malformed)
-        add_count(stats, "n_header_lines", int(df.get_column("hash").sum()))
-        add_count(stats, "n_blank_lines", int(df.get_column("blank").sum()))
-        # malformed: not blank, not hash, not event, not frame, not PERF_RECORD; plus orphan frames
-        bad = df.filter(~pl.col("blank") & ~pl.col("hash") & ~pl.col("ev") & ~pl.col("frame") & ~pl.col("perfrec"))
-        if bad.height:
-            stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(), "perf-unparsed")
-        orphans = df.filter(pl.col("frame") & (pl.col("rid") < 0))
-        if orphans.height:
-            stats.malformed_many(orphans.get_column("no").to_list(), orphans.get_column("t").to_list(),
-                                 "perf-frame-without-event")
-        # PERF_RECORD_* lines (rare): parsed in Python
+        return df.with_columns(rid=(pl.col("ev") | pl.col("perfrec")).cast(pl.Int64).cum_sum() - 1)
+
+    def _perf_records(self, df: pl.DataFrame, stats: ParseStats) -> tuple[list[dict], list[int]]:
+        """Stage 4: the ``PERF_RECORD_*`` lines (rare), parsed in Python: (rows, line numbers of those whose
+        numbers do not fit, counted malformed)."""
         recs = df.filter(pl.col("perfrec"))
         rec_rows = []
         bad_recs = []
-        for no, txt, rid in recs.select("no", "t", "rid").iter_rows():
+        for no, txt in recs.select("no", "t").iter_rows():
             row = self._perf_record(no, txt, stats)
             if row is None:
                 bad_recs.append(no)
             else:
                 rec_rows.append(row)
-        # events; numbers that do not fit the schema make the line malformed (never a NULL or wrapped value):
-        # only lines with a run of 10 digits can hold one
-        ev_long = df.filter(pl.col("ev") & ~pl.col("perfrec")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
-        bad_nos = list(bad_recs)
-        if ev_long.height:
-            gx = ev_long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")
-            oor = gx.filter(
-                pl.col("pid").cast(pl.Int32, strict=False).is_null()
-                | (pl.col("tid").is_not_null() & pl.col("tid").cast(pl.Int32, strict=False).is_null())
-                | (pl.col("cpu").is_not_null() & pl.col("cpu").cast(pl.Int32, strict=False).is_null())
-                | (pl.col("sec").is_not_null() & ts_ns_expr(pl.col("sec"), pl.col("frac")).is_null()))
-            if oor.height:
-                stats.malformed_many(oor.get_column("no").to_list(), oor.get_column("t").to_list(), OUT_OF_RANGE)
-                bad_nos += oor.get_column("no").to_list()
         if bad_recs:
             stats.malformed_many(bad_recs, recs.filter(pl.col("no").is_in(pl.Series(bad_recs, dtype=pl.Int64)
                                                                           .implode())).get_column("t").to_list(),
                                  OUT_OF_RANGE)
-        if bad_nos:
-            # the frames of a malformed record are malformed too; the other records are renumbered
-            dead = pl.col("no").is_in(pl.Series(bad_nos, dtype=pl.Int64).implode())
-            df = df.with_columns(_dead=dead)
-            dead_rid = df.filter(pl.col("_dead")).get_column("rid").implode()
-            dframes = df.filter(pl.col("frame") & ~pl.col("_dead") & pl.col("rid").is_in(dead_rid))
-            if dframes.height:
-                stats.malformed_many(dframes.get_column("no").to_list(), dframes.get_column("t").to_list(),
-                                     "frame of a malformed record")
-            df = df.filter(~pl.col("_dead") & ~(pl.col("frame") & pl.col("rid").is_in(dead_rid)))
-            df = df.drop("_dead").with_columns(rid=(pl.col("ev") | pl.col("perfrec")).cast(pl.Int64).cum_sum() - 1)
-        evs = df.filter(pl.col("ev") | pl.col("perfrec"))
-        n_rec = evs.height
-        if n_rec == 0:
-            return tables, carry, carry_no
-        is_rec = evs.get_column("perfrec").to_numpy()
+        return rec_rows, bad_recs
+
+    def _event_columns(self, evs: pl.DataFrame) -> pl.DataFrame:
+        """Stage 6: the schema's columns of the record lines (EVENT_RE): exact ns timestamps, pid/tgid from
+        ``pid/tid``, ``sys:event`` split into system and event (sample events keep their name whole)."""
+        t = pl.col("t")
         g = evs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "perfrec").unnest("g")
         evname = pl.col("ev")
         prefix = evname.str.extract(r"^([^:]*):", 1)
@@ -417,59 +288,7 @@ class PerfScriptParser(Parser):
             fr = g.filter(pl.col("frac").is_not_null()).get_column("frac").head(1)
             if len(fr):
                 self.resolution = 10 ** max(0, 9 - len(fr[0]))
-        # same-line sample frame: "cycles:u:  ffffffff9b201293 [unknown] ([unknown])"
-        fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
-        line_frames = parse_frames(fdf.get_column("t")).with_columns(
-            rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False), t=fdf.get_column("t"))
-        # a TAB line that is no frame ("\t:") is malformed, counted once: not also a frame line
-        badf = line_frames.filter(~pl.col("ok"))
-        if badf.height:
-            stats.malformed_many(badf.get_column("no").to_list(), badf.get_column("t").to_list(), "perf-frame")
-            line_frames = line_frames.filter(pl.col("ok"))
-        add_count(stats, "n_callchain_frame_lines", line_frames.height)
-        line_frames = line_frames.drop("t")
-        same = g.with_row_index("rid").filter(
-            pl.col("system").is_null() & pl.col("payload").str.contains(r"^[0-9a-fA-F]+\s+\S") &
-            pl.col("payload").str.contains(FRAME_RE) & ~pl.col("perfrec"))
-        frames_all = line_frames
-        if same.height:
-            sf = parse_frames(same.get_column("payload")).with_columns(
-                rid=same.get_column("rid").cast(pl.Int64), no=same.get_column("no"), first=pl.lit(True))
-            frames_all = pl.concat([sf, line_frames], how="vertical_relaxed").sort(
-                ["rid", "first", "no"], descending=[False, True, False])
-        # a same-line frame is part of its event line (payload matched FRAME_RE): never a line of its own
-        frames_all = frames_all.filter(pl.col("ok"))
-        frame_rid = frames_all.get_column("rid").to_numpy()
-        callchain = build_callchain(n_rec, frame_rid, frames_struct(frames_all))
-        # rows for PERF_RECORD_* lines replace the regex result
-        cols = {
-            "line_no": g.get_column("no"),
-            "ts_ns": g.get_column("ts_ns"),
-            "cpu": g.get_column("cpu"),
-            "pid": g.get_column("pid_i"),
-            "tgid": g.get_column("tgid"),
-            "comm": g.get_column("comm"),
-            "system": g.get_column("system"),
-            "event": g.get_column("event"),
-            "payload": g.get_column("payload"),
-        }
-        if is_rec.any():
-            idx = np.flatnonzero(is_rec)
-            for k in cols:
-                s = cols[k].to_list()
-                for i, row in zip(idx, rec_rows):
-                    s[i] = row.get(k)
-                cols[k] = pl.Series(k, s, dtype=cols[k].dtype)
-        tbl = pl.DataFrame(cols).to_arrow()
-        fields = fields_for(cols["payload"], cols["event"])
-        if is_rec.any():
-            fl = fields.to_pylist()
-            for i, row in zip(idx, rec_rows):
-                fl[i] = row.get("fields") or []
-            fields = pa.array(fl, type=fields.type)
-        tbl = tbl.append_column("fields", fields).append_column("callchain", callchain)
-        tables.append(tbl)
-        return tables, carry, carry_no
+        return g
 
     def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict | None:
         """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...); None when one of its
@@ -504,6 +323,120 @@ class PerfScriptParser(Parser):
             row["event"] = f"PERF_RECORD_{kind}"
             row["fields"] = []
         return row
+
+
+# -- stages of PerfScriptParser._block that need no parser state ------------------------------------------------
+
+def _open_record_cut(df: pl.DataFrame) -> int | None:
+    """Stage 2: where the record still open at the end of the block starts (it waits for the next chunk, its
+    frames may continue there); None when the whole block must wait (frames and no record start)."""
+    opens = np.flatnonzero(df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy())
+    if len(opens):
+        return int(opens[-1])
+    # no record start in this block: keep it all for the next chunk unless it has nothing to attach
+    if df.get_column("frame").any() and df.height < 4_000_000:
+        return None
+    return df.height
+
+
+def _count_non_events(df: pl.DataFrame, stats: ParseStats) -> None:
+    """Stage 3: known non-event lines counted (every line is an event, one of these, an attached frame or
+    malformed); malformed: a line that is none of them, and a frame before any record."""
+    add_count(stats, "n_header_lines", int(df.get_column("hash").sum()))
+    add_count(stats, "n_blank_lines", int(df.get_column("blank").sum()))
+    bad = df.filter(~pl.col("blank") & ~pl.col("hash") & ~pl.col("ev") & ~pl.col("frame") & ~pl.col("perfrec"))
+    if bad.height:
+        stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(), "perf-unparsed")
+    orphans = df.filter(pl.col("frame") & (pl.col("rid") < 0))
+    if orphans.height:
+        stats.malformed_many(orphans.get_column("no").to_list(), orphans.get_column("t").to_list(),
+                             "perf-frame-without-event")
+
+
+def _drop_bad_records(df: pl.DataFrame, bad_recs: list[int], stats: ParseStats) -> pl.DataFrame:
+    """Stage 5: events whose numbers do not fit the schema are malformed lines (never a NULL or wrapped value;
+    only lines with a run of 10 digits can hold one), and so are the frames of a malformed record; the other
+    records are renumbered."""
+    ev_long = df.filter(pl.col("ev") & ~pl.col("perfrec")).filter(pl.col("t").str.contains(r"[0-9]{10}"))
+    bad_nos = list(bad_recs)
+    if ev_long.height:
+        gx = ev_long.select(pl.col("t").str.extract_groups(EVENT_RE).alias("g"), "no", "t").unnest("g")
+        oor = gx.filter(
+            pl.col("pid").cast(pl.Int32, strict=False).is_null()
+            | (pl.col("tid").is_not_null() & pl.col("tid").cast(pl.Int32, strict=False).is_null())
+            | (pl.col("cpu").is_not_null() & pl.col("cpu").cast(pl.Int32, strict=False).is_null())
+            | (pl.col("sec").is_not_null() & ts_ns_expr(pl.col("sec"), pl.col("frac")).is_null()))
+        if oor.height:
+            stats.malformed_many(oor.get_column("no").to_list(), oor.get_column("t").to_list(), OUT_OF_RANGE)
+            bad_nos += oor.get_column("no").to_list()
+    if not bad_nos:
+        return df
+    dead = pl.col("no").is_in(pl.Series(bad_nos, dtype=pl.Int64).implode())
+    df = df.with_columns(_dead=dead)
+    dead_rid = df.filter(pl.col("_dead")).get_column("rid").implode()
+    dframes = df.filter(pl.col("frame") & ~pl.col("_dead") & pl.col("rid").is_in(dead_rid))
+    if dframes.height:
+        stats.malformed_many(dframes.get_column("no").to_list(), dframes.get_column("t").to_list(),
+                             "frame of a malformed record")
+    df = df.filter(~pl.col("_dead") & ~(pl.col("frame") & pl.col("rid").is_in(dead_rid)))
+    return df.drop("_dead").with_columns(rid=(pl.col("ev") | pl.col("perfrec")).cast(pl.Int64).cum_sum() - 1)
+
+
+def _callchains(df: pl.DataFrame, g: pl.DataFrame, n_rec: int, stats: ParseStats) -> pa.Array:
+    """Stage 7: the callchain of every record: its frame lines, after a same-line sample frame
+    (``cycles:u:  ffffffff9b201293 [unknown] ([unknown])``); a TAB line that is no frame is malformed."""
+    fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
+    line_frames = parse_frames(fdf.get_column("t")).with_columns(
+        rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False), t=fdf.get_column("t"))
+    # a TAB line that is no frame ("\t:") is malformed, counted once: not also a frame line
+    badf = line_frames.filter(~pl.col("ok"))
+    if badf.height:
+        stats.malformed_many(badf.get_column("no").to_list(), badf.get_column("t").to_list(), "perf-frame")
+        line_frames = line_frames.filter(pl.col("ok"))
+    add_count(stats, "n_callchain_frame_lines", line_frames.height)
+    line_frames = line_frames.drop("t")
+    same = g.with_row_index("rid").filter(
+        pl.col("system").is_null() & pl.col("payload").str.contains(r"^[0-9a-fA-F]+\s+\S") &
+        pl.col("payload").str.contains(FRAME_RE) & ~pl.col("perfrec"))
+    frames_all = line_frames
+    if same.height:
+        sf = parse_frames(same.get_column("payload")).with_columns(
+            rid=same.get_column("rid").cast(pl.Int64), no=same.get_column("no"), first=pl.lit(True))
+        frames_all = pl.concat([sf, line_frames], how="vertical_relaxed").sort(
+            ["rid", "first", "no"], descending=[False, True, False])
+    # a same-line frame is part of its event line (payload matched FRAME_RE): never a line of its own
+    frames_all = frames_all.filter(pl.col("ok"))
+    return build_callchain(n_rec, frames_all.get_column("rid").to_numpy(), frames_struct(frames_all))
+
+
+def _records_table(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict], callchain: pa.Array) -> pa.Table:
+    """Stage 8: the Arrow table; the rows of ``PERF_RECORD_*`` lines replace the regex result."""
+    cols = {
+        "line_no": g.get_column("no"),
+        "ts_ns": g.get_column("ts_ns"),
+        "cpu": g.get_column("cpu"),
+        "pid": g.get_column("pid_i"),
+        "tgid": g.get_column("tgid"),
+        "comm": g.get_column("comm"),
+        "system": g.get_column("system"),
+        "event": g.get_column("event"),
+        "payload": g.get_column("payload"),
+    }
+    if is_rec.any():
+        idx = np.flatnonzero(is_rec)
+        for k in cols:
+            s = cols[k].to_list()
+            for i, row in zip(idx, rec_rows):
+                s[i] = row.get(k)
+            cols[k] = pl.Series(k, s, dtype=cols[k].dtype)
+    tbl = pl.DataFrame(cols).to_arrow()
+    fields = fields_for(cols["payload"], cols["event"])
+    if is_rec.any():
+        fl = fields.to_pylist()
+        for i, row in zip(idx, rec_rows):
+            fl[i] = row.get("fields") or []
+        fields = pa.array(fl, type=fields.type)
+    return tbl.append_column("fields", fields).append_column("callchain", callchain)
 
 
 PARSERS = [PerfScriptParser]

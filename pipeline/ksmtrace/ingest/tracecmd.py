@@ -27,8 +27,8 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
+from ._records import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
-from .perf_script import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
 EVENT_RE = (
@@ -156,42 +156,39 @@ class TraceCmdReportParser(Parser):
             stats.meta["ts_resolution_ns"] = self.resolution
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
-        t = pl.col("t")
+        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers).
+
+        Stages, top to bottom: classify every line, keep the record still open at the end for the next chunk,
+        drop the records with numbers that do not fit, count the non-event lines, the record columns, the
+        attached lines (stack frames, print continuations), then the table."""
         lines, nos = drop_junk(lines, nos, stats)
-        df = pl.DataFrame({"t": lines, "no": nos}).with_columns(
-            blank=t.str.strip_chars() == "",
-            pre=t.str.contains(PREAMBLE_RE),
-            lost=t.str.contains(LOST_RE),
-            stack=t.str.contains(r"^\s*=>"),
-        )
-        cand = ~(pl.col("blank") | pl.col("pre") | pl.col("lost") | pl.col("stack"))
-        df = df.with_columns(ev=cand & t.str.contains(EVENT_RE))
-        opener = pl.col("ev") | pl.col("lost")
-        df = df.with_columns(rid=opener.cast(pl.Int64).cum_sum() - 1)
+        df = _classify(lines, nos)
         carry = carry_no = None
         if not final:
-            opens = np.flatnonzero((df.get_column("ev") | df.get_column("lost")).to_numpy())
-            if not len(opens):
-                if (df.get_column("stack") | ~(df.get_column("blank") | df.get_column("pre"))).any() and \
-                        df.height < 4_000_000:
-                    return [], lines, nos
-                cut = df.height
-            else:
-                cut = int(opens[-1])
+            cut = _open_record_cut(df)
+            if cut is None:
+                return [], lines, nos  # no record start in this block: all of it waits for the next chunk
             carry, carry_no = lines.slice(cut), nos[cut:]
             df = df.slice(0, cut)
-        tables: list[pa.Table] = []
         df = self._drop_out_of_range(df, stats)
         # known non-event lines (every line is a record, one of these, an attached line or malformed)
         _count_preamble_and_blank(df, stats)
+        opener = pl.col("ev") | pl.col("lost")
         recs = df.filter(opener)
-        n_rec = recs.height
         other = df.filter(~pl.col("blank") & ~pl.col("pre") & ~opener)
-        if n_rec == 0:
+        if recs.height == 0:
             if other.height:
                 stats.malformed_many(other.get_column("no").to_list(), other.get_column("t").to_list(),
                                      "trace-cmd-unparsed")
-            return tables, carry, carry_no
+            return [], carry, carry_no
+        g, lg = self._record_columns(recs, stats)
+        frames, cont = _attached_lines(other, g.get_column("event"), stats)
+        return [self._table(g, lg, frames, cont)], carry, carry_no
+
+    def _record_columns(self, recs: pl.DataFrame, stats: ParseStats) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The schema's columns of the record lines (EVENT_RE; LOST_RE for loss markers, whose counts go to
+        stats); returns them and the loss-marker groups."""
+        t = pl.col("t")
         g = recs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "lost", "t").unnest("g")
         lost = g.get_column("lost")
         lg = g.get_column("t").str.extract_groups(LOST_RE).struct.unnest()
@@ -213,23 +210,14 @@ class TraceCmdReportParser(Parser):
             fr = g.filter(pl.col("frac").is_not_null()).get_column("frac").head(1)
             if len(fr):
                 self.resolution = 10 ** max(0, 9 - len(fr[0]))
-        ev_of_rid = g.get_column("event")
-        # attached lines: stack frames, print continuations, or malformed
-        orphan = other.filter(pl.col("rid") < 0)
-        if orphan.height:
-            stats.malformed_many(orphan.get_column("no").to_list(), orphan.get_column("t").to_list(),
-                                 "trace-cmd-unparsed")
-        att = other.filter(pl.col("rid") >= 0).with_columns(
-            pev=ev_of_rid.gather(other.filter(pl.col("rid") >= 0).get_column("rid")))
-        frames = att.filter(pl.col("stack"))
-        cont = att.filter(~pl.col("stack") & pl.col("pev").is_in(list(PRINT_EVENTS)))
-        bad = att.filter(~pl.col("stack") & ~pl.col("pev").is_in(list(PRINT_EVENTS)))
-        if bad.height:
-            stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(),
-                                 "trace-cmd-unparsed")
-        add_count(stats, "n_attached_lines", frames.height + cont.height)
+        return g, lg
+
+    def _table(self, g: pl.DataFrame, lg: pl.DataFrame, frames: pl.DataFrame, cont: pl.DataFrame) -> pa.Table:
+        """The Arrow table: payloads with their continuations, callchains, function_graph columns of
+        ``funcgraph_entry``/``_exit`` records, fields (``{"lost": N}`` on loss markers)."""
+        lost = g.get_column("lost")
         payload = _join_continuations(g.get_column("payload"), cont)
-        callchain = build_callchain(n_rec, frames.get_column("rid").to_numpy(), _frame_structs(frames))
+        callchain = build_callchain(g.height, frames.get_column("rid").to_numpy(), _frame_structs(frames))
         event = g.get_column("event")
         fg = funcgraph_columns(event, payload)
         if fg.get_column("kind").is_not_null().any():
@@ -248,10 +236,7 @@ class TraceCmdReportParser(Parser):
                 if is_l:
                     fl[i] = [("lost", ns[i])]
             fields = pa.array(fl, type=fields.type)
-        tbl = tbl.append_column("fields", fields).append_column("callchain", callchain)
-        tables.append(tbl)
-        return tables, carry, carry_no
-
+        return tbl.append_column("fields", fields).append_column("callchain", callchain)
 
     @staticmethod
     def _drop_out_of_range(df: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
@@ -302,6 +287,52 @@ class TraceCmdReportParser(Parser):
                 self.open_calls[(p_, d_)] = v_
         return df.select(fg.columns)
 
+
+
+def _classify(lines: pl.Series, nos: np.ndarray) -> pl.DataFrame:
+    """Every line is blank, preamble, a loss marker, a stack frame or a record line (EVENT_RE); ``rid``
+    numbers the records (an event or loss marker opens one, its attached lines follow)."""
+    t = pl.col("t")
+    df = pl.DataFrame({"t": lines, "no": nos}).with_columns(
+        blank=t.str.strip_chars() == "",
+        pre=t.str.contains(PREAMBLE_RE),
+        lost=t.str.contains(LOST_RE),
+        stack=t.str.contains(r"^\s*=>"),
+    )
+    cand = ~(pl.col("blank") | pl.col("pre") | pl.col("lost") | pl.col("stack"))
+    df = df.with_columns(ev=cand & t.str.contains(EVENT_RE))
+    return df.with_columns(rid=(pl.col("ev") | pl.col("lost")).cast(pl.Int64).cum_sum() - 1)
+
+
+def _open_record_cut(df: pl.DataFrame) -> int | None:
+    """Where the record still open at the end of the block starts (it waits for the next chunk); None when
+    the whole block must wait (attached lines and no record start)."""
+    opens = np.flatnonzero((df.get_column("ev") | df.get_column("lost")).to_numpy())
+    if len(opens):
+        return int(opens[-1])
+    if (df.get_column("stack") | ~(df.get_column("blank") | df.get_column("pre"))).any() and \
+            df.height < 4_000_000:
+        return None
+    return df.height
+
+
+def _attached_lines(other: pl.DataFrame, ev_of_rid: pl.Series, stats: ParseStats):
+    """Lines after a record: stack frames, continuations of a print event's text, else malformed (also a
+    line before any record); returns (frames, continuations)."""
+    orphan = other.filter(pl.col("rid") < 0)
+    if orphan.height:
+        stats.malformed_many(orphan.get_column("no").to_list(), orphan.get_column("t").to_list(),
+                             "trace-cmd-unparsed")
+    att = other.filter(pl.col("rid") >= 0).with_columns(
+        pev=ev_of_rid.gather(other.filter(pl.col("rid") >= 0).get_column("rid")))
+    frames = att.filter(pl.col("stack"))
+    cont = att.filter(~pl.col("stack") & pl.col("pev").is_in(list(PRINT_EVENTS)))
+    bad = att.filter(~pl.col("stack") & ~pl.col("pev").is_in(list(PRINT_EVENTS)))
+    if bad.height:
+        stats.malformed_many(bad.get_column("no").to_list(), bad.get_column("t").to_list(),
+                             "trace-cmd-unparsed")
+    add_count(stats, "n_attached_lines", frames.height + cont.height)
+    return frames, cont
 
 def _count_preamble_and_blank(df: pl.DataFrame, stats: ParseStats) -> None:
     """The preamble lines (``cpus=N``, ``version = N``: facts for the run's metadata) and blank lines."""
