@@ -1,32 +1,36 @@
 #!/usr/bin/env python3
-"""Benchmark: ftrace event text ingest vs a naive line-by-line Python ``re`` parser.
+"""Benchmark: ftrace event text ingest against a naive line-by-line Python ``re`` loop, on several event mixes.
 
-Generates a tracefs ``trace`` file (5-flag layout, header) of realistic tracepoint lines
-(sched_switch/sched_wakeup, migrate set/remove_migration_pte, ksm_*, lock contention_*,
-mm_migrate_pages), then in ONE run times
+Mixes (``--mix``, default all):
 
-1. a naive parser: one ``re`` match per line, the same key=value split, written to Parquet
-   with the same schema (what a quick script would do);
-2. the real ingest, ``ksmtrace.ingest.run.ingest_one`` into a temporary store, in a child
-   process whose peak RSS is read from ``getrusage(RUSAGE_CHILDREN)``.
+* ``bench``: generated tracefs ``trace`` file (5-flag layout, header) of realistic tracepoint lines
+  (sched_switch/sched_wakeup, migrate set/remove_migration_pte, ksm_*, lock contention_*, mm_migrate_pages);
+* ``kprobes-6.1``: the real kprobe/kretprobe capture of a 6.1 kernel from the VM
+  (``sample_traces/real-6.1-kp200.kprobes.txt.zst``: rwsem probes with fetch args, ksm tracepoints);
+* ``sched-5.15``: a real 5.15 sched/irq/softirq trace with the record-tgid column
+  (``LanGraph__langraph.154961.log`` of the public corpus, ``$KSMTRACE_CORPUS`` or ../shared/corpus);
+* ``function-rpi``: a real function-tracer trace with sched events and ``<stack trace>`` blocks
+  (``linux-kernel-book__ch4_4.4.1.155p.ftrace_log.txt`` of the corpus).
+
+Real files are tiled in time to ``--size-mb`` (each copy's timestamps shifted past the previous copy's). For
+each mix, in ONE run: the naive parser (one ``re`` match per line, the same key=value split, Parquet with the
+same schema: what a quick script would do) and the real ingest (``ingest_one`` into a temporary store), each in
+its own child process that reports wall time, CPU time and peak RSS.
 
     python bench/bench_ingest_ftrace.py --size-mb 200
+    python bench/bench_ingest_ftrace.py --mix kprobes-6.1 --size-mb 200
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import random
 import re
-import resource
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
+from _ingest_harness import ROOT, in_child, report, tile
 
 TASKS = [("ksm_rmap_repro", 10396), ("ksmd", 37), ("kcompactd0", 33), ("my prog-x", 14875), ("<idle>", 0),
          ("kworker/1:2", 4711)]
@@ -155,56 +159,59 @@ def naive_parse(path: Path, out: Path) -> int:
     return n
 
 
-# ---------------------------------------------------------------- real ingest (child process)
+# ---------------------------------------------------------------- mixes
+
+CORPUS = Path(os.environ.get("KSMTRACE_CORPUS", ROOT.parent / "shared" / "corpus"))
+REAL_MIXES = {
+    "kprobes-6.1": ROOT / "sample_traces" / "real-6.1-kp200.kprobes.txt.zst",
+    "sched-5.15": CORPUS / "ftrace-events" / "LanGraph__langraph.154961.log",
+    "function-rpi": CORPUS / "function" / "linux-kernel-book__ch4_4.4.1.155p.ftrace_log.txt",
+}
+MIXES = ["bench"] + list(REAL_MIXES)
 
 
-def _real(path: str, store_dir: str, q) -> None:
-    from ksmtrace.ingest.run import ingest_one
-    from ksmtrace.store import Store
+def make_input(mix: str, out: Path, size_mb: float) -> str:
+    """Write the mix's input to ``out``; returns a description (None: its source file is missing)."""
+    if mix == "bench":
+        n = generate(out, size_mb)
+        return f"generated, {n} event lines"
+    src = REAL_MIXES[mix]
+    if not src.is_file():
+        return None
+    data = src.read_bytes()
+    if src.suffix == ".zst":
+        import zstandard
 
-    t0 = time.perf_counter()
-    r = ingest_one(path, Store(store_dir), "bench")
-    q.put((time.perf_counter() - t0, r.n_events, r.n_malformed))
+        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    k = tile(data, "ftrace", out, size_mb)
+    return f"{src.name} tiled {k}x"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=200.0)
-    ap.add_argument("--keep", help="keep the generated file at this path")
-    ap.add_argument("--skip-naive", action="store_true", help="time only the real ingest")
+    ap.add_argument("--mix", choices=MIXES + ["all"], default="all")
+    ap.add_argument("--keep", help="keep the generated inputs in this directory")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-bench-"))
+    results = []
     try:
-        src = Path(a.keep) if a.keep else tmp / "trace.txt"
-        t0 = time.perf_counter()
-        n = generate(src, a.size_mb)
-        size = src.stat().st_size / 1e6
-        print(f"generated {src}: {size:.1f} MB, {n} event lines in {time.perf_counter() - t0:.1f}s")
-
-        naive_mbps = None
-        if not a.skip_naive:
-            t0, c0 = time.perf_counter(), time.process_time()
-            nn = naive_parse(src, tmp / "naive.parquet")
-            dt, naive_cpu = time.perf_counter() - t0, time.process_time() - c0
-            naive_mbps = size / dt
-            print(f"naive re loop : {dt:7.2f}s  {naive_mbps:7.1f} MB/s wall, {naive_cpu:7.2f}s CPU  ({nn} rows)")
-
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        p = ctx.Process(target=_real, args=(str(src), str(tmp / "store"), q))
-        p.start()
-        dt, ne, nm = q.get()
-        p.join()
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        rss_mib = ru.ru_maxrss / 1024
-        cpu = ru.ru_utime + ru.ru_stime  # includes interpreter start-up and imports of the child
-        mbps = size / dt
-        print(f"ksmtrace      : {dt:7.2f}s  {mbps:7.1f} MB/s wall, {cpu:7.2f}s CPU  ({ne} events, {nm} malformed)")
-        if naive_mbps:
-            print(f"ratio         : {mbps / naive_mbps:.1f}x the naive parser (wall), "
-                  f"{naive_cpu / cpu:.1f}x less CPU")
-        print(f"load average  : {os.getloadavg()[0]:.1f} (other processes skew wall-clock figures)")
-        print(f"peak RSS (ingest child): {rss_mib:.0f} MiB")
+        for mix in (MIXES if a.mix == "all" else [a.mix]):
+            src = (Path(a.keep) if a.keep else tmp) / f"{mix}.txt"
+            what = make_input(mix, src, a.size_mb)
+            if what is None:
+                print(f"{mix}: skipped ({REAL_MIXES[mix]} not found)")
+                continue
+            size = src.stat().st_size / 1e6
+            print(f"ftrace mix {mix}: {size:.1f} MB ({what})")
+            naive = in_child("bench_ingest_ftrace", "naive_parse", src, tmp / "naive.parquet")
+            ours = in_child("_ingest_harness", "ksmtrace_ingest", str(src), str(tmp / f"store-{mix}"), "ftrace")
+            results.append(report(mix, size, naive, ours))
+            if not a.keep:
+                src.unlink()
+        print("summary: " + "; ".join(f"{r['name']} {r['mbps']:.0f} MB/s ingest ({r['ratio']:.1f}x naive), "
+                                      f"{r['parse_mbps']:.0f} MB/s parse ({r['parse_ratio']:.1f}x), "
+                                      f"{r['rss_mib']:.0f} MiB" for r in results))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

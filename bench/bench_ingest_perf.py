@@ -1,24 +1,33 @@
 #!/usr/bin/env python3
-"""Benchmark: ingest a large ``perf script`` text with callchains (target >= 30 MB/s).
+"""Benchmark: ``perf script`` text with callchains against a naive line-by-line Python ``re`` loop, on several
+mixes, in the same run.
 
-Generates a synthetic trace in the perf 6.1 default layout for ``perf record -g -e migrate:* -e lock:*``
-(tracepoints with kernel callchains, a few samples, C++ symbols and DSO paths with spaces), ingests it
-with ``ksmtrace ingest`` into a temporary store and prints the throughput.
+Mixes (``--mix``, default all):
 
-    python bench/bench_ingest_perf.py --size-mb 120
+* ``generated``: the perf 6.1 default layout for ``perf record -g -e migrate:* -e lock:*`` (tracepoints with
+  kernel callchains, a few user frames, C++ symbols and DSO paths with spaces);
+* ``lock-6.18``: the real ``perf script`` of a 6.18 kernel in the VM
+  (``sample_traces/real-6.18-split20000.perf.txt.zst``: lock contention and migrate tracepoints with callchains);
+* ``cycles-flamegraph``: real ``perf record -g`` cycles samples with user and kernel stacks
+  (``FlameGraph__example-perf-stacks.txt`` of the public corpus, ``$KSMTRACE_CORPUS`` or ../shared/corpus).
+
+Real files are tiled in time to ``--size-mb``. The naive loop: one ``re`` match per event line, one per frame
+line, the records with their callchains written to Parquet with the same schema. Each side runs in its own
+child process that reports wall time, CPU time and peak RSS.
+
+    python bench/bench_ingest_perf.py --size-mb 200
 """
 from __future__ import annotations
 
 import argparse
 import os
 import random
+import re
 import shutil
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipeline"))
+from _ingest_harness import ROOT, in_child, report, tile
 
 KFRAMES = ["try_to_migrate_one", "rmap_walk_ksm", "try_to_migrate", "migrate_pages_batch", "migrate_pages_sync",
            "migrate_pages", "compact_zone", "compact_node", "kcompactd", "kthread", "ret_from_fork",
@@ -70,36 +79,109 @@ def generate(path: Path, size_mb: float, seed: int = 1) -> int:
     return n
 
 
+NAIVE_EV = re.compile(r"^\s*(.*?)\s+(\d+)(?:/(\d+))?\s+(?:\[(\d+)\]\s+)?(\d+)\.(\d+):\s+(?:\d+\s+)?(\S+?):\s*(.*)$")
+NAIVE_FRAME = re.compile(r"^\s+([0-9a-fA-F]+)\s+(.*?)(?:\+(0x[0-9a-fA-F]+))?(?:\s\((.*)\))?\s*$")
+
+
+def naive_parse(path: str, out: str) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ksmtrace.ingest.base import conform
+    from ksmtrace.schema import PARSED_SCHEMA
+
+    w = pq.ParquetWriter(out, PARSED_SCHEMA, compression="zstd")
+    names = ["line_no", "ts_ns", "cpu", "pid", "tgid", "comm", "system", "event", "payload", "callchain"]
+    cols: dict[str, list] = {k: [] for k in names}
+    n = 0
+
+    def flush():
+        w.write_table(conform(pa.table({k: pa.array(v, type=PARSED_SCHEMA.field(k).type) for k, v in cols.items()})))
+        for v in cols.values():
+            v.clear()
+
+    chain = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for ln, line in enumerate(f, 1):
+            if line.startswith("\t"):
+                m = NAIVE_FRAME.match(line)
+                if m and chain is not None:
+                    chain.append({"addr": m.group(1), "sym": m.group(2), "off": m.group(3), "dso": m.group(4)})
+                continue
+            m = NAIVE_EV.match(line)
+            if not m:
+                continue
+            comm, pid, tid, cpu, sec, frac, ev, pay = m.groups()
+            if len(cols["line_no"]) >= 100_000:
+                flush()
+            sysname, _, name = ev.rpartition(":")
+            chain = []
+            cols["line_no"].append(ln)
+            cols["ts_ns"].append(int(sec) * 10**9 + int(frac.ljust(9, "0")))
+            cols["cpu"].append(int(cpu) if cpu else None)
+            cols["pid"].append(int(tid or pid))
+            cols["tgid"].append(int(pid) if tid else None)
+            cols["comm"].append(comm)
+            cols["system"].append(sysname or None)
+            cols["event"].append(name)
+            cols["payload"].append(pay)
+            cols["callchain"].append(chain)
+            n += 1
+    flush()
+    w.close()
+    return n
+
+
+CORPUS = Path(os.environ.get("KSMTRACE_CORPUS", ROOT.parent / "shared" / "corpus"))
+REAL_MIXES = {
+    "lock-6.18": ROOT / "sample_traces" / "real-6.18-split20000.perf.txt.zst",
+    "cycles-flamegraph": CORPUS / "perf-script" / "FlameGraph__example-perf-stacks.txt",
+}
+MIXES = ["generated"] + list(REAL_MIXES)
+
+
+def make_input(mix: str, out: Path, size_mb: float) -> str | None:
+    if mix == "generated":
+        return f"generated, {generate(out, size_mb)} records with callchains"
+    src = REAL_MIXES[mix]
+    if not src.is_file():
+        return None
+    data = src.read_bytes()
+    if src.suffix == ".zst":
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    return f"{src.name} tiled {tile(data, 'perf-script', out, size_mb)}x"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=float, default=120.0, help="size of the generated text [120]")
-    ap.add_argument("--keep", action="store_true", help="keep the generated file and store")
+    ap.add_argument("--size-mb", type=float, default=200.0, help="size of each input [200]")
+    ap.add_argument("--mix", choices=MIXES + ["all"], default="all")
     args = ap.parse_args()
-    from ksmtrace.ingest.run import ingest_one
-    from ksmtrace.store import Store
-
     tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-bench-perf-"))
+    results = []
     try:
-        trace = tmp / "perf-script.txt"
-        t0 = time.perf_counter()
-        n = generate(trace, args.size_mb)
-        gen_s = time.perf_counter() - t0
-        size = os.path.getsize(trace)
-        print(f"generated {size / 1e6:.1f} MB, {n} records with callchains in {gen_s:.1f}s")
-        t0 = time.perf_counter()
-        res = ingest_one(str(trace), Store(tmp / "store"), label="bench", fmt="auto")
-        dt = time.perf_counter() - t0
-        assert res.n_events == n, (res.n_events, n)
-        assert res.format == "perf-script", res.format
-        print(res.summary())
-        print(f"ingest: {dt:.2f}s, {size / 1e6 / dt:.1f} MB/s, {n / dt:,.0f} records/s (target >= 30 MB/s)")
+        for mix in (MIXES if args.mix == "all" else [args.mix]):
+            trace = tmp / f"{mix}.txt"
+            what = make_input(mix, trace, args.size_mb)
+            if what is None:
+                print(f"{mix}: skipped ({REAL_MIXES[mix]} not found)")
+                continue
+            size = os.path.getsize(trace) / 1e6
+            print(f"perf script mix {mix}: {size:.1f} MB ({what})")
+            naive = in_child("bench_ingest_perf", "naive_parse", str(trace), str(tmp / "naive.parquet"))
+            ours = in_child("_ingest_harness", "ksmtrace_ingest", str(trace), str(tmp / f"store-{mix}"),
+                            "perf-script")
+            results.append(report(mix, size, naive, ours))
+            trace.unlink()
+        print("summary: " + "; ".join(f"{r['name']} {r['mbps']:.0f} MB/s ingest ({r['ratio']:.1f}x naive), "
+                                      f"{r['parse_mbps']:.0f} MB/s parse ({r['parse_ratio']:.1f}x), "
+                                      f"{r['rss_mib']:.0f} MiB" for r in results))
     finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print(f"kept {tmp}")
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -74,7 +74,7 @@ def tile(text, fmt, n_events, out, res=None, truth=False):
     lines = text.splitlines(keepends=True)
     head = "".join(ln for ln in lines if ln.startswith("#"))
     rx = TS_RE[fmt]
-    body, secs = [], []
+    secs = []
     n_ev = 0
     parsed = []
     for ln in lines:
