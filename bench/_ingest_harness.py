@@ -116,3 +116,11 @@ def report(name: str, size_mb: float, naive, ours) -> dict:
           f"load average {os.getloadavg()[0]:.1f}")
     return {"name": name, "mb": size_mb, "naive_mbps": size_mb / nw, "mbps": size_mb / kw, "rss_mib": kr,
             "ratio": nw / kw, "parse_mbps": size_mb / parse, "parse_ratio": nw / parse}
+
+
+def report_alone(name: str, size_mb: float, ours) -> None:
+    """The result lines of the real ingest without a baseline (``--skip-naive``: memory on big inputs)."""
+    kw, kc, kr, (ne, nm, fmt, t_sql, t_imp) = ours
+    print(f"  ksmtrace   : {kw:7.2f}s wall {kc:7.2f}s CPU  {size_mb / kw:7.1f} MB/s  peak RSS {kr:5.0f} MiB  "
+          f"({ne} events, {nm} malformed, {fmt}); derived tables {t_sql:.2f}s; load average "
+          f"{os.getloadavg()[0]:.1f}")

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _ingest_harness import ROOT, in_child, report, tile
+from _ingest_harness import ROOT, in_child, report, report_alone, tile
 
 TASKS = [("ksm_rmap_repro", 10396), ("ksmd", 37), ("kcompactd0", 33), ("my prog-x", 14875), ("<idle>", 0),
          ("kworker/1:2", 4711)]
@@ -192,6 +192,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=200.0)
     ap.add_argument("--mix", choices=MIXES + ["all"], default="all")
     ap.add_argument("--keep", help="keep the generated inputs in this directory")
+    ap.add_argument("--skip-naive", action="store_true", help="time only the real ingest (memory on big inputs)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-bench-"))
     results = []
@@ -204,9 +205,13 @@ def main() -> None:
                 continue
             size = src.stat().st_size / 1e6
             print(f"ftrace mix {mix}: {size:.1f} MB ({what})")
-            naive = in_child("bench_ingest_ftrace", "naive_parse", src, tmp / "naive.parquet")
             ours = in_child("_ingest_harness", "ksmtrace_ingest", str(src), str(tmp / f"store-{mix}"), "ftrace")
-            results.append(report(mix, size, naive, ours))
+            if a.skip_naive:
+                report_alone(mix, size, ours)
+            else:
+                naive = in_child("bench_ingest_ftrace", "naive_parse", src, tmp / "naive.parquet")
+                results.append(report(mix, size, naive, ours))
+            shutil.rmtree(tmp / f"store-{mix}", ignore_errors=True)
             if not a.keep:
                 src.unlink()
         print("summary: " + "; ".join(f"{r['name']} {r['mbps']:.0f} MB/s ingest ({r['ratio']:.1f}x naive), "

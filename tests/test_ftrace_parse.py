@@ -260,3 +260,26 @@ def test_sniff():
     assert FtraceParser.sniff(tcmd, tcmd.encode()) == 0
     fg = "# tracer: function_graph\n#\n 0)   0.172 us    |        xen_write_msr_safe();\n"
     assert detect(fg, fg.encode()).name == "function-graph"
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.one_of(
+    st.sampled_from(["sshd-148212  ( 148212) [003] d.... 27122.154961: sched_stat_runtime: comm=sshd pid=1",
+                     "<idle>-0     (-------) [001] dN.2. 27122.1: x:", "a-b-12 [000] 1.5:", "c-1 [1] .... 7: y",
+                     "my prog-x-99 [001] 1.000001: ev: a=1 b: c", "x-1 [002] d..1 2.5:  two spaces",
+                     "  k-3 [4]   3.25: z", "a-1 [0] 1:", "q-7 [1] 2.0:x"]),
+    st.text(alphabet=st.sampled_from(list("ab -[]()0123456789.:d\t")), max_size=50)), max_size=40))
+def test_general_prefix_regex_equals_general_regex(lines):
+    """The prefix regex (no capture over the payload) gives GENERAL_RE's columns and rest on any line."""
+    import polars as pl
+
+    from ksmtrace.ingest import _ftrace_lines as L
+
+    df = pl.DataFrame({"l": lines}, schema={"l": pl.String})
+    a = df.select(pl.col("l").str.extract_groups(L.GENERAL_RE)).unnest("l")
+    b = df.select(pl.col("l"), m=pl.col("l").str.extract_groups(L._GENERAL_PREFIX_RE)).unnest("m")
+    b = b.with_columns(rest=pl.when(pl.col("pid").is_not_null()).then(pl.col("l").str.slice(
+        pl.col("_pre").str.len_chars())))
+    for c in ("comm", "pid", "tgid", "cpu", "flags", "ts"):
+        assert a.get_column(c).to_list() == b.get_column(c).to_list(), c
+    assert a.get_column("rest").fill_null("").to_list() == b.get_column("rest").fill_null("").to_list()

@@ -40,6 +40,9 @@ GENERAL_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<flags>[.A-Za-z0-9]{4,7})\s+)?(?P<ts>\d+(?:\.\d+)?):(?: (?P<rest>.*))?$"
 )
+#: GENERAL_RE without its ``rest`` group: the same match (``rest`` takes anything after ": "), found without the
+#: capture engine running over the payload; ``rest`` is the text after ``_pre``
+_GENERAL_PREFIX_RE = "^(?P<_pre>" + GENERAL_RE[1:].replace(r":(?: (?P<rest>.*))?$", r":(?: |$)") + ")"
 #: latency layout (§1.4): "%8.8s-%-7d %3d" <flags> " %4lldus%c: "
 LATENCY_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>[^\s\d][.A-Za-z0-9]{3,6})\s+"
@@ -232,10 +235,12 @@ def _general_events(rest_lines: pl.DataFrame) -> tuple[pl.DataFrame | None, pl.D
     those events (None when there are none) and the lines still left."""
     part = None
     if rest_lines.height:
-        g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(GENERAL_RE))
+        g = rest_lines.with_columns(m=pl.col("l").str.extract_groups(_GENERAL_PREFIX_RE))
         gen_ok = g.filter(pl.col("m").struct.field("pid").is_not_null())
         if gen_ok.height:
             m = pl.col("m").struct
+            gen_ok = gen_ok.with_columns(
+                m=m.with_fields(rest=pl.col("l").str.slice(m.field("_pre").str.len_chars())))
             part = gen_ok.select(
                 "line_no", m.field("comm").alias("comm"), m.field("pid").cast(pl.Int32, strict=False).alias("pid"),
                 m.field("tgid").cast(pl.Int32, strict=False).alias("tgid"),
