@@ -448,6 +448,7 @@ def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFra
 
 # ---------------------------------------------------------------- stage 7: tables
 
+_NO_FIELDS = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.Int64, "key": pl.String, "value": pl.String})
 _GRAPH_KEEP = ["line_no", "ts_ns", "cpu", "pid", "comm", "flags", "event", "payload", "func", "parent",
                "depth", "kind", "duration_ns", "retval"]
 
@@ -457,17 +458,18 @@ def _graph_table(graph: pl.DataFrame, seq: pl.DataFrame) -> pa.Table | None:
     module, unmatched marker."""
     if not graph.height:
         return None
-    out = graph.join(seq.filter(~pl.col("kind").is_in(["__switch", "__reset"])).drop("kind"), on="line_no",
-                     how="left")
+    # graph and the graph rows of seq are the same lines in the same (line) order
+    mine = seq.filter(~pl.col("kind").is_in(["__switch", "__reset"]))
+    out = graph.hstack(mine.select("depth", "_func", "_pid", "_comm", "_unm"))
     out = out.with_columns(
         func=pl.coalesce("func", "_func"),
         pid=pl.coalesce("pid", "_pid"),
         comm=pl.coalesce("comm", "_comm"),
-    )
-    out = out.sort("line_no").with_columns(
-        _ftext=pl.coalesce(pl.col("_cpay"), pl.col("_cmt"), pl.col("_args").str.replace_all(r",\s+", " ")),
+        _ftext=pl.coalesce(pl.col("_cpay"), pl.col("_cmt"),
+                           pl.when(pl.col("_args") != "").then(pl.col("_args").str.replace_all(r",\s+", " "))),
         _fev=pl.col("_cev"))
-    fl = fields_long(out.get_column("_ftext"), out.get_column("_fev"))
+    ftext = out.get_column("_ftext")
+    fl = fields_long(ftext, out.get_column("_fev")) if ftext.null_count() < len(ftext) else _NO_FIELDS
     extra = out.with_row_index("row").select(
         pl.col("row").cast(pl.UInt32), pl.lit(1 << 30, pl.UInt32).alias("ord"),
         pl.col("_mod"), pl.col("_unm").fill_null(False))
