@@ -33,19 +33,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
+from .db import documented_columns
 from .errors import KsmtraceError
 
 FORMATS = ("perfetto", "chrome-json")
 
-#: columns of walks / lock_windows / lock_waits written as slice arguments (NULL ones are left out)
-WALK_ARGS = ("run_id", "walk_id", "evidence", "page_type", "pid", "comm", "cpu", "caller", "start_ns", "end_ns",
-             "duration_ns", "complete", "n_windows", "max_hold_ns", "total_hold_ns", "iterations",
-             "max_window_iterations", "rmap_one", "skipped", "skip_addr", "skip_mm", "slow_windows", "bailout",
-             "invalid", "early_exit", "n_events")
-WINDOW_ARGS = ("walk_id", "window_no", "evidence", "start_ns", "end_ns", "hold_ns", "iterations", "rmap_one",
-               "skipped", "skip_addr", "skip_mm", "invalid", "slow", "counters_consistent")
-WAIT_ARGS = ("pid", "comm", "lock_addr", "flags", "start_ns", "end_ns", "wait_ns", "anon_vma_lock", "ret",
-             "interrupted", "caller")
+#: columns of walks / lock_windows / lock_waits written as slice arguments (NULL ones are left out): the
+#: documented columns (their @column lines) less the label, the run id of a window or wait (its walk's or
+#: track's), and the callchain
+WALK_ARGS = tuple(c for c, _ in documented_columns("walks", without=("label",)))
+WINDOW_ARGS = tuple(c for c, _ in documented_columns("lock_windows", without=("run_id", "label")))
+WAIT_ARGS = tuple(c for c, _ in documented_columns("lock_waits", without=("run_id", "label", "callchain")))
 #: lock_windows columns shown as counter tracks when the evidence has them
 COUNTERS = ("iterations", "skipped", "skip_addr", "skip_mm")
 
