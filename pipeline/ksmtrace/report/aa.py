@@ -1,7 +1,8 @@
 """A/A mode (``ksmtrace report --aa LABEL``): one label split in two, compared as before/after.
 
 On identical code the report should say ``~``; if it does not, the verdicts of real comparisons
-on this setup deserve suspicion (users.md §3.3, nodejs #28867).
+on this setup deserve suspicion (benchmark suites have reported identical code as significantly
+different, e.g. nodejs/node#28867).
 
 * The split is **random** (seeded: :data:`DEFAULT_SPLIT_SEED`, so the report is reproducible) and
   balanced: with several runs the runs are shuffled (ingest order, then the seed) and dealt out
