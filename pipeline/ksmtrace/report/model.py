@@ -519,13 +519,13 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
             out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot,
                                                 summary="median and p99 of " + S["hold_ns"] + " per run")
         else:
-            out["hold_ns"] = stats.compare_walks(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
-                                                 unit="walk", summary=S["hold_ns"])
+            out["hold_ns"] = stats.compare_pooled(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
+                                                  unit="walk", summary=S["hold_ns"])
     else:
-        out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
-                                                      summary=S["walk_duration_ns"])
-        out["hold_ns"] = stats.compare_walks(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
-                                             unit="walk", summary=S["hold_ns"])
+        out["walk_duration_ns"] = stats.compare_pooled(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
+                                                       summary=S["walk_duration_ns"])
+        out["hold_ns"] = stats.compare_pooled(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
+                                              unit="walk", summary=S["hold_ns"])
     if len(sb.wait_ns) and len(sa.wait_ns):  # anon_vma lock waits, when both sides have some
         wb, wa = sb.per_run(sb.wait_ns, sb.wait_run), sa.per_run(sa.wait_ns, sa.wait_run)
         if by_run and len(wb) >= 2 and len(wa) >= 2:
