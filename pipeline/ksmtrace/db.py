@@ -211,6 +211,30 @@ def connect(store: Store, threads: int | None = None, views: str = "all",
 
 _local = threading.local()
 
+#: DuckDB's memory limit while a run's derived tables are computed (``KSMTRACE_DUCKDB_MEMORY`` overrides)
+COMPUTE_MEMORY_LIMIT = "512MB"
+
+
+def compute_memory_limit() -> str:
+    return os.environ.get("KSMTRACE_DUCKDB_MEMORY") or COMPUTE_MEMORY_LIMIT
+
+
+_spill = {}
+
+
+def _spill_dir() -> str:
+    """A private directory for DuckDB's spill files, one per process (a DuckDB connection cannot change
+    its temp directory once used), removed when the process exits."""
+    d = _spill.get(os.getpid())
+    if d is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        d = _spill[os.getpid()] = tempfile.mkdtemp(prefix="ksmtrace-duckdb-")
+        atexit.register(shutil.rmtree, d, True)
+    return d
+
 
 def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     """One connection per process and thread with the computing views (defining them costs ~0.2 s)."""
@@ -221,6 +245,15 @@ def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
         return con
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    # ingest's peak memory is bounded at any input size: DuckDB spills what does not fit (sorts, window
+    # partitions) to a directory of this process rather than grow with the run
+    try:
+        con.execute("SET memory_limit = ?", [compute_memory_limit()])
+    except duckdb.Error as e:
+        raise StoreError(f"KSMTRACE_DUCKDB_MEMORY={compute_memory_limit()!r} is not a memory size "
+                         f"(e.g. 512MB, 2GB): {' '.join(str(e).split())}") from None
+    con.execute("SET temp_directory = ?", [_spill_dir()])
+    con.execute("SET preserve_insertion_order = false")  # every COPY below has its own ORDER BY
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
     _run_files(con, compute_files())
     _local.con, _local.key = con, key
