@@ -42,7 +42,6 @@ PY = sorted(p for d in ("pipeline", "tests", "bench") for p in (ROOT / d).rglob(
 PY_REFS = [(str(p.relative_to(ROOT)), n, text) for p in PY for n, text in _python_texts(p)]
 _CITES = re.compile(r"\.(sql|md)\b|\b(?:pipeline|tests|bench)/[\w/]+\.py\b")
 #: the parsers' module docstrings still cite a reference file outside the project; their owner mends them
-_NOT_YET = {"pipeline/ksmtrace/ingest/" + f for f in ("perf_script.py", "binary.py", "funcgraph.py", "tracecmd.py")}
 
 
 def check_references(where: str, text: str) -> None:
@@ -89,8 +88,6 @@ def test_every_reference_in_a_sql_comment_exists(name, line, text):
 
 @pytest.mark.parametrize("path", sorted({r[0] for r in PY_REFS if _CITES.search(r[2])}))
 def test_every_reference_in_python_comments_and_strings_exists(path):
-    if path in _NOT_YET:
-        pytest.xfail("cites a reference file outside the project (module docstring of a parser; see _NOT_YET)")
     for name, line, text in PY_REFS:
         if name == path and _CITES.search(text):
             check_references(f"{name}:{line}", text)

@@ -1,4 +1,4 @@
-"""Binary inputs (formats.md §10): trace-cmd ``trace.dat`` and ``perf.data``.
+"""Binary inputs: trace-cmd ``trace.dat`` and ``perf.data``.
 
 Each is converted by its own tool, run as a subprocess whose stdout is streamed
 into the matching text parser (nothing is written to disk):

@@ -1,4 +1,4 @@
-"""function_graph tracer text (formats.md §4), every option combination.
+"""function_graph tracer text, every option combination.
 
 Groups of a line, each optional: abstime ``%5lu.%06lu |`` (or irqsoff display-graph's
 ``REL TIME`` ``N us |``), CPU ``N)``, proc ``comm-pid |``, latency flags ``d..1 |``,

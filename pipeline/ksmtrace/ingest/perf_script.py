@@ -1,4 +1,4 @@
-"""``perf script`` text (formats.md §9) -> canonical events.
+"""``perf script`` text -> canonical events.
 
 One record is an event line plus the callchain frames that follow it (TAB, or
 spaces in copied text, then ``addr sym[+off] (dso)``).  Parsing is vectorised:

@@ -1,4 +1,4 @@
-"""``trace-cmd report`` text (formats.md §8) -> canonical events.
+"""``trace-cmd report`` text -> canonical events.
 
 Preamble: ``version = 6`` (trace-cmd 2.x), ``CPU N is empty``, ``cpus=N`` (n_cpus).
 Event line::
