@@ -77,6 +77,16 @@ SELECT *, NULL::BIGINT AS summary_line, NULL::BIGINT AS summary_ts, NULL::BIGINT
        NULL::BIGINT AS walk_id
 FROM _counter_line_rows WHERE false;
 
+-- what a group of counter lines (one walk's) sums to, as the columns n_windows, max_hold_ns, total_hold_ns,
+-- iterations, max_window_iterations, rmap_one, skipped, skip_addr, skip_mm, invalid (unnest() it in the
+-- SELECT of a GROUP BY); a sum only when every line carries the counter (_sum_if_all, docs/walk-rules.md (e)).
+-- Read by _counter_walks() and _counter_fill().
+CREATE OR REPLACE MACRO _counter_line_sums(hold_ns, iterations, rmap_one, skipped, skip_addr, skip_mm, invalid) AS {
+    'n_windows': count(*), 'max_hold_ns': max(hold_ns), 'total_hold_ns': _sum_if_all(hold_ns),
+    'iterations': _sum_if_all(iterations), 'max_window_iterations': max(iterations),
+    'rmap_one': _sum_if_all(rmap_one), 'skipped': _sum_if_all(skipped), 'skip_addr': _sum_if_all(skip_addr),
+    'skip_mm': _sum_if_all(skip_mm), 'invalid': _sum_if_all(invalid)};
+
 -- the walks of evidence counters
 CREATE OR REPLACE MACRO _counter_walks() AS TABLE
 WITH per_walk AS (
@@ -85,16 +95,7 @@ WITH per_walk AS (
            any_value(summary_line) AS summary_line, any_value(summary_ts) AS summary_ts,
            any_value(walk_ns) AS walk_ns, any_value(cb) AS cb,
            min(start_ns) AS first_start_ns, max(end_ns) AS last_end_ns,
-           count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
-           -- sums only when every line carries the counter (_sum_if_all)
-           _sum_if_all(hold_ns) AS total_hold_ns,
-           _sum_if_all(iterations) AS iterations,
-           max(iterations) AS max_window_iterations,
-           _sum_if_all(rmap_one) AS rmap_one,
-           _sum_if_all(skipped) AS skipped,
-           _sum_if_all(skip_addr) AS skip_addr,
-           _sum_if_all(skip_mm) AS skip_mm,
-           _sum_if_all(invalid) AS invalid,
+           unnest(_counter_line_sums(hold_ns, iterations, rmap_one, skipped, skip_addr, skip_mm, invalid)),
            min(line_no) AS start_line, max(line_no) AS last_line
     FROM _counter_walk_line_rows GROUP BY rk, walk_id
 )
@@ -110,15 +111,8 @@ FROM per_walk a LEFT JOIN _rmap_one_callbacks cbt ON cbt.func = _sym(a.cb);
 
 -- per-walk sums of the lines owned by a walk of another kind: they fill that walk's NULL columns
 CREATE OR REPLACE MACRO _counter_fill() AS TABLE
-SELECT rk, walk_id, evidence, count(*) AS n_windows, max(hold_ns) AS max_hold_ns,
-       _sum_if_all(hold_ns) AS total_hold_ns,
-       _sum_if_all(iterations) AS iterations,
-       max(iterations) AS max_window_iterations,
-       _sum_if_all(rmap_one) AS rmap_one,
-       _sum_if_all(skipped) AS skipped,
-       _sum_if_all(skip_addr) AS skip_addr,
-       _sum_if_all(skip_mm) AS skip_mm,
-       _sum_if_all(invalid) AS invalid
+SELECT rk, walk_id, evidence,
+       unnest(_counter_line_sums(hold_ns, iterations, rmap_one, skipped, skip_addr, skip_mm, invalid))
 FROM _counter_owned_rows GROUP BY rk, walk_id, evidence;
 
 -- counter lines as windows: of counter walks, and of walks of other kinds that have no windows of their own

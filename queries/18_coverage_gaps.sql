@@ -1,8 +1,8 @@
 -- ksmtrace walk reconstruction: the completeness rules of issue #16 (rules in 02_coverage.sql), as one
 -- branch of _incomplete_walks() (18_walk_completeness.sql). Private.
 
--- _walk_rows_all: the same stand-in as 18_walk_completeness.sql (which redefines it with these columns);
--- _walk_parts (20_walks.sql) computes the real relation
+-- _walk_rows_all: an empty stand-in with the columns the macros of this file and of 18_walk_completeness.sql
+-- read, defined here once (this file is read first); _walk_parts (20_walks.sql) computes the real relation
 CREATE OR REPLACE VIEW _walk_rows_all AS
 SELECT NULL::UBIGINT AS rk, NULL::BIGINT AS walk_id, NULL::BIGINT AS start_ns, NULL::BIGINT AS end_ns,
        NULL::BIGINT AS start_line, NULL::BIGINT AS end_line, NULL::VARCHAR AS evidence,

@@ -1,14 +1,8 @@
 -- ksmtrace walk reconstruction: which walks are incomplete although both their ends were seen
 -- (docs/walk-rules.md, "Complete walks"). Private; used by _walk_parts (20_walks.sql), which computes the
--- relation `_walk_rows_all` (every kind's walk rows) once; the empty view below stands in when the macro
--- is defined (see 17_counter_walks.sql). A new completeness rule is one more UNION branch of
--- _incomplete_walks().
-
-CREATE OR REPLACE VIEW _walk_rows_all AS
-SELECT NULL::UBIGINT AS rk, NULL::BIGINT AS walk_id, NULL::BIGINT AS start_ns, NULL::BIGINT AS end_ns,
-       NULL::BIGINT AS start_line, NULL::BIGINT AS end_line, NULL::VARCHAR AS evidence,
-       NULL::BIGINT AS duration_ns, NULL::BIGINT AS max_hold_ns, NULL::INTEGER AS pid
-WHERE false;
+-- relation `_walk_rows_all` (every kind's walk rows) once. Needs the empty stand-in view `_walk_rows_all`
+-- that 18_coverage_gaps.sql defines (it is read when the macro below is defined; see 17_counter_walks.sql
+-- for why stand-ins). A new completeness rule is one more UNION branch of _incomplete_walks().
 
 -- loss: a __lost_events row of the run inside [start_ns, end_ns] (a marker without ts: by line number),
 -- counted without a range join: n(x) = markers at or before x (ASOF lookups in the cumulative counts);

@@ -80,6 +80,7 @@ FROM parts p JOIN (SELECT hash(run_id) AS rk, run_id, label FROM runs) r ON r.rk
 -- @column skipped BIGINT iterations - rmap_one - invalid
 -- @column skip_addr BIGINT skips because the rmap_item address lies outside the VMA (counters, argument-fetching probes)
 -- @column skip_mm BIGINT skips because the VMA's mm is wrong for the pass (counters, argument-fetching probes)
+-- @extras the contract columns end here (docs/walk-rules.md, "Conventions"); extras follow
 -- @column caller VARCHAR walk caller: first caller frame outside rmap_walk*, the kretprobe's caller, the funcgraph-retaddr symbol
 -- @column slow_windows BIGINT windows acquired with down_read after a failed trylock
 -- @column bailout BOOLEAN the walk returned because a trylock failed (rwc->try_lock)

@@ -20,6 +20,7 @@
 -- @column skipped BIGINT iterations - rmap_one - invalid
 -- @column skip_addr BIGINT address skips (counters, argument-fetching probes)
 -- @column skip_mm BIGINT mm skips (counters, argument-fetching probes)
+-- @extras the contract columns end here (docs/walk-rules.md, "Conventions"); extras follow
 -- @column invalid BIGINT invalid_vma rejections in the window
 -- @column slow BOOLEAN acquired with down_read after a failed trylock (NULL when the evidence cannot tell)
 -- @column evidence VARCHAR where the window comes from: function-graph, kprobe, perf-callchain or counters

@@ -57,6 +57,7 @@ FROM _lock_pairs() GROUP BY run_id;
 -- @column end_ns BIGINT contention_end timestamp, ns
 -- @column wait_ns BIGINT end_ns - start_ns
 -- @column anon_vma_lock BOOLEAN the lock is one a KSM walk waited for (NULL when no contention_begin of the run has a callchain)
+-- @extras the contract columns end here (docs/walk-rules.md, "Conventions"); extras follow
 -- @column ret INTEGER contention_end ret: 0 acquired, -4 interrupted (-EINTR)
 -- @column interrupted BOOLEAN ret <> 0
 -- @column caller VARCHAR first callchain frame outside the locking primitives (NULL without callchain)

@@ -10,6 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles. "ci" (the default of `python -m pytest tests`) is derandomized with no example database:
+# the same examples on every run, so CI cannot go red on a new random draw. "fuzz" draws new random examples,
+# 50 times as many: `python -m pytest tests --hypothesis-profile=fuzz` (or KSMTRACE_HYPOTHESIS_PROFILE=fuzz).
+# What fuzzing finds becomes an explicit @example or table case, so the ci profile keeps checking it.
+CI_MAX_EXAMPLES = 100
+settings.register_profile("ci", derandomize=True, database=None, max_examples=CI_MAX_EXAMPLES,
+                          print_blob=True)
+settings.register_profile("fuzz", derandomize=False, max_examples=50 * CI_MAX_EXAMPLES, print_blob=True)
+settings.load_profile(os.environ.get("KSMTRACE_HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(n: int) -> int:
+    """``max_examples`` of a test that runs ``n`` examples in the ci profile, scaled with the loaded profile
+    (``--hypothesis-profile=fuzz``: 50 n)."""
+    return max(1, n * settings.default.max_examples // CI_MAX_EXAMPLES)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipeline"))

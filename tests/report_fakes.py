@@ -8,15 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from ksmtrace.report.view_tables import (RUN_COLS, WAIT_COLS, WALK_COLS, WINDOW_COLS, combine,  # noqa: F401
-                                         create_tables)
+from ksmtrace.report.view_tables import combine, create_tables  # noqa: F401
 
 
 def gen_side(label: str, n_runs: int = 1, walks_per_run: int = 100, walk_median_ns: float = 500e6,
              windows_per_walk: int = 2, iterations: int = 20000, evidence: str = "function-graph",
              sigma: float = 0.3, seed: int = 1, page_type: str = "ksm", kernel: str = "6.18.0",
-             skips: bool = False, lost: int = 0, resolution: int = 1000,
-             window_evidence: bool = True) -> dict[str, pd.DataFrame]:
+             skips: bool = False, lost: int = 0, resolution: int = 1000) -> dict[str, pd.DataFrame]:
     """One label's rows: lognormal walk durations, windows splitting ~90% of each walk.
 
     Durations are multiples of ``resolution`` (µs text by default), like real traces.
@@ -47,10 +45,8 @@ def gen_side(label: str, n_runs: int = 1, walks_per_run: int = 100, walk_median_
             lw = pd.DataFrame({
                 "run_id": run_id, "label": label, "walk_id": np.repeat(np.arange(1, n + 1), k),
                 "window_no": np.tile(np.arange(1, k + 1), n), "start_ns": wstart.ravel(),
-                "end_ns": (wstart + hold).ravel(), "hold_ns": hold.ravel(),
+                "end_ns": (wstart + hold).ravel(), "hold_ns": hold.ravel(), "evidence": evidence,
             })
-            if window_evidence:  # the views' extra column
-                lw["evidence"] = evidence
             if evidence != "perf-callchain":
                 it = np.maximum(1, rng.poisson(iterations, n * k)).astype(np.int64)
                 lw["iterations"] = it

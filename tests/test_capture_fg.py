@@ -145,8 +145,6 @@ def test_buffer_sized_for_the_repro_layout(tmp_path, monkeypatch, capsys):
 
 
 def test_buffer_warning_for_large_layout(tmp_path, monkeypatch, capsys):
-    from ksmtrace.capture import capture as c
-
     t, writes = fake_fg_tracefs(tmp_path, monkeypatch)
     fake = tmp_path / "bin" / "ksmtrace"
     fake.parent.mkdir()
@@ -212,7 +210,7 @@ def test_print_recipes_run_as_printed_in_a_fake_tracefs(tmp_path):
     i = t / "instances" / "ksmtrace"
     (t / "instances").mkdir(parents=True)
     text = recipes.render("events", out="run.txt", workload="true", events=("migrate/set_migration_pte",))
-    text = text.replace("T=$(awk", "T=" + str(t) + " #").replace("mkdir $I", f"mkdir -p $I/events/migrate/"
+    text = text.replace("T=$(awk", "T=" + str(t) + " #").replace("mkdir $I", "mkdir -p $I/events/migrate/"
                         "set_migration_pte $I/events/lock/contention_begin $I/options $I/per_cpu/cpu0; "
                         "echo 'entries: 0' > $I/per_cpu/cpu0/stats; echo x > $I/trace")
     text = text.replace("rmdir $I", "rm -r $I")

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from ksmtrace.ingest.fields import MAP_TYPE, normalize_ptr, parse_fields
 
+from conftest import examples
+
 
 def one(payload, event=None):
     ev = None if event is None else pl.Series([event], dtype=pl.String)
@@ -75,7 +77,7 @@ VAL = st.from_regex(r"[A-Za-z0-9/<>()\[\]:.+-]([A-Za-z0-9/<>()\[\]:.=+-]| (?![A-
     lambda v: not v.endswith(" ") and not v.endswith(",") and " ==>" not in v and len(v) < 40)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(KEY, VAL), min_size=1, max_size=6), st.booleans())
 def test_roundtrip_generic(kvs, commas):
     sep = ", " if commas else " "
@@ -117,7 +119,7 @@ def test_template_fast_path_matches_generic(monkeypatch):
     assert fast[200][2] == ("prev_state", "R") and fast[200][3] == ("next_comm", "b")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
                                                                  HealthCheck.data_too_large])
 @given(st.lists(KEY, min_size=1, max_size=5, unique=True),
        st.lists(st.lists(VAL, min_size=5, max_size=5), min_size=40, max_size=60))

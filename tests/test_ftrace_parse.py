@@ -13,6 +13,8 @@ from ksmtrace.ingest.base import ParseStats, conform
 from ksmtrace.ingest.ftrace import FtraceParser
 from ksmtrace.ingest.source import TraceSource
 
+from conftest import examples
+
 
 def parse(text: str, parser=FtraceParser):
     src = TraceSource(stream=io.BytesIO(text.encode()), name="t")
@@ -160,7 +162,7 @@ def trace_st(draw):
     return "\n".join(lines) + ("\n" if final_nl else ""), exp, header, len(lines)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(trace_st())
 def test_roundtrip_ftrace(case):
     text, exp, header, n_lines = case

@@ -11,6 +11,8 @@ from ksmtrace.ingest.base import ParseStats, conform
 from ksmtrace.ingest.funcgraph import FuncGraphParser
 from ksmtrace.ingest.source import TraceSource
 
+from conftest import examples
+
 
 def parse(text: str):
     src = TraceSource(stream=io.BytesIO(text.encode()), name="t")
@@ -188,7 +190,7 @@ def graph_st(draw):
     return "\n".join(lines) + "\n", exp, opt
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(graph_st())
 def test_roundtrip_funcgraph(case):
     text, exp, opt = case

@@ -134,3 +134,20 @@ def test_no_format_imports_another_formats_privates():
                 if target.rsplit(".", 1)[-1] in FORMATS and target != m:
                     bad += [f"{m} imports {target}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert not bad, "; ".join(bad)
+
+
+def test_no_module_imports_a_dependencys_private_module():
+    """Dependencies through their public API only (``typer._click`` is typer's vendored copy of click, subject to
+    change without notice): no imported module path with a ``_private`` part outside ksmtrace."""
+    bad = []
+    for m, p in _modules().items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad += [f"{m} imports {n}" for n in names if not n.startswith("ksmtrace")
+                    and any(part.startswith("_") and not part.startswith("__") for part in n.split("."))]
+    assert not bad, "; ".join(bad)

@@ -14,7 +14,7 @@ from ksmtrace.ingest.base import ParseStats, conform
 from ksmtrace.ingest.perf_script import PerfScriptParser
 from ksmtrace.ingest.source import TraceSource
 
-from conftest import parse_with, run_cli
+from conftest import examples, parse_with, run_cli
 
 
 def parse_text(text: str, chunk_bytes: int | None = None):
@@ -285,7 +285,7 @@ def perf_files(draw):
     return "".join(out), recs, opts
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(perf_files(), st.sampled_from([None, 64, 301]))
 def test_roundtrip_perf_layouts(case, chunk):
     text, recs, o = case

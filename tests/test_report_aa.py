@@ -12,7 +12,6 @@ from conftest import run_cli_inproc
 from ksmtrace.report import build_report, render, stats
 import report_fakes as td
 from ksmtrace.report.model import ReportError
-from scipy.stats import mannwhitneyu
 
 
 def _con(*parts, waits=None):

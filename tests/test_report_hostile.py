@@ -11,7 +11,6 @@ import io
 import re
 
 import duckdb
-import pandas as pd
 import pytest
 from rich.console import Console
 

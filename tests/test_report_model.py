@@ -265,17 +265,6 @@ def test_page_type_filter_and_all():
     assert build_report(con, "before", "after", page_type="all").model["before"]["walks"] == 27
 
 
-def test_windows_without_evidence_column_take_the_walks(pair):
-    b = td.gen_side("before", walks_per_run=15, seed=1, window_evidence=False)
-    a = td.gen_side("after", walks_per_run=15, seed=2, evidence="perf-callchain", window_evidence=False)
-    b["walks"].loc[0, "complete"] = False
-    con, d = _con(b, a)
-    m = build_report(con, "before", "after").model
-    lw = d["windows"]
-    assert m["before"]["hold_ns"]["count"] == int(((lw.label == "before") & (lw.walk_id != 1)).sum())
-    assert m["after"]["hold_quantity"] == HOLD_PROXY
-
-
 def test_failing_view_is_one_clear_error():
     from ksmtrace.report.model import ReportError
 
@@ -289,17 +278,17 @@ def test_failing_view_is_one_clear_error():
         build_report(con, "before", "after")
 
 
-def test_missing_lock_waits_view_is_null():
-    b = td.gen_side("before", walks_per_run=5, seed=1)
-    a = td.gen_side("after", walks_per_run=5, seed=2)
-    con, _ = _con(b, a)
-    con.execute("DROP TABLE lock_waits")
-    rep = build_report(con, "before", "after")
-    assert rep.model["before"]["lock_waits"] is None
-    from ksmtrace.report import render
+@pytest.mark.parametrize("view", ["lock_waits", "runs", "lock_windows"])
+def test_a_missing_view_is_one_clear_error(view):
+    """A store always has the four views (queries/*.sql); a connection without one says which, in one line."""
+    from ksmtrace.report.model import ReportError
 
-    for fmt in ("text", "lkml", "markdown", "json"):
-        assert render(rep, fmt)
+    con, _ = _con(td.gen_side("before", walks_per_run=5, seed=1), td.gen_side("after", walks_per_run=5, seed=2))
+    con.execute(f"DROP TABLE {view}")
+    with pytest.raises(ReportError, match=f"^the store has no {view} view"):
+        build_report(con, "before", "after")
+    with pytest.raises(ReportError, match=f"^the store has no {view} view"):
+        build_report(con, aa="before")
 
 
 # --------------------------------------------------------------------------- honesty (issue 12)
@@ -373,8 +362,8 @@ def test_p_values_and_changes_never_overstate():
 def test_a_shift_with_equal_medians_reads_no_change():
     """The nosplit-vs-split case: both medians 5 us, the tails differ: never a red '+0.00%'."""
     rng = np.random.default_rng(4)
-    c = stats.compare_walks(np.concatenate([np.full(300, 5000), rng.integers(1, 5, 100) * 1000]),
-                            np.concatenate([np.full(300, 5000), rng.integers(6, 10, 100) * 1000]))
+    c = stats.compare_pooled(np.concatenate([np.full(300, 5000), rng.integers(1, 5, 100) * 1000]),
+                             np.concatenate([np.full(300, 5000), rng.integers(6, 10, 100) * 1000]))
     stats.apply_holm([c])
     assert c.median_ratio == 1.0 and c.significant is True and c.verdict == "~"
     assert any("the median does not" in w for w in c.warnings)

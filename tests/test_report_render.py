@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -170,3 +171,33 @@ def test_html_renders_in_headless_chromium(tmp_path, rep):
     px = np.asarray(im).reshape(-1, 3).astype(int)
     assert np.any((px[:, 0] > 150) & (px[:, 1] < 90) & (px[:, 2] < 90))
     assert np.any((px[:, 2] > 130) & (px[:, 0] < 80))
+
+
+def test_html_tables_stay_on_a_narrow_page(tmp_path, rep):
+    """Issue 15 frictions: the runs table does not run off the page and no cell (the verdict column, a long
+    source path) spills out of its column, measured in headless Chromium at 800 px."""
+    exe = _chromium()
+    if not exe:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    import copy
+
+    r = copy.deepcopy(rep)
+    for side in ("before", "after"):
+        for run in r.model[side]["run_details"]:
+            run["source"] = "/srv/traces/" + "very-long-directory-name/" * 8 + "trace-with-a-long-name.txt"
+    html = tmp_path / "report.html"
+    write(r, "html", out=html)
+    probe = ("<script>document.body.setAttribute('data-probe', JSON.stringify({page: document.documentElement"
+             ".scrollWidth - window.innerWidth, cells: [...document.querySelectorAll('td, th')]"
+             ".filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.slice(0, 40))}))</script></body>")
+    html.write_text(html.read_text().replace("</body>", probe))
+    args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=800,2000", "--dump-dom", html.as_uri()]
+    dom = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'data-probe="([^"]*)"', dom)
+    assert m, dom[:500]
+    import html as html_mod
+
+    probe = json.loads(html_mod.unescape(m.group(1)))
+    assert probe["page"] <= 0, probe  # nothing wider than the window
+    assert probe["cells"] == [], probe  # no cell's text spills out of its column

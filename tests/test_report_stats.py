@@ -59,13 +59,13 @@ def test_benchstat_sample_size_rules():
 
 
 def test_all_equal_samples():
-    c = stats.compare_walks(np.full(20, 5), np.full(20, 5))
+    c = stats.compare_pooled(np.full(20, 5), np.full(20, 5))
     assert c.p_value == 1.0 and c.verdict == "~" and stats.WARN_ALL_EQUAL in c.warnings
     assert c.median_ratio == 1.0 and c.median_ratio_ci == [1.0, 1.0]
 
 
 def test_zero_before_gives_no_ratio():
-    c = stats.compare_walks(np.zeros(20), np.arange(1, 21))
+    c = stats.compare_pooled(np.zeros(20), np.arange(1, 21))
     assert c.median_ratio is None and c.median_ratio_ci is None and c.verdict == "n/a"
     assert c.p_value is not None and c.p_value < 0.05
 

@@ -85,13 +85,13 @@ def test_window_plan_and_cost_summary():
     it = L.items_of(0)[5]
     assert window_plan(L, it, False) == (8000, [(it.vma + 1, 0, it.vma)])
     s = cost_summary(L, "try_to_migrate")
-    assert s["unpatched"]["iterations"] == 255 * 8000 + 256  # kernel.md §1.3: ~2.05 M
+    assert s["unpatched"]["iterations"] == 255 * 8000 + 256  # ~2.05 M (docs/walk-rules.md, "The walk being measured")
     assert 30e6 < s["unpatched"]["walk_ns"] < 40e6  # ~34 ms at 16.6 ns per iteration
     assert s["patched"]["iterations"] == 256 and s["patched"]["skip_addr"] == 0
 
 
 def test_pte_encodings_match_formats_md():
-    # formats.md §7.3 REAL lines: both give PFN 0x128d38
+    # two real 6.1 set_migration_pte lines: both give PFN 0x128d38
     assert "%x" % migration_pte(0x128D38, young=1, dirty=0, typ=28) == "e7fff7ffdae58e00"
     assert "%x" % present_pte(0x128D38) == "8000000128d38025"
 
@@ -109,7 +109,7 @@ def test_deterministic_by_seed():
 
 # ---------------------------------------------------------------------------------------------- exact layouts
 def test_function_graph_layout_matches_formats_md():
-    # formats.md §4.6 LAYOUT lines, rebuilt from the renderer's pieces
+    # function_graph lines as the tracer lays them out, rebuilt from the renderer's pieces
     pre = "%s |   %*d) %s | " % (R.ftrace_ts(458_203_501_000), 1, 1, R.graph_proc("ksm_rmap_repro", 10396))
     d, v = R.graph_duration(180)
     assert pre + R.graph_mark(180) + " " + d + "|  " + "  down_read_trylock();" == \
@@ -120,11 +120,11 @@ def test_function_graph_layout_matches_formats_md():
     assert pre + R.graph_mark(34_010_004) + " " + d + "|  } /* rmap_walk_ksm */" == \
         "  458.237510 |   1) ksm_rma-10396  | * 34010.00 us |  } /* rmap_walk_ksm */"
     assert v == 34_010_000
-    # formats.md §4.5 REAL: every delay mark and width
+    # as a real function_graph trace prints them: every delay mark and width
     for ns, txt in ((33_998_590, "* 33998.59 us |"), (119_760_200, "@ 119760.2 us |"), (3_594_274_000, "$ 3594274 us  |"),
                     (49_370, "+ 49.370 us   |"), (7_950_321, "# 7950.321 us |")):
         assert R.graph_mark(ns) + " " + R.graph_duration(ns)[0] + "|" == txt
-    # task-change banner (formats.md §4.5 REAL)
+    # task-change banner (as a real function_graph trace prints it)
     assert " %*d) %s => %s" % (1, 0, R.graph_proc("platform", 3210), R.graph_proc("vmstat", 2854)) == \
         " 0)  platfor-3210  =>  vmstat-2854  "
 
@@ -136,7 +136,7 @@ def test_ftrace_and_perf_layouts_match_formats_md():
     line = R.write_ftrace([row], 4)[-1]
     assert line == ("  rmap_benchmark-467     [003] ..... 17258.057760: rmap_walk_start: folio=000000004c2a9e1b "
                     "rwc=00000000d3f1a07c page_type=ksm locked=false\n")
-    # formats.md §9.1 REAL (perf 6.1, event column 37 wide)
+    # a real perf script line (perf 6.1, event column 37 wide)
     rows = []
     for t, cpu, pid, comm, ev, pl in ((375_395_548_000, 0, 9000, "ksm_rmap_repro", "ksm:ksm_enter", "mm 0xffff88810b1cabc0"),
                                       (375_419_251_000, 0, 37, "ksmd", "ksm:ksm_start_scan", "seq 824 rmap size 2000"),

@@ -9,7 +9,7 @@ from ksmtrace.ingest import detect
 from ksmtrace.ingest.source import TraceSource
 from ksmtrace.ingest.tracecmd import TraceCmdReportParser
 
-from conftest import parse_with
+from conftest import examples, parse_with
 
 
 def parse_text(text: str, chunk_bytes: int | None = None):
@@ -171,7 +171,7 @@ def reports(draw):
     return "".join(out), recs, dict(ns=ns, style=style, ncpus=ncpus)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reports(), st.sampled_from([None, 80, 257]))
 def test_roundtrip_tracecmd_layouts(case, chunk):
     text, recs, o = case
@@ -194,7 +194,7 @@ def test_roundtrip_tracecmd_layouts(case, chunk):
 _fg_func = st.from_regex(r"[a-z_][a-z0-9_.]{0,20}", fullmatch=True)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["entry", "leaf", "exit", "raw_entry", "raw_exit"]), _fg_func,
                           st.integers(0, 12), st.integers(0, 10**9), st.sampled_from([None, "0x1", "-22"])),
                 min_size=1, max_size=12))

@@ -1,4 +1,5 @@
-"""The walk views on hand-written text traces (formats.md LAYOUT / REAL lines) through the real parsers."""
+"""The walk views on hand-written text traces (laid out as the tracers print them, or real lines) through the real
+parsers."""
 from __future__ import annotations
 
 from ksmtrace import api
@@ -6,7 +7,7 @@ from ksmtrace.store import Store
 
 from walks_support import query
 
-# formats.md §4.6, second LAYOUT (filtered to lock functions and callbacks, retval 6.13+, one slow window),
+# function_graph (filtered to lock functions and callbacks, retval 6.13+, one slow window),
 # with abstime + proc + tail; completed with the rest of the slow window
 FG_TEXT = """\
 # tracer: function_graph
@@ -27,7 +28,7 @@ FG_TEXT = """\
   458.334020 |   1) ksm_rma-10396  | * 34020.00 us |  } /* rmap_walk_ksm ret=0xffffea0004a35e40 */
 """
 
-# formats.md §9.1 LAYOUT (perf record -g -e migrate:set_migration_pte) and §7.5 REAL perf lock lines
+# perf script of perf record -g -e migrate:set_migration_pte, and real perf lock lines
 PERF_TEXT = """\
 ksm_rmap_repro  9000 [001]   375.500000: compaction:mm_compaction_begin: zone_start=0x1 migrate_pfn=0x1 free_pfn=0xe00 zone_end=0x1000, mode=sync
 \tffffffff815d2dca __compact_zone+0x1a ([kernel.kallsyms])
@@ -91,7 +92,7 @@ def test_perf_text_callchain_walk_and_lock_wait(tmp_path):
 
 
 def test_corpus_perf_lock_begins_without_ends_are_counted_not_paired(tmp_path, corpus):
-    """REAL powerpc perf lock lines (formats.md §7.5): contention_begin only; with the [unknown] frame."""
+    """Real powerpc perf lock lines: contention_begin only; with the [unknown] frame."""
     src = corpus / "snippets" / "lkml__perf-lock-contention_begin-powerpc.txt"
     store = Store(tmp_path / "store")
     api.ingest([str(src)], store=store, label="real")

@@ -1,4 +1,4 @@
-"""The walk views against the synth generator's oracle (walk_rules.md applied to the printed trace).
+"""The walk views against the synth generator's oracle (docs/walk-rules.md applied to the printed trace).
 
 For every evidence kind and format, unpatched and patched layouts: generate a trace, ingest it with the real
 parsers, and compare walks / lock_windows / lock_waits with the expected frames EXACTLY (every contract
@@ -13,19 +13,16 @@ import pytest
 
 synth = pytest.importorskip("ksmtrace.synth")
 
-from ksmtrace import api  # noqa: E402
+from ksmtrace import api, db  # noqa: E402
 from ksmtrace.store import Store  # noqa: E402
 
 from walks_support import connection  # noqa: E402
 
-WALK_CMP = ["evidence", "page_type", "pid", "comm", "cpu", "start_ns", "end_ns", "duration_ns", "complete",
-            "n_windows", "max_hold_ns", "total_hold_ns", "iterations", "max_window_iterations", "rmap_one",
-            "skipped", "skip_addr", "skip_mm", "caller", "slow_windows", "bailout", "invalid", "early_exit",
-            "n_events"]
-WIN_CMP = ["pid", "window_no", "start_ns", "end_ns", "hold_ns", "iterations", "rmap_one", "skipped", "skip_addr",
-           "skip_mm", "invalid", "slow", "evidence", "counters_consistent"]
-WAIT_CMP = ["pid", "comm", "lock_addr", "flags", "start_ns", "end_ns", "wait_ns", "anon_vma_lock", "ret",
-            "interrupted", "caller"]
+#: every documented column of the views (their @column lines) but the run's and the walk id (walk ids differ)
+_NOT_CMP = ("run_id", "label", "walk_id")
+WALK_CMP = [c for c, _ in db.documented_columns("walks", without=_NOT_CMP)]
+WIN_CMP = ["pid"] + [c for c, _ in db.documented_columns("lock_windows", without=_NOT_CMP)]
+WAIT_CMP = [c for c, _ in db.documented_columns("lock_waits", without=_NOT_CMP + ("callchain",))]
 
 
 def _val(v):
@@ -80,7 +77,7 @@ def check(tmp_path, res, fmt):
     if res.meta["evidence"] in ("function-graph", "kprobe") and res.meta.get("iterators", True):
         # A walk without windows (bailout, or cut off before its first window) in a run that traces the
         # iterators: the views count 0 iterations (the trace shows none), the oracle gives NULL (sum over no
-        # windows). Reported; the views' choice follows walk_rules.md (b): NULL only when the run has no
+        # windows). Reported; the views' choice follows docs/walk-rules.md (b): NULL only when the run has no
         # iterator rows at all.
         z = (ew["n_windows"] == 0) & ew["iterations"].isna() & ew["start_ns"].notna()
         ew.loc[z, "iterations"] = 0

@@ -268,13 +268,20 @@ class ViewDoc:
     summary: str
     needs: str
     columns: list[ColumnDoc]
+    #: how many of the columns, from the first, are the view's contract (the ``@column`` lines before its
+    #: ``@extras`` line); None for a view without one
+    n_contract: int | None = None
+
+    @property
+    def contract(self) -> list[ColumnDoc]:
+        return self.columns[:self.n_contract] if self.n_contract is not None else []
 
 
 _TYPES = r"(TIMESTAMP WITH TIME ZONE|STRUCT\(.*?\)\[\]|MAP\(VARCHAR, VARCHAR\)|[A-Z]+(?:\[\])?)"
 
 
 def view_docs() -> list[ViewDoc]:
-    """Parse the ``@view`` / ``@needs`` / ``@column`` comments of every SQL file."""
+    """Parse the ``@view`` / ``@needs`` / ``@column`` / ``@extras`` comments of every SQL file."""
     docs: list[ViewDoc] = []
     for f in sql_files():
         cur: ViewDoc | None = None
@@ -294,10 +301,27 @@ def view_docs() -> list[ViewDoc]:
             if m:
                 cur.columns.append(ColumnDoc(m.group(1), m.group(2), m.group(3).strip()))
                 continue
+            if re.match(r"--\s*@extras\b", line):
+                cur.n_contract = len(cur.columns)
+                continue
             m = re.match(r"--\s?(.*)", line)
             if m and not cur.columns and not cur.needs:
                 cur.summary = (cur.summary + " " + m.group(1).strip()).strip()
     return docs
+
+
+def view_doc(view: str) -> ViewDoc:
+    """The documentation of one public view (KeyError when it has none)."""
+    for d in view_docs():
+        if d.name == view:
+            return d
+    raise KeyError(view)
+
+
+def documented_columns(view: str, without: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(name, type) of a view's columns as its ``@column`` lines give them, in order, less ``without``: the one
+    list of a view's columns that code and tests outside the SQL use."""
+    return [(c.name, c.type) for c in view_doc(view).columns if c.name not in without]
 
 
 def describe(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:

@@ -23,6 +23,9 @@ def schema_markdown() -> str:
         out.append(v.summary + "\n")
         if v.needs:
             out.append(f"*Needs:* {v.needs}\n")
+        if v.contract:
+            out.append(f"*Contract columns* (the first {len(v.contract)}, in this order; extras follow): "
+                       + ", ".join(f"`{c.name}`" for c in v.contract) + "\n")
         out.append("| column | type | meaning |\n|---|---|---|")
         for c in v.columns:
             doc = c.doc.replace("|", "\\|")

@@ -33,19 +33,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
+from .db import documented_columns
 from .errors import KsmtraceError
 
 FORMATS = ("perfetto", "chrome-json")
 
-#: columns of walks / lock_windows / lock_waits written as slice arguments (NULL ones are left out)
-WALK_ARGS = ("run_id", "walk_id", "evidence", "page_type", "pid", "comm", "cpu", "caller", "start_ns", "end_ns",
-             "duration_ns", "complete", "n_windows", "max_hold_ns", "total_hold_ns", "iterations",
-             "max_window_iterations", "rmap_one", "skipped", "skip_addr", "skip_mm", "slow_windows", "bailout",
-             "invalid", "early_exit", "n_events")
-WINDOW_ARGS = ("walk_id", "window_no", "evidence", "start_ns", "end_ns", "hold_ns", "iterations", "rmap_one",
-               "skipped", "skip_addr", "skip_mm", "invalid", "slow", "counters_consistent")
-WAIT_ARGS = ("pid", "comm", "lock_addr", "flags", "start_ns", "end_ns", "wait_ns", "anon_vma_lock", "ret",
-             "interrupted", "caller")
+#: columns of walks / lock_windows / lock_waits written as slice arguments (NULL ones are left out): the
+#: documented columns (their @column lines) less the label, the run id of a window or wait (its walk's or
+#: track's), and the callchain
+WALK_ARGS = tuple(c for c, _ in documented_columns("walks", without=("label",)))
+WINDOW_ARGS = tuple(c for c, _ in documented_columns("lock_windows", without=("run_id", "label")))
+WAIT_ARGS = tuple(c for c, _ in documented_columns("lock_waits", without=("run_id", "label", "callchain")))
 #: lock_windows columns shown as counter tracks when the evidence has them
 COUNTERS = ("iterations", "skipped", "skip_addr", "skip_mm")
 
@@ -112,11 +110,6 @@ class _Task:
     counters: dict = field(default_factory=dict)  # counter name -> [(ts, value)]
 
 
-def _clean(v: Any) -> Any:
-    """A value as DuckDB's fetchall gives it: Python ints, strings, bools, None for NULL."""
-    return v
-
-
 def _rows(con, query: str, params: dict | None = None) -> list[dict]:
     rel = con.execute(query, params or {})
     cols = [d[0] for d in rel.description]
@@ -140,6 +133,13 @@ def _select_runs(con, label: str | None, run: str | None) -> list[dict]:
     return sel
 
 
+def wait_name(flags: str | None) -> str:
+    """A lock wait's slice name: ``lock wait READ`` ...; ``lock wait`` alone when the event printed no flag name
+    (an empty ``flags=``: no flag bit set) or had no flags field (NULL). The slice's ``flags`` argument keeps the
+    view's value exactly: empty stays empty, NULL is left out."""
+    return f"lock wait {flags}" if flags else "lock wait"
+
+
 def _walk_name(page_type: str | None) -> str:
     return f"rmap_walk_{page_type}" if page_type in ("ksm", "anon", "file") else "rmap_walk"
 
@@ -147,7 +147,7 @@ def _walk_name(page_type: str | None) -> str:
 def _args(row: dict, cols: Iterable[str]) -> dict:
     out = {}
     for c in cols:
-        v = _clean(row.get(c))
+        v = row.get(c)
         if v is not None:
             out[c] = v
     return out
@@ -189,10 +189,10 @@ def collect(con, runs: list[dict]) -> tuple[list[dict], dict[tuple, _Task], int]
     slices: dict[tuple, list[_Slice]] = {}
     walk_span: dict[tuple, tuple[int, int]] = {}
     for w in walks:
-        run_id, pid = w["run_id"], _clean(w["pid"])
-        t = task(run_id, pid, _clean(w["comm"]), True)
+        run_id, pid = w["run_id"], w["pid"]
+        t = task(run_id, pid, w["comm"], True)
         lo, hi = bounds[run_id]
-        start, end = _clean(w["start_ns"]), _clean(w["end_ns"])
+        start, end = w["start_ns"], w["end_ns"]
         args = _args(w, WALK_ARGS)
         # a walk cut by the trace's start or end runs from / to the trace's edge (start_ns / end_ns stay NULL)
         s = start if start is not None else lo
@@ -209,12 +209,12 @@ def collect(con, runs: list[dict]) -> tuple[list[dict], dict[tuple, _Task], int]
         flows_out.setdefault((h["run_id"], h["walk_id"], h["window_no"]), []).append(n)
         flows_in.setdefault(h["wait_no"], []).append(n)
     for lw in windows:
-        run_id, pid = lw["run_id"], _clean(lw["walk_pid"])
+        run_id, pid = lw["run_id"], lw["walk_pid"]
         wk = ("walk", run_id, lw["walk_id"])
         if wk not in walk_span:
             continue
         ws, we = walk_span[wk]
-        s, e = _clean(lw["start_ns"]), _clean(lw["end_ns"])
+        s, e = lw["start_ns"], lw["end_ns"]
         s = s if s is not None else ws
         e = e if e is not None else we
         args = _args(lw, WINDOW_ARGS)
@@ -223,15 +223,14 @@ def collect(con, runs: list[dict]) -> tuple[list[dict], dict[tuple, _Task], int]
         slices.setdefault((run_id, pid), []).append(sl)
         t = tasks[(run_id, pid)]
         for c in COUNTERS:
-            v = _clean(lw.get(c))
+            v = lw.get(c)
             if v is not None:
                 t.counters.setdefault(c, []).append((sl.start, sl.end, v))
     for lk in waits:
-        run_id, pid = lk["run_id"], _clean(lk["pid"])
-        task(run_id, pid, _clean(lk["comm"]), False)
-        s, e = _clean(lk["start_ns"]), _clean(lk["end_ns"])
-        flags = _clean(lk["flags"]) or "?"
-        sl = _Slice("wait", ("wait", run_id, lk["wait_no"]), None, s, max(e, s), f"lock wait {flags}",
+        run_id, pid = lk["run_id"], lk["pid"]
+        task(run_id, pid, lk["comm"], False)
+        s, e = lk["start_ns"], lk["end_ns"]
+        sl = _Slice("wait", ("wait", run_id, lk["wait_no"]), None, s, max(e, s), wait_name(lk["flags"]),
                     _args(lk, WAIT_ARGS), flow_in=flows_in.get(lk["wait_no"], []))
         slices.setdefault((run_id, pid), []).append(sl)
 

@@ -186,30 +186,27 @@ class Store:
     def _write_empty(self, stamp: str) -> None:
         from . import db
 
+        tmp = self.new_staging()
         try:
-            tmp = self.new_staging()
-            try:
-                run_id = EMPTY
-                events = tmp / _empty_partition("events")
-                events.mkdir(parents=True)
-                pq.write_table(EVENTS_SCHEMA.empty_table(), events / "events-00000.parquet")
-                runs = tmp / _empty_partition("runs")
-                runs.mkdir(parents=True)
-                pq.write_table(RUNS_SCHEMA.empty_table(), runs / "run.parquet")
-                db.compute_derived(tmp, EMPTY, run_id)
-                for table in BASE_TABLES + tuple(db.DERIVED):
-                    src, dst = tmp / _empty_partition(table), self.root / _empty_partition(table)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    if dst.exists():  # stale empty files (other SQL): replace them
-                        trash = self.tmp_dir / f"old-{uuid.uuid4().hex}"
-                        os.rename(dst, trash)
-                        shutil.rmtree(trash, ignore_errors=True)
-                    os.rename(src, dst)
-                _write_json(self.root / MARKER, {"layout": LAYOUT, "stamp": stamp})
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError as e:
-            raise
+            run_id = EMPTY
+            events = tmp / _empty_partition("events")
+            events.mkdir(parents=True)
+            pq.write_table(EVENTS_SCHEMA.empty_table(), events / "events-00000.parquet")
+            runs = tmp / _empty_partition("runs")
+            runs.mkdir(parents=True)
+            pq.write_table(RUNS_SCHEMA.empty_table(), runs / "run.parquet")
+            db.compute_derived(tmp, EMPTY, run_id)
+            for table in BASE_TABLES + tuple(db.DERIVED):
+                src, dst = tmp / _empty_partition(table), self.root / _empty_partition(table)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if dst.exists():  # stale empty files (other SQL): replace them
+                    trash = self.tmp_dir / f"old-{uuid.uuid4().hex}"
+                    os.rename(dst, trash)
+                    shutil.rmtree(trash, ignore_errors=True)
+                os.rename(src, dst)
+            _write_json(self.root / MARKER, {"layout": LAYOUT, "stamp": stamp})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     # -- locking --------------------------------------------------------------
     @contextlib.contextmanager
@@ -222,11 +219,8 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_depth = 1
@@ -239,17 +233,14 @@ class Store:
     # -- staging --------------------------------------------------------------
     def new_staging(self) -> Path:
         """A private directory under .tmp, recording its owner (host, pid, start time) for clean_stale."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        d = self.tmp_dir / uuid.uuid4().hex
+        d.mkdir()
         try:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            d = self.tmp_dir / uuid.uuid4().hex
-            d.mkdir()
-            try:
-                _write_json(d / OWNER, {"host": socket.gethostname(), "pid": os.getpid(),
-                                        "start": _proc_start(os.getpid()), "created": time.time()})
-            except BaseException:  # disk full: leave nothing behind
-                shutil.rmtree(d, ignore_errors=True)
-                raise
-        except OSError as e:
+            _write_json(d / OWNER, {"host": socket.gethostname(), "pid": os.getpid(),
+                                    "start": _proc_start(os.getpid()), "created": time.time()})
+        except BaseException:  # disk full: leave nothing behind
+            shutil.rmtree(d, ignore_errors=True)
             raise
         return d
 
@@ -297,10 +288,7 @@ class Store:
         out = []
         if not self.runs_dir.is_dir():
             return out
-        try:
-            ldirs = sorted(self.runs_dir.iterdir())
-        except OSError as e:
-            raise
+        ldirs = sorted(self.runs_dir.iterdir())
         for ldir in ldirs:
             if not ldir.name.startswith("label=") or ldir.name == f"label={EMPTY}":
                 continue
@@ -352,27 +340,21 @@ class Store:
         sha = run_row.column("sha256")[0].as_py()
         label = run_row.column("label")[0].as_py()
         source = run_row.column("source")[0].as_py()
-        try:
-            manifest = self._stage(staging, run_row)
-            manifest["stamp"] = db.stamp()
-            manifest["tables"].update(db.compute_derived(staging, label, run_id))
-            _write_json(staging / partition("runs", label, run_id) / MANIFEST, manifest)
-        except OSError as e:
-            raise
+        manifest = self._stage(staging, run_row)
+        manifest["stamp"] = db.stamp()
+        manifest["tables"].update(db.compute_derived(staging, label, run_id))
+        _write_json(staging / partition("runs", label, run_id) / MANIFEST, manifest)
         with self.locked():
             self.ensure()
-            try:
-                self.clean_stale()
-                old = self.find_run(sha, label)
-                if old and not force:
-                    raise DuplicateRun(f"{source} is already in the store as run {old} (label {label!r}); "
-                                       f"use --force to replace it")
-                old_entry = next((e for e in self.entries() if e.run_id == old), None) if old else None
-                self._rename_in(staging, label, run_id)
-                if old_entry is not None:
-                    self._remove_entry(old_entry)
-            except OSError as e:
-                raise
+            self.clean_stale()
+            old = self.find_run(sha, label)
+            if old and not force:
+                raise DuplicateRun(f"{source} is already in the store as run {old} (label {label!r}); "
+                                   f"use --force to replace it")
+            old_entry = next((e for e in self.entries() if e.run_id == old), None) if old else None
+            self._rename_in(staging, label, run_id)
+            if old_entry is not None:
+                self._remove_entry(old_entry)
         shutil.rmtree(staging, ignore_errors=True)  # .tmp itself stays, as an empty directory
         return run_id, old is not None
 
@@ -425,18 +407,9 @@ class Store:
             e = next((x for x in self.entries() if x.run_id == run_id), None)
             if e is None:
                 raise StoreError(f"no run {run_id} in {self.root}")
-            try:
-                self._remove_entry(e)
-            except OSError as ex:
-                raise
+            self._remove_entry(e)
 
     # -- rebuilding the derived tables ----------------------------------------------
-    def stale_runs(self) -> list[RunEntry]:
-        from . import db
-
-        cur = db.stamp()
-        return [e for e in self.entries() if e.manifest.get("stamp") != cur]
-
     def rebuild(self, all_runs: bool = False, on_run: Callable[[str], None] | None = None) -> dict:
         """Recompute the derived tables of the runs whose stamp differs (every run with ``all_runs``), and
         migrate a store of the 0.1 layout. Returns counts: migrated, rebuilt, up_to_date."""
@@ -447,22 +420,19 @@ class Store:
             self.check_usable(write=True)
         out = {"migrated": 0, "rebuilt": 0, "up_to_date": 0}
         with self.locked():
-            try:
-                if old:
-                    out["migrated"] = self._migrate(on_run)
-                self.ensure()
-                self.clean_stale()
-                cur = db.stamp()
-                for e in self.entries():
-                    if not all_runs and e.manifest.get("stamp") == cur and not db.missing_files(self, e):
-                        out["up_to_date"] += 1
-                        continue
-                    if on_run:
-                        on_run(e.run_id)
-                    self._rebuild_entry(e)
-                    out["rebuilt"] += 1
-            except OSError as ex:
-                raise
+            if old:
+                out["migrated"] = self._migrate(on_run)
+            self.ensure()
+            self.clean_stale()
+            cur = db.stamp()
+            for e in self.entries():
+                if not all_runs and e.manifest.get("stamp") == cur and not db.missing_files(self, e):
+                    out["up_to_date"] += 1
+                    continue
+                if on_run:
+                    on_run(e.run_id)
+                self._rebuild_entry(e)
+                out["rebuilt"] += 1
         return out
 
     def _rebuild_entry(self, e: RunEntry) -> None:

@@ -1,6 +1,6 @@
 """ksmtrace capture: record a trace with the best method the kernel offers, then restore everything.
 
-Methods (kernel.md §6): ``rmap-tracepoints`` (a), ``function-graph`` (b), ``kprobes`` (c),
+Methods (the evidence kinds of docs/walk-rules.md): ``rmap-tracepoints`` (a), ``function-graph`` (b), ``kprobes`` (c),
 ``perf-callchain`` (d + f with callchains), ``events`` (tracefs instance, d + f without callchains),
 ``counters`` (e: the per-lock-window counter lines an instrumented kernel writes with trace_printk, e.g.
 kernel/patches/counters.patch, plus the stock events, from the top-level buffer).
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
-import re
 import shlex
 import signal
 import subprocess
@@ -74,9 +72,6 @@ def kprobe_defs(machine: str | None = None) -> tuple[str, ...]:
             f"r:ksmp/it_next_ret anon_vma_interval_tree_iter_next ret=$retval {vma}",
             "p:ksmp/mig_one try_to_migrate_one", "p:ksmp/rm_pte remove_migration_pte",
             "p:ksmp/unmap_one try_to_unmap_one", "p:ksmp/ref_one folio_referenced_one")
-
-
-KPROBE_DEFS = kprobe_defs()
 
 
 def repro_layout(command: list[str]) -> dict[str, Any] | None:
@@ -519,17 +514,9 @@ class Capture:
             env.write(t / "events" / e / "enable", 1)
         self.meta["events"] = ["trace_printk:" + f for f in counter_formats(t)] + events
         self.meta["tracefs_options"] = {"overwrite": 0, "hash-ptr": 0, "buffer_size_kb": kb}
-        env.write(t / "trace", "")
-        env.write(t / "tracing_on", 1)
         try:
-            self.meta["command_exit"] = self._spawn(self._workload())
-            self.proc = None
+            self._record_top_level(t)
         finally:
-            self._buffer_stats(t)
-            env.write(t / "tracing_on", 0)
-            with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
-                while b := src.read(1 << 20):
-                    dst.write(b)
             for e in events:
                 env.write(t / "events" / e / "enable", 0)
         self._check_interrupt()
@@ -592,6 +579,12 @@ class Capture:
         self.meta["events"] = ["function_graph:" + f for f in funcs if f not in missing]
         self.meta["not_traceable"] = missing
         self.meta["tracefs_options"] = {**opts, "buffer_size_kb": kb, "max_graph_depth": 0}
+        self._record_top_level(t)
+        self._check_interrupt()
+
+    def _record_top_level(self, t: Path) -> None:
+        """Run the workload with the top-level buffer of tracefs ``t`` recording (cleared first), then stop
+        it, keep its per-CPU stats and copy its ``trace`` to ``--out``, also when the workload fails."""
         env.write(t / "trace", "")
         env.write(t / "tracing_on", 1)
         try:
@@ -603,7 +596,6 @@ class Capture:
             with open(t / "trace", "rb") as src, open(self.out, "wb") as dst:
                 while b := src.read(1 << 20):
                     dst.write(b)
-        self._check_interrupt()
 
     def _run_function_graph_locks(self, t: Path) -> None:
         self._run_function_graph(t, locks_only=True)

@@ -17,7 +17,7 @@ EVIDENCE = {
     "b": "function_graph on rmap_walk_ksm",
     "c": "kprobe/fprobe events on rmap_walk_ksm and the rwsem calls",
     "d": "perf callchains on migrate:set_migration_pte / remove_migration_pte",
-    "e": "counter lines (livepatch, trace_printk or bpftrace; kernel.md §6.5)",
+    "e": "counter lines (livepatch, trace_printk or bpftrace; docs/walk-rules.md (e))",
     "f": "lock contention waits (lock:contention_begin/end)",
 }
 #: evidence kind -> capture method
@@ -273,7 +273,7 @@ def render(info: dict[str, Any], fmt: str = "text") -> str:
         if off:
             L.append("config unset  " + " ".join(off))
     L.append("")
-    L.append("evidence (kernel.md §6)")
+    L.append("evidence (docs/walk-rules.md (a)-(f))")
     for key, e in info["evidence"].items():
         L.append(f"  {key} {'✔' if e['available'] else '✘'} {e['what']}: {e['why']}")
     L.append("")

@@ -1,7 +1,7 @@
 """``ksmtrace capture --print``: the capture commands as text, for capturing by hand elsewhere.
 
-Adapted from the project's capture reference (capture.md §0-§7) and the counter-line
-convention (kernel.md §6.5). ``<workload>`` stands for the command to run.
+One recipe per capture method of ``ksmtrace capture`` (the evidence kinds of docs/walk-rules.md), the
+counter lines in the convention of docs/walk-rules.md (e). ``<workload>`` stands for the command to run.
 """
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ perf lock record -a -- $W; perf lock contention -i perf.data --stack-skip 0
 """
 
 COUNTERS = """\
-## counter lines (evidence e): the convention ksmtrace reads (kernel.md §6.5)
+## counter lines (evidence e): the convention ksmtrace reads (docs/walk-rules.md (e))
 # One line per lock window, key=value tokens in any order, keys case-insensitive, unknown keys kept:
 #   hold_ns=<ns> iterations=<n> skip_addr=<n> skip_mm=<n> rmap_one=<n>
 # or the long forms Time_ms=<float ms> Nr_iteration_total= Skip_addr_out_of_range= Skip_mm_mismatch=

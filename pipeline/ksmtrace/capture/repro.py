@@ -1,6 +1,7 @@
 """The reproducer: KSM pages whose rmap_items point at one anon_vma with many VMAs.
 
-Pure Python (mmap through ctypes, os.fork). Layout (capture.md §8.1):
+Pure Python (mmap through ctypes, os.fork). Layout (the one the patch series targets: docs/walk-rules.md,
+"The walk being measured"):
 
 * one private anonymous region of ``pages`` identical non-zero pages, ``MADV_MERGEABLE``;
 * ``mprotect(PROT_READ)`` on every other page of the first ``vmas`` pages, so the region
@@ -9,7 +10,8 @@ Pure Python (mmap through ctypes, os.fork). Layout (capture.md §8.1):
 * KSM driven through /sys/kernel/mm/ksm until the pages are merged;
 * a trigger that makes the kernel walk the KSM pages' rmap: ``move_pages(2)`` to another
   NUMA node with ``MPOL_MF_MOVE_ALL`` (needs two nodes) or compaction (one node is enough,
-  but only pages below the point where compaction's scanners meet move: capture.md §8.2).
+  but only pages below the point where compaction's scanners meet move: compaction's migration scanner
+  walks up from the zone's start, its free scanner down from its end, and it stops where they meet).
 
 Every KSM knob and ``vm.max_map_count`` it changed is restored, and every child is killed
 and reaped, on normal exit, on error, and on SIGINT/SIGTERM/SIGHUP.
@@ -518,8 +520,7 @@ class Repro:
         r.pages_moved = sum(1 for a, b in zip(before, after) if a and a != b)
         r.notes = [n for n in r.notes if not n.startswith("compaction moved")]
         if not moved_ksm:
-            r.notes.append("compaction moved no KSM page (only pages below the scanners' meeting point move: "
-                           "capture.md §8.2). Failed migration attempts still walk the rmap: check the trace for "
+            r.notes.append("compaction moved no KSM page (only pages below the scanners' meeting point move). Failed migration attempts still walk the rmap: check the trace for "
                            "set_migration_pte bursts with rmap_walk_ksm; or retry with --attempts 3 "
                            "--compact-passes 2")
         else:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import env
 
-#: events the 'events' method enables (capture.md §1), as system/name
+#: events the 'events' method enables, as system/name: KSM's own, migration and compaction (docs/walk-rules.md
+#: (d)), and lock contention (docs/walk-rules.md (f))
 STOCK_EVENTS = (
     "ksm/ksm_enter", "ksm/ksm_exit", "ksm/ksm_start_scan", "ksm/ksm_stop_scan", "ksm/ksm_merge_with_ksm_page",
     "migrate/mm_migrate_pages_start", "migrate/mm_migrate_pages",

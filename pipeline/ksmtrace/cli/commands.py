@@ -91,9 +91,8 @@ def _main(argv: list[str] | None) -> int:
     except MemoryError:
         say("error: out of memory")
         return 2
-    except Exception as e:  # usage errors from typer's bundled click; SQL errors
+    except Exception as e:  # usage errors (typer.TyperException, base of its vendored click's); SQL errors
         import duckdb
-        from typer._click import exceptions as cx
 
         # Ctrl-C inside a DuckDB query: duckdb raises InterruptException, or from its result conversion a
         # plain RuntimeError("Query interrupted")
@@ -104,7 +103,7 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(e, duckdb.Error):
             say(f"error: SQL: {' '.join(str(e).split())}")
             return 2
-        if isinstance(e, cx.ClickException):
+        if isinstance(e, typer.TyperException):
             say(f"error: {e.format_message()}")
             return e.exit_code
         if isinstance(e, typer.Abort):

@@ -419,9 +419,15 @@ class PerfScriptParser(Parser):
                 self.resolution = 10 ** max(0, 9 - len(fr[0]))
         # same-line sample frame: "cycles:u:  ffffffff9b201293 [unknown] ([unknown])"
         fdf = df.filter(pl.col("frame") & (pl.col("rid") >= 0))
-        add_count(stats, "n_callchain_frame_lines", fdf.height)
         line_frames = parse_frames(fdf.get_column("t")).with_columns(
-            rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False))
+            rid=fdf.get_column("rid"), no=fdf.get_column("no"), first=pl.lit(False), t=fdf.get_column("t"))
+        # a TAB line that is no frame ("\t:") is malformed, counted once: not also a frame line
+        badf = line_frames.filter(~pl.col("ok"))
+        if badf.height:
+            stats.malformed_many(badf.get_column("no").to_list(), badf.get_column("t").to_list(), "perf-frame")
+            line_frames = line_frames.filter(pl.col("ok"))
+        add_count(stats, "n_callchain_frame_lines", line_frames.height)
+        line_frames = line_frames.drop("t")
         same = g.with_row_index("rid").filter(
             pl.col("system").is_null() & pl.col("payload").str.contains(r"^[0-9a-fA-F]+\s+\S") &
             pl.col("payload").str.contains(FRAME_RE) & ~pl.col("perfrec"))
@@ -431,10 +437,8 @@ class PerfScriptParser(Parser):
                 rid=same.get_column("rid").cast(pl.Int64), no=same.get_column("no"), first=pl.lit(True))
             frames_all = pl.concat([sf, line_frames], how="vertical_relaxed").sort(
                 ["rid", "first", "no"], descending=[False, True, False])
-        badf = frames_all.filter(~pl.col("ok"))
-        if badf.height:  # cannot happen for lines that passed FRAME_RE; kept for safety
-            stats.malformed_many(badf.get_column("no").to_list(), ["<frame>"] * badf.height, "perf-frame")
-            frames_all = frames_all.filter(pl.col("ok"))
+        # a same-line frame is part of its event line (payload matched FRAME_RE): never a line of its own
+        frames_all = frames_all.filter(pl.col("ok"))
         frame_rid = frames_all.get_column("rid").to_numpy()
         callchain = build_callchain(n_rec, frame_rid, frames_struct(frames_all))
         # rows for PERF_RECORD_* lines replace the regex result

@@ -81,7 +81,20 @@ MAGICS = {
 }
 
 
+#: bytes after "BZh" + block-size digit: a compressed block's or the end-of-stream's magic (bzip2's format)
+_BZ2_NEXT = (b"1AY&SY", b"\x17rE8P\x90")
+
+
 def compression_of(head: bytes) -> str | None:
+    """The compression whose header ``head`` (its first 10 bytes or more) starts with, or None.
+
+    The whole fixed header is checked, not only the magic: a text file may start with "BZh" (bzip2's magic is
+    printable), and gzip's magic is followed by the deflate method byte 8."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gz" if head[2:3] == b"\x08" else None
+    if head.startswith(b"BZh"):
+        return "bz2" if head[3:4] in tuple(b"123456789"[i:i + 1] for i in range(9)) and \
+            head[4:10] in _BZ2_NEXT else None
     for magic, name in MAGICS.items():
         if head.startswith(magic):
             return name
@@ -346,7 +359,7 @@ class TraceSource:
         self._raw = raw
         reader = _CountingReader(raw, on_bytes)
         try:
-            magic = reader.magic(8)
+            magic = reader.magic(10)
         except OSError as e:
             self.close()
             raise BadInput(f"{self.name}: read error: {e.strerror or e}") from None
@@ -367,12 +380,11 @@ class TraceSource:
         self._pending = self.head
         n_lf = self.head.count(b"\n")
         n_crlf = self.head.count(b"\r\n")
-        #: CR-only line endings (decided on the head)
-        self.cr_only = False
-        if self.head.count(b"\r") - n_crlf > n_lf:
-            as_lf = self.head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if not is_probably_binary(as_lf):  # never rewrite a binary file's bytes
-                self.cr_only, self.head = True, as_lf
+        #: CR-only line endings (decided on the head's line endings alone: a CR-only trace with NUL runs is split
+        #: as the same trace with LF endings is; the bytes of a trace.dat / perf.data are never rewritten)
+        self.cr_only = self.head.count(b"\r") - n_crlf > n_lf and not is_binary_trace(self.head)
+        if self.cr_only:
+            self.head = self.head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
     @property
     def head_text(self) -> str:

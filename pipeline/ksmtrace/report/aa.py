@@ -1,7 +1,8 @@
 """A/A mode (``ksmtrace report --aa LABEL``): one label split in two, compared as before/after.
 
 On identical code the report should say ``~``; if it does not, the verdicts of real comparisons
-on this setup deserve suspicion (users.md §3.3, nodejs #28867).
+on this setup deserve suspicion (benchmark suites have reported identical code as significantly
+different, e.g. nodejs/node#28867).
 
 * The split is **random** (seeded: :data:`DEFAULT_SPLIT_SEED`, so the report is reproducible) and
   balanced: with several runs the runs are shuffled (ingest order, then the seed) and dealt out
@@ -25,7 +26,7 @@ import itertools
 import duckdb
 import numpy as np
 
-from .model import DEFAULT_SPLIT_SEED, VIEWS, Report, ReportError, build_sides, view_columns, require_label
+from .model import DEFAULT_SPLIT_SEED, VIEWS, Report, ReportError, build_sides, require_label, require_views
 
 _n = itertools.count()
 
@@ -35,18 +36,10 @@ def group_labels(label: str) -> tuple[str, str]:
 
 
 def run_order(con, label: str) -> list[str]:
-    """The label's run ids in ingest order, then file name (runs without a runs row last, by id): never in
-    run-id order, whose random part would make the split depend on the ingest."""
-    ids: list[str] = []
-    rc = view_columns(con, "runs") or set()
-    if rc:
-        order = ", ".join([c for c in ("ingested_at", "source") if c in rc] + ["run_id"])
-        ids = [r[0] for r in con.execute(f"SELECT run_id FROM runs WHERE label = ? ORDER BY {order}",
-                                         [label]).fetchall()]
-    seen = set(ids)
-    ids += [r[0] for r in con.execute("SELECT DISTINCT run_id FROM walks WHERE label = ? ORDER BY 1",
-                                      [label]).fetchall() if r[0] not in seen]
-    return ids
+    """The label's run ids in ingest order, then file name: never in run-id order, whose random part would
+    make the split depend on the ingest."""
+    return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE label = ? "
+                                      "ORDER BY ingested_at NULLS LAST, source, run_id", [label]).fetchall()]
 
 
 def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_boot: int,
@@ -54,9 +47,7 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
     """``first_half`` (API only, for the calibration's exhaustive run splits): the run ids of group A; the
     label's other runs are group B. Else the runs (or one run's walks) are split by ``split_seed``."""
     require_label(con, "--aa", label)
-    for v in ("walks", "lock_windows"):
-        if view_columns(con, v) is None:
-            raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
+    require_views(con)
     runs = run_order(con, label)
     if not runs:
         raise ReportError(f"--aa {label!r}: the label has no runs to split")
@@ -110,7 +101,6 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
 def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed, n_first: int = 0) -> None:
     con.execute(f"CREATE TEMP TABLE {t_grp} (orig VARCHAR, g INTEGER, label VARCHAR)")
     con.execute(f"INSERT INTO {t_grp} VALUES (?, 0, ?), (?, 1, ?)", [label, a, label, b])
-    have = {v: view_columns(con, v) is not None for v in VIEWS}
     if split == "runs":
         if n_first:  # an explicit split: the first n_first runs are group A
             side = [a if i < n_first else b for i in range(len(runs))]
@@ -121,44 +111,40 @@ def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed, n_fir
         con.execute(f"CREATE TEMP TABLE {t_map} (run_id VARCHAR, orig VARCHAR, label VARCHAR)")
         con.executemany(f"INSERT INTO {t_map} VALUES (?, ?, ?)", [[r, label, g] for r, g in zip(runs, side)])
         for v in VIEWS:
-            if have[v]:
-                con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
-                            f"JOIN {t_map} m ON x.run_id = m.run_id AND x.label = m.orig")
+            con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
+                        f"JOIN {t_map} m ON x.run_id = m.run_id AND x.label = m.orig")
         return
     # one run: alternate the walks (per page type and caller, in start order); windows follow their walk
-    caller = "caller" if "caller" in (view_columns(con, "walks") or set()) else "NULL"
     if split_seed is not None:
-        _random_walk_map(con, label, caller, t_map, t_grp, split_seed)
+        _random_walk_map(con, label, t_map, t_grp, split_seed)
     else:
         con.execute(f"""
             CREATE TEMP TABLE {t_map} AS
             SELECT w.run_id, w.walk_id, g.orig, g.label
             FROM (SELECT run_id, walk_id, label,
-                         (row_number() OVER (PARTITION BY page_type, {caller}
+                         (row_number() OVER (PARTITION BY page_type, caller
                                              ORDER BY coalesce(start_ns, end_ns) NULLS LAST, walk_id) - 1) % 2 AS g
                   FROM walks WHERE label = ?) w
             JOIN {t_grp} g ON g.orig = w.label AND g.g = w.g""", [label])
     for v in ("walks", "lock_windows"):
         con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
                     f"JOIN {t_map} m ON x.run_id = m.run_id AND x.walk_id = m.walk_id AND x.label = m.orig")
-    if have["lock_waits"]:
-        order = "start_ns NULLS LAST, end_ns" if {"start_ns", "end_ns"} <= view_columns(con, "lock_waits") else "wait_ns"
-        con.execute(f"""
-            CREATE TEMP VIEW {names['lock_waits']} AS
-            SELECT x.* EXCLUDE (label, _aa_g), g.label
-            FROM (SELECT *, (row_number() OVER (PARTITION BY coalesce(anon_vma_lock, false)
-                                                 ORDER BY {order}) - 1) % 2 AS _aa_g
-                  FROM lock_waits WHERE label = (SELECT orig FROM {t_grp} LIMIT 1)) x
-            JOIN {t_grp} g ON g.g = x._aa_g""")
-    if have["runs"]:  # the one run appears on both sides
-        con.execute(f"CREATE TEMP VIEW {names['runs']} AS SELECT x.* EXCLUDE (label), g.label FROM runs x "
-                    f"JOIN {t_grp} g ON x.label = g.orig")
+    con.execute(f"""
+        CREATE TEMP VIEW {names['lock_waits']} AS
+        SELECT x.* EXCLUDE (label, _aa_g), g.label
+        FROM (SELECT *, (row_number() OVER (PARTITION BY coalesce(anon_vma_lock, false)
+                                             ORDER BY start_ns NULLS LAST, end_ns) - 1) % 2 AS _aa_g
+              FROM lock_waits WHERE label = (SELECT orig FROM {t_grp} LIMIT 1)) x
+        JOIN {t_grp} g ON g.g = x._aa_g""")
+    # the one run appears on both sides
+    con.execute(f"CREATE TEMP VIEW {names['runs']} AS SELECT x.* EXCLUDE (label), g.label FROM runs x "
+                f"JOIN {t_grp} g ON x.label = g.orig")
 
 
-def _random_walk_map(con, label, caller, t_map, t_grp, split_seed: int) -> None:
+def _random_walk_map(con, label, t_map, t_grp, split_seed: int) -> None:
     """Random balanced split of one run's walks: shuffled per page type and caller, then alternated."""
-    df = con.execute(f"SELECT run_id, walk_id, page_type, {caller} AS caller FROM walks WHERE label = ? "
-                     f"ORDER BY run_id, walk_id", [label]).df()
+    df = con.execute("SELECT run_id, walk_id, page_type, caller FROM walks WHERE label = ? ORDER BY run_id, walk_id",
+                     [label]).df()
     rng = np.random.default_rng(split_seed)
     g = np.zeros(len(df), dtype=np.int64)
     for _, ix in df.groupby(["page_type", "caller"], dropna=False).indices.items():

@@ -43,7 +43,7 @@ def run_metrics(samples) -> list[tuple[str, list[tuple[str, int]]]]:
 def render(report, name: str = "RmapWalkKSM") -> str:
     m = report.model
     lines = ["# ksmtrace report --benchstat: one line per run (the run is the sample)",
-             f"# compare with: benchstat -col label FILE",
+             "# compare with: benchstat -col label FILE",
              f"page-type: {m['page_type']}"]
     for side in ("before", "after"):
         label = m[side]["label"]

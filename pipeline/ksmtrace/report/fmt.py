@@ -214,13 +214,6 @@ def waits_line(side: str, w: dict | None) -> str | None:
     return head + ")"
 
 
-def verdict_line(c: dict) -> str:
-    """benchstat-like: '-99.79% (p=0.000 p_holm=0.000 n=50+50)' or '~ (p=0.412 p_holm=0.824 n=5+5)'."""
-    if c.get("p_value") is None:
-        return f"{NA} ({n_pair(c)})"
-    return f"{c['verdict']} ({padj(c)} {n_pair(c)})"
-
-
 def unit_name(c: dict) -> str:
     return {"run": "runs", "walk": "walks", "window": "windows", "wait": "waits"}.get(c.get("unit"), c.get("unit", ""))
 

@@ -134,12 +134,6 @@ def view_columns(con, view: str) -> set[str] | None:
         return None
 
 
-def _opt(cols: set[str], name: str, alias: str | None = None, prefix: str = "") -> str:
-    """A column if the view has it, else a typed NULL (extras are optional)."""
-    alias = alias or name
-    return f"{prefix}{name} AS {alias}" if name in cols else f"NULL AS {alias}"
-
-
 def _labels(con, src: dict[str, str] | None = None) -> dict[str, int]:
     src = src or {}
     for view, expr in ((src.get("runs", "runs"), "count(*)"), (src.get("walks", "walks"), "count(DISTINCT run_id)")):
@@ -195,6 +189,13 @@ def require_label(con, option: str, label: str) -> None:
         raise UnknownLabel(f"{option} {label!r}: no such label; labels present: {present}")
 
 
+def require_views(con, src: dict[str, str] | None = None) -> None:
+    """Raise ReportError unless every view the report reads (``src`` maps a view to what stands in for it) exists."""
+    for v in VIEWS:
+        if view_columns(con, (src or {}).get(v, v)) is None:
+            raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
+
+
 def build_sides(con, before: str, after: str, page_type: str, alpha: float, seed: int, n_boot: int,
            src: dict[str, str] | None = None) -> Report:
     if src is None:
@@ -202,10 +203,7 @@ def build_sides(con, before: str, after: str, page_type: str, alpha: float, seed
             require_label(con, side, lab)
     if before == after:
         raise ReportError(f"--before and --after are both {before!r}: compare two different labels")
-    for v in ("walks", "lock_windows"):
-        if view_columns(con, (src or {}).get(v, v)) is None:
-            raise ReportError(f"the store has no {v} view (queries/*.sql): cannot reconstruct walks")
-
+    require_views(con, src)
     b = _Builder(con, page_type, src)
     try:
         b.materialise([before, after])
@@ -254,21 +252,16 @@ class _Builder:
         self.t_windows = f"_ksmtrace_report_windows_{k}"
         self.t_excl = f"_ksmtrace_report_excluded_{k}"
         self.t_waits = f"_ksmtrace_report_waits_{k}"
-        self.has_waits = False
         self.other_types: dict[str, dict[str, int]] = {}
-        self.run_cols = view_columns(con, self.src["runs"]) or set()
 
     def materialise(self, labels: list[str]) -> None:
         """Evaluate the walks and lock_windows views once, for the two labels only."""
         con = self.con
-        wc = view_columns(con, self.src["walks"])
-        lc = view_columns(con, self.src["lock_windows"])
         params = {"a": labels[0], "b": labels[1]}
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_walks} AS
             SELECT run_id, label, walk_id, evidence, page_type, start_ns, end_ns, duration_ns,
-                   coalesce(complete, false) AS complete, max_hold_ns, max_window_iterations,
-                   {_opt(wc, 'caller')}
+                   coalesce(complete, false) AS complete, max_hold_ns, max_window_iterations, caller
             FROM {self.src['walks']} WHERE label IN ($a, $b)""", params)
         for lab, ptype, n in con.execute(
                 f"SELECT label, page_type, count(*) FROM {self.t_walks} GROUP BY ALL ORDER BY 3 DESC, 2").fetchall():
@@ -280,19 +273,12 @@ class _Builder:
                     f"WHERE NOT ({keep})", kp)
         if self.page_type != "all":
             con.execute(f"DELETE FROM {self.t_walks} WHERE page_type IS DISTINCT FROM $pt", kp)
-        if "evidence" in lc:
-            # an anti-join against the (usually few) excluded walks: much cheaper than joining every window
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
-                SELECT lw.run_id, lw.label, lw.walk_id, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
-                FROM {self.src['lock_windows']} lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
-                WHERE lw.label IN ($a, $b)""", params)
-        else:  # no window evidence column: take the walk's
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
-                SELECT w.run_id, w.label, w.walk_id, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, w.evidence
-                FROM {self.src['lock_windows']} lw JOIN {self.t_walks} w ON lw.run_id = w.run_id AND lw.walk_id = w.walk_id
-                WHERE w.complete AND lw.label IN ($a, $b)""", params)
+        # an anti-join against the (usually few) excluded walks: much cheaper than joining every window
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {self.t_windows} AS
+            SELECT lw.run_id, lw.label, lw.walk_id, lw.hold_ns, lw.iterations, lw.skip_addr, lw.skip_mm, lw.evidence
+            FROM {self.src['lock_windows']} lw ANTI JOIN {self.t_excl} x ON lw.run_id = x.run_id AND lw.walk_id = x.walk_id
+            WHERE lw.label IN ($a, $b)""", params)
 
     def drop(self) -> None:
         for t in (self.t_walks, self.t_windows, self.t_excl, self.t_waits):
@@ -303,18 +289,12 @@ class _Builder:
 
     # ---------------------------------------------------------------- runs
     def _runs(self, label: str) -> list[dict]:
-        rc = self.run_cols
-        if not rc:
-            ids = [r[0] for r in self.con.execute(
-                f"SELECT DISTINCT run_id FROM {self.t_walks} WHERE label = ? ORDER BY 1", [label]).fetchall()]
-            return [{"run_id": i} for i in ids]
-        want = ["run_id", "source", "format", "tracer", "kernel", "n_cpus", "n_lost_events", "lost_unknown",
-                "partial", "ts_resolution_ns", "ts_unit", "first_ts_ns", "meta"]
-        sel = ", ".join(c if c in rc else f"NULL AS {c}" for c in want)
+        sel = ("run_id, source, format, tracer, kernel, n_cpus, n_lost_events, lost_unknown, partial, "
+               "ts_resolution_ns, ts_unit, first_ts_ns, meta")
         # ingest order, then file name: run ids carry a random part, and the order of the runs is the order of
         # the per-run tables and of the hierarchical bootstrap's draws, so it must not depend on them
-        order = ", ".join([c for c in ("ingested_at", "source") if c in rc] + ["run_id"])
-        cur = self.con.execute(f"SELECT {sel} FROM {self.src['runs']} WHERE label = ? ORDER BY {order}", [label])
+        cur = self.con.execute(f"SELECT {sel} FROM {self.src['runs']} WHERE label = ? "
+                               f"ORDER BY ingested_at NULLS LAST, source, run_id", [label])
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
@@ -331,17 +311,11 @@ class _Builder:
         con, W, L = self.con, self.t_walks, self.t_windows
         runs = self._runs(label)
         run_ids = [r["run_id"] for r in runs]
-        idx = {r: i for i, r in enumerate(run_ids)}
 
         # walk counts per run and per evidence kind
         per_run = {r: (int(n), int(c)) for r, n, c in con.execute(
             f"SELECT run_id, count(*), count(*) FILTER (complete) FROM {W} WHERE label = ? GROUP BY run_id",
             [label]).fetchall()}
-        for r in per_run:  # walks of runs the runs view does not list (tests without runs)
-            if r not in idx:
-                idx[r] = len(run_ids)
-                run_ids.append(r)
-                runs.append({"run_id": r})
         for r in runs:
             r["walks"], r["complete_walks"] = per_run.get(r["run_id"], (0, 0))
         evidence = {str(e): int(n) for e, n in con.execute(
@@ -349,13 +323,11 @@ class _Builder:
             [label]).fetchall()}
 
         # complete walks: durations and trace time (relative to the run's first event)
-        first = "r.first_ts_ns" if "first_ts_ns" in self.run_cols else "NULL"
-        join = f"LEFT JOIN {self.src['runs']} r ON r.run_id = w.run_id AND r.label = w.label" if "first_ts_ns" in self.run_cols else ""
         res = con.execute(f"""
             SELECT list_position($ids, w.run_id) - 1 AS run_ix, w.duration_ns,
                    coalesce(w.start_ns, w.end_ns)
-                     - coalesce({first}, min(coalesce(w.start_ns, w.end_ns)) OVER (PARTITION BY w.run_id)) AS t_ns
-            FROM {W} w {join}
+                     - coalesce(r.first_ts_ns, min(coalesce(w.start_ns, w.end_ns)) OVER (PARTITION BY w.run_id)) AS t_ns
+            FROM {W} w LEFT JOIN {self.src['runs']} r ON r.run_id = w.run_id AND r.label = w.label
             WHERE w.label = $label AND w.complete AND w.duration_ns IS NOT NULL
             ORDER BY w.duration_ns""", {"label": label, "ids": run_ids}).fetchnumpy()
         walk_run = np.asarray(res["run_ix"], dtype=np.int64)
@@ -469,30 +441,22 @@ class _Builder:
 
     # ---------------------------------------------------------------- lock waits
     def materialise_waits(self, labels: list[str]) -> None:
-        cols = view_columns(self.con, self.src["lock_waits"])
-        self.has_waits = cols is not None
-        if cols is None:
-            return
         self.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {self.t_waits} AS
-            SELECT label, {_opt(cols, 'run_id')}, comm, pid, {_opt(cols, 'caller')}, flags, wait_ns,
+            SELECT label, run_id, comm, pid, caller, flags, wait_ns,
                    anon_vma_lock AS anon
             FROM {self.src['lock_waits']} WHERE label IN ($a, $b)""", {"a": labels[0], "b": labels[1]})
 
     def wait_samples(self, label: str, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """wait_ns of the anon_vma lock waits of one label (sorted) and the run index of each."""
-        if not self.has_waits:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         res = self.con.execute(f"""
             SELECT coalesce(list_position($ids, run_id) - 1, -1) AS run_ix, wait_ns FROM {self.t_waits}
             WHERE label = $label AND anon AND wait_ns IS NOT NULL ORDER BY wait_ns""",
             {"label": label, "ids": run_ids}).fetchnumpy()
         return np.asarray(res["wait_ns"], dtype=np.int64), np.asarray(res["run_ix"], dtype=np.int64)
 
-    def lock_waits(self, label: str) -> dict | None:
+    def lock_waits(self, label: str) -> dict:
         """anon_vma lock waits of one label: count, max, total, and the top waiters (perf lock contention style)."""
-        if not self.has_waits:
-            return None
         T = self.t_waits
         total_all, cnt, mx, tot, unknown = self.con.execute(
             f"SELECT count(*), count(*) FILTER (anon), max(wait_ns) FILTER (anon), sum(wait_ns) FILTER (anon), "
@@ -561,10 +525,10 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
         out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot,
                                             summary="median and p99 of " + S["hold_ns"] + " per run")
     else:
-        out["walk_duration_ns"] = stats.compare_walks(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
-                                                      summary=S["walk_duration_ns"])
-        out["hold_ns"] = stats.compare_walks(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
-                                             unit="walk", summary=S["hold_ns"])
+        out["walk_duration_ns"] = stats.compare_pooled(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
+                                                       summary=S["walk_duration_ns"])
+        out["hold_ns"] = stats.compare_pooled(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
+                                              unit="walk", summary=S["hold_ns"])
     if len(sb.wait_ns) and len(sa.wait_ns):  # anon_vma lock waits, when both sides have some
         wb, wa = sb.per_run(sb.wait_ns, sb.wait_run), sa.per_run(sa.wait_ns, sa.wait_run)
         if by_run:

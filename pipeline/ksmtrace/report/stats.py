@@ -210,16 +210,6 @@ def boot_quantile(sorted_x: np.ndarray, q: float, rng: np.random.Generator, n_bo
     return sorted_x[idx].astype(np.float64)
 
 
-def boot_quantile_of_units(values: np.ndarray, q: float, rng: np.random.Generator,
-                           n_boot: int = N_BOOT) -> np.ndarray:
-    """Bootstrap replicates of the q-quantile of a few unit values (e.g. per-run medians), plain resampling."""
-    v = np.asarray(values, dtype=np.float64)
-    n = len(v)
-    res = np.sort(v[rng.integers(0, n, size=(n_boot, n))], axis=1)
-    k = max(1, math.ceil(q * n - 1e-9)) - 1
-    return res[:, k]
-
-
 def ratio_ci(rep_before: np.ndarray, rep_after: np.ndarray, confidence: float = CONFIDENCE):
     """Percentile CI of after/before from paired-by-index independent replicates; None if undefined."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -383,9 +373,11 @@ def _unit_warnings(na: int, nb: int, a: np.ndarray, b: np.ndarray, alpha: float,
     return w
 
 
-def compare_walks(before: np.ndarray, after: np.ndarray, alpha: float = ALPHA, seed: int = SEED,
-                  n_boot: int = N_BOOT, unit: str = "walk", summary: str = "") -> Comparison:
-    """Compare two samples of unit summaries (one value per walk), e.g. each walk's longest hold."""
+def compare_pooled(before: np.ndarray, after: np.ndarray, alpha: float = ALPHA, seed: int = SEED,
+                   n_boot: int = N_BOOT, unit: str = "walk", summary: str = "") -> Comparison:
+    """Compare two pooled samples, one value per ``unit`` (a walk's duration or longest hold, a window's hold, a
+    wait), every value of a side counted as independent: the counterpart of :func:`compare_runs`, used when a
+    side has too few runs for the run to be the unit."""
     a = sort(before).astype(np.float64)
     b = sort(after).astype(np.float64)
     c = Comparison(unit=unit, summary=summary, n_before=len(a), n_after=len(b))

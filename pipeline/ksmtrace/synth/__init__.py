@@ -1,7 +1,7 @@
 """Ground-truth trace generator (issue #4): a model of rmap_walk_ksm() rendered as real trace text.
 
 ``generate(...)`` returns the trace text plus the expected rows of the ``walks``, ``lock_windows`` and
-``lock_waits`` views (what walk_rules.md makes of the printed evidence) and the model's full truth.
+``lock_waits`` views (what docs/walk-rules.md makes of the printed evidence) and the model's full truth.
 ``write_demo_pair(dir)`` writes a before/after pair for the demo; ``cost_summary`` is the closed form.
 """
 from __future__ import annotations

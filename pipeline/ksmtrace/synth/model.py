@@ -1,4 +1,5 @@
-"""The ground-truth model of ``rmap_walk_ksm()`` (kernel.md §1.2) over an anon_vma interval tree.
+"""The ground-truth model of ``rmap_walk_ksm()`` (docs/walk-rules.md, "The walk being measured") over an anon_vma
+interval tree.
 
 * ``Layout``: one mm with ``vmas`` VMAs from mprotect splits (disjoint page ranges on one anon_vma), optional
   ``forks`` children whose VMAs are linked into the parent's anon_vma tree (same ranges, other mms), ``pages``
@@ -10,7 +11,7 @@
   returns, interrupt markers, off-CPU gaps and point events (tracepoints, probes, counter lines, lock
   contention).  Renderers (``render.py``) turn records into text and compute what the SQL must find.
 
-Conventions chosen here (see walk_rules.md; written down as required):
+Conventions chosen here (docs/walk-rules.md does not fix them):
 * Chain order in the tree: by VMA (page offset), then parent before children in fork order.
 * Items of page p: global slot s = p*K + j lands in VMA s % V at offset s // V, so the K items of one page sit in
   K consecutive VMAs (all distinct when K <= V).
@@ -121,7 +122,8 @@ def chain_at(layout: Layout, item: Item, patched: bool, pos: int) -> tuple[int, 
 
 @dataclass
 class Costs:
-    """Time costs in ns. ``trace_ns`` is added to every traced call (kernel.md §6.2 overhead warning)."""
+    """Time costs in ns. ``trace_ns`` is added to every traced call: tracing a call costs far more than an
+    untraced iteration (docs/walk-rules.md, "The walk being measured")."""
     iter_ns: float = 16.6
     trace_ns: float = 0.0
     entry_ns: float = 150.0
@@ -498,7 +500,8 @@ class Simulator:
 
 
 def migration_pte(pfn: int, young: int = 1, dirty: int = 0, typ: int = 28) -> int:
-    """x86-64 migration swap entry as set_migration_pte prints it (walk_rules.md (d); checked on §7.3 REAL)."""
+    """x86-64 migration swap entry as set_migration_pte prints it (docs/walk-rules.md (d): the page key; the
+    decoding is checked against two real 6.1 lines in tests/test_synth.py)."""
     off = pfn | (young << 34) | (dirty << 35)
     return (typ << 59) | (((~off) & ((1 << 50) - 1)) << 9)
 

@@ -1,10 +1,10 @@
-"""walk_rules.md applied to rendered rows: the values the SQL views must produce from the printed evidence.
+"""docs/walk-rules.md applied to rendered rows: the values the SQL views must produce from the printed evidence.
 
 Input rows (``render.Row``) carry exactly what a parser reads from the text: quantised ``ts``, ``pid``, ``cpu``,
 event name, fields, callchain, and for function_graph/probes ``func``/``kind``/``depth``/``dur``/``ret``/``parent``.
 Rows are in file order.  Nothing here looks at the model.
 
-Choices where walk_rules.md is silent (checked against queries/1x_*.sql; keep in step):
+Choices where docs/walk-rules.md is silent (checked against queries/1x_*.sql; keep in step):
 * function_graph: a walk whose entry is missing (trace began mid-walk) gets NULL window columns; a walk whose
   exit is missing keeps the windows seen, the last one open (end_ns/hold_ns NULL) when the trace ended in it.
 * Counts over a walk without windows: n_windows/slow_windows/rmap_one/invalid 0; iterations and skipped 0
@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import pandas as pd
 
+from ..db import documented_columns
 from .model import CALLBACKS, ITER_FIRST, ITER_NEXT, WALK
 
 ITERS = (ITER_FIRST, ITER_NEXT)
@@ -40,20 +41,16 @@ NOT_CALLER = {"rmap_walk", "rmap_walk_locked", "rmap_walk_ksm", "rmap_walk_anon"
 LOCK_PRIMS = ("rwsem_down_", "down_read", "down_write", "__down", "_raw_spin", "queued_", "native_queued",
               "__traceiter_", "trace_contention", "lock_")
 
-WALK_COLS = ["walk_id", "evidence", "page_type", "pid", "comm", "cpu", "start_ns", "end_ns", "duration_ns",
-             "complete", "n_windows", "max_hold_ns", "total_hold_ns", "iterations", "max_window_iterations",
-             "rmap_one", "skipped", "skip_addr", "skip_mm", "caller", "slow_windows", "bailout", "invalid",
-             "early_exit", "n_events"]
-WIN_COLS = ["walk_id", "window_no", "start_ns", "end_ns", "hold_ns", "iterations", "rmap_one", "skipped",
-            "skip_addr", "skip_mm", "invalid", "slow", "evidence", "counters_consistent", "pid", "walk_start_ns",
-            "walk_end_ns"]
-WAIT_COLS = ["pid", "comm", "lock_addr", "flags", "start_ns", "end_ns", "wait_ns", "anon_vma_lock", "ret",
-             "interrupted", "caller"]
-INT_COLS = {"walk_id", "pid", "cpu", "start_ns", "end_ns", "duration_ns", "n_windows", "max_hold_ns",
-            "total_hold_ns", "iterations", "max_window_iterations", "rmap_one", "skipped", "skip_addr", "skip_mm",
-            "slow_windows", "invalid", "n_events", "window_no", "hold_ns", "walk_start_ns", "walk_end_ns",
-            "wait_ns", "ret"}
-BOOL_COLS = {"complete", "bailout", "early_exit", "slow", "counters_consistent", "anon_vma_lock", "interrupted"}
+#: the columns of the expected frames: the views' documented columns (their @column lines, queries/*.sql)
+#: less the run's own; windows also carry their walk's task and span, to match them without walk ids
+_RUN_KEYS = ("run_id", "label")
+WALK_COLS = [c for c, _ in documented_columns("walks", without=_RUN_KEYS)]
+WIN_COLS = [c for c, _ in documented_columns("lock_windows", without=_RUN_KEYS)] + ["pid", "walk_start_ns",
+                                                                                    "walk_end_ns"]
+WAIT_COLS = [c for c, _ in documented_columns("lock_waits", without=_RUN_KEYS + ("callchain",))]
+_TYPES = {c: t for v in ("walks", "lock_windows", "lock_waits") for c, t in documented_columns(v)}
+INT_COLS = {c for c, t in _TYPES.items() if t in ("BIGINT", "INTEGER")} | {"walk_start_ns", "walk_end_ns"}
+BOOL_COLS = {c for c, t in _TYPES.items() if t == "BOOLEAN"}
 
 
 def frame(cols, rows) -> pd.DataFrame:
@@ -567,7 +564,7 @@ def oracle_kprobe(rows):
         _finish_walk(w, out, True)
         if not out:
             w["skipped"] = -rmap_one - invalid  # as the SQL: iterations(0) - rmap_one - invalid
-        # extras (not fixed by walk_rules.md; as the SQL does): bailout = the walk's last event inside it is a
+        # extras (not fixed by docs/walk-rules.md; as the SQL does): bailout = the walk's last event inside it is a
         # failed trylock; early_exit = the last window's last iterator return was non-zero
         last = evs[-1] if evs else None
         bail = (last is not None and last.func == "down_read_trylock" and last.kind == "return"

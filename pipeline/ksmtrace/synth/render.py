@@ -1,10 +1,10 @@
-"""Render simulator records as trace text, and compute what walk_rules.md makes of that text (the oracle).
+"""Render simulator records as trace text, and compute what docs/walk-rules.md makes of that text (the oracle).
 
 Every renderer builds ``Row`` objects that carry both the printed line(s) and the values a parser reads back
 from them (timestamps quantised exactly as printed).  The oracle functions (``oracle_*``) implement
-walk_rules.md over those rows; they never look at the model, only at what was printed.
+docs/walk-rules.md over those rows; they never look at the model, only at what was printed.
 
-The choices the oracle makes where walk_rules.md is silent are listed in ``oracle.py``.
+The choices the oracle makes where docs/walk-rules.md is silent are listed in ``oracle.py``.
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def caller_chain(comm: str, caller: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- text writers
-def write_ftrace(rows: list[Row], ncpu: int, flags_of=None) -> list[str]:
+def write_ftrace(rows: list[Row], ncpu: int) -> list[str]:
     out = [FTRACE_HEADER.format(n=sum(1 for r in rows if r.ev != "__lost_events"), ncpu=ncpu)]
     for r in rows:
         if r.ev == "__lost_events":
@@ -216,18 +216,6 @@ class Ctx:
 
     def rwc(self, caller):
         return RWC_BASE - 0x100 * list(CALLERS).index(caller)
-
-
-def _open_walks(sim):
-    """per pid: current walk id at each record (walk_start .. walk_end); returns dict rec-seq -> walk id"""
-    cur, out = {}, {}
-    for r in sim.recs:
-        if r[2] == PT and r[5] == "walk_start":
-            cur[r[3]] = r[6]
-        out[r[1]] = cur.get(r[3])
-        if r[2] == PT and r[5] == "walk_end":
-            cur.pop(r[3], None)
-    return out
 
 
 def noise_rows(ctx: Ctx, fmt: str, kinds=("sched", "ksm", "migrate", "compaction")) -> list[Row]:
@@ -459,7 +447,8 @@ KPROBE_OFF = {"down_read_trylock": 0x7E, "down_read": 0x9A, ITER_FIRST: 0xB2, IT
 
 
 def kprobe_rows(ctx: Ctx, fetch_vma: bool) -> list[Row]:
-    """tracefs kprobe/kretprobe/fprobe lines (group ksmp, names as in capture.md §4)."""
+    """tracefs kprobe/kretprobe/fprobe lines (group ksmp, the probe names of the kprobes recipe in
+    pipeline/ksmtrace/capture/recipes.py)."""
     sim, L = ctx.sim, ctx.sim.L
     rows = []
     cur = {}
@@ -537,7 +526,6 @@ def fg_rows(ctx: Ctx, *, retval: str | None, tail: bool, retaddr: bool, cut: tup
     """function_graph text (abstime, proc; tail optional) from E/X records; rows = what the parser reads."""
     sim, L = ctx.sim, ctx.sim.L
     ncpu = ctx.o["ncpu"]
-    cw = len(str(max(ncpu - 1, 0)))
     cur = {}
     recs = []
     for r in sim.recs:
