@@ -26,7 +26,7 @@ def _kernel() -> Path:
 
 
 def test_aa_same_kernel_reads_no_change(tmp_path):
-    """Runs in 12.5 minutes under TCG on 2 shared cores (750 s, 2026-12-01, beside another guest)."""
+    """About 11 minutes under TCG on 2 shared cores (652 s on 2026-12-01; 750 s beside another guest)."""
     kernel = _kernel()
     said: list[str] = []
     res = api.ab(str(kernel), str(kernel), runs=2, vmas=16, method="function-graph", label_before="a1",
