@@ -3,7 +3,11 @@
     python bench/bench_calibration.py [--splits 200] [--draws 200] [--alpha 0.05]
 
 * false positives of `--aa` over N random A/A splits of each bundled real trace
-  (sample_traces/real-*: every real trace there, so traces added later are checked too);
+  (sample_traces/real-*: every real trace there, so traces added later are checked too; each trace is
+  one run, so its walks are split);
+* false positives of `--aa` between boots: every label of sample_traces/manifest.json with an even
+  number >= 4 of runs (the 6.1 pair: 8 boots per kernel) split every distinct way into two halves
+  (35 splits of 8 runs into 4 + 4), the run as the unit;
 * false positives on null synthetic data (equal distributions, whole-microsecond ties), with
   6 runs per side (the run is the unit) and with 1 run per side (the walk is the unit);
 * the power on the real unsplit-vs-split pair (random halves of each).
@@ -32,6 +36,25 @@ def label_of(path: Path) -> str:
     return path.name.split(".perf")[0].split(".txt")[0].split(".dat")[0]
 
 
+def is_trace(path: Path) -> bool:
+    """A trace file (not a sidecar, the ab record or the bpftrace program)."""
+    return any(x in path.name for x in (".txt", ".perf", ".dat")) and not path.name.endswith(".json")
+
+
+def multi_run_labels() -> dict[str, list[str]]:
+    """Manifest labels with an even number >= 4 of files (one run each): {label: files}."""
+    import json
+
+    man = json.loads((ROOT / "sample_traces" / "manifest.json").read_text())
+    out = {}
+    for pair in man["pairs"]:
+        for side in ("before", "after"):
+            files = pair[side]["files"]
+            if len(files) >= 4 and len(files) % 2 == 0 and pair[side]["label"].startswith("real"):
+                out[pair[side]["label"]] = files
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", type=int, default=1000, help="random A/A splits per real trace (>= 200; with 200 "
@@ -41,15 +64,26 @@ def main() -> int:
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates per report (CIs only)")
     args = ap.parse_args()
-    traces = sorted(p for p in (ROOT / "sample_traces").glob("real-*") if not p.name.endswith(".json"))
+    traces = sorted(p for p in (ROOT / "sample_traces").glob("real-*") if is_trace(p))
+    groups = multi_run_labels()
     ok = True
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "store"
         for p in traces:
             api.ingest([str(p)], store=store, label=label_of(p))
+        for lab, files in groups.items():  # the same files again, as the runs of one label (ingest order)
+            for f in files:
+                api.ingest([str(ROOT / "sample_traces" / f)], store=store, label=lab)
         lines = []
         with api.connect(store) as src:
+            for lab in groups:
+                con = cal.copy_views(src, [lab])
+                r = cal.aa_run_splits(con, lab, n_boot=args.n_boot)
+                con.close()
+                lines.append(r.line())
+                print(lines[-1], flush=True)
+                ok &= r.rate <= args.alpha
             for p in traces:
                 con = cal.copy_views(src, [label_of(p)])
                 r = cal.aa_false_positives(con, label_of(p), args.splits, n_boot=args.n_boot)

@@ -55,9 +55,6 @@ def test_real_pair_reads_like_the_changelog(model):
     assert ha > 0 and hb >= 10 * ha, (hb, ha)
 
 
-@pytest.mark.xfail(strict=True, reason="recorded under QEMU TCG on a loaded host: the longest single window "
-                   "of the patched kernel includes a host preemption of the vCPU (tens of ms), so the maximum "
-                   "is not yet 10x lower; see sample_traces/README.md")
 def test_real_pair_longest_hold_is_10x_lower_after(model):
     m, _ = model
     b, a = m["before"]["changelog_table"], m["after"]["changelog_table"]

@@ -179,6 +179,10 @@ def test_real_events_capture(tmp_path):
     assert meta["method"] == "events" and meta["partial"] is False and meta["command_exit"] == 0
     assert meta["repro"]["pages"] == 300 and meta["kernel"] == os.uname().release
     assert "migrate/set_migration_pte" in meta["events"] and meta["tracefs_options"]["hash-ptr"] == 0
+    # the clock the timestamps come from: the trace clock and the kernel's clocksource under it
+    cs = Path("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+    assert meta["clocksource"] == (cs.read_text().strip() if cs.exists() else None)
+    assert meta["trace_clock"] and meta["trace_clock"] in (t / "trace_clock").read_text()
     text = out.read_text()
     assert text.startswith("# tracer: nop") and "ksm_enter: mm " in text
     assert (tmp_path / "ev.txt.bufstats.txt").read_text().startswith("== cpu0")

@@ -109,3 +109,36 @@ def test_power_on_the_real_pair(real_store):
     with api.connect(str(real_store)) as src:
         r = cal.power(src, "real-unsplit", "real-split20000", 5, n_boot=200)
     assert r.any_change == r.n == 5 and r.per_metric["walk_duration_ns"] == [5, 5], r.line()
+
+
+@pytest.mark.slow
+def test_aa_between_boots_of_the_real_61_pair(tmp_path):
+    """The headline pair's boots of one kernel, split every distinct way into two halves (the run is the unit):
+    no split reads a change, and each split is a different grouping of the same runs."""
+    import json
+
+    from ksmtrace import api
+
+    pairs = [p for p in json.loads((SAMPLES / "manifest.json").read_text())["pairs"] if p.get("headline")]
+    if not pairs or len(pairs[0]["before"]["files"]) < 4:
+        pytest.skip("no headline pair with 4 or more boots a side")
+    side = pairs[0]["before"]
+    st = tmp_path / "store"
+    for f in side["files"]:
+        api.ingest([str(SAMPLES / f)], store=str(st), label=side["label"])
+    with api.connect(str(st)) as src:
+        con = cal.copy_views(src, [side["label"]])
+    n = len(side["files"])
+    r = cal.aa_run_splits(con, side["label"], n_boot=200)
+    from math import comb
+
+    assert r.n == comb(n, n // 2) // 2, r.line()
+    assert r.per_metric["walk_duration_ns"][1] == r.n and r.any_change == 0, r.line()
+    # one of those splits, as --aa builds it: the given runs on side A, the run as the unit, 4 + 4 units
+    from ksmtrace.report.aa import build_aa_report, run_order
+
+    runs = run_order(con, side["label"])
+    m = build_aa_report(con, side["label"], "ksm", 0.05, 1, 200, first_half=runs[1::2]).model
+    assert m["aa"]["groups"]["before"] == runs[1::2] and m["aa"]["groups"]["after"] == runs[0::2]
+    c = m["comparison"]["walk_duration_ns"]
+    assert c["unit"] == "run" and c["n_before"] == c["n_after"] == n // 2, c

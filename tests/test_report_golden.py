@@ -2,7 +2,8 @@
 
 The reports are rebuilt from the traces in sample_traces/ (ingested into a temporary store) and
 compared with tests/golden/<pair>.<format>. Run ids (which carry a random part) and the checkout's
-path are replaced by stable names first; HTML is compared without its embedded PNG figures (their
+path are replaced by stable names first (the report lays runs out in ingest order, then file name, never
+in run-id order, so the names are stable too); HTML is compared without its embedded PNG figures (their
 bytes depend on matplotlib and its fonts; the figures have their own tests).
 
 After an intended change of the report, regenerate and review the diff:
@@ -111,9 +112,7 @@ def _names() -> list[str]:
     names = [f"{p['name']}.{ext}" for p in _pairs() for ext in FORMATS.values()]
     names += [f"aa-{p[s]['label']}.{ext}" for p in _pairs() if p["name"].startswith("real")
               for s in ("before", "after") for ext in FORMATS.values()]
-    # the 6.1 pair has several runs a label, laid out in run-id order, and run ids carry a random part: its
-    # reports are checked by test_ab_sample.py and the honesty checks here, not byte for byte
-    return [n for n in names if "real-6.1" not in n]
+    return names
 
 
 @pytest.mark.parametrize("name", _names())
@@ -126,19 +125,17 @@ def test_golden(outputs, name):
                         f"--update-golden"
 
 
-#: A/A checks that do not hold yet, kept visible by test_aa_on_the_real_61_pair below: the 6.1 counters
-#: pair (3 TCG boots a label on a loaded host) reads a significant walk-duration change between its own boots
-AA_KNOWN_FAILING = ("aa-real-6.1-",)
-
-
-@pytest.mark.xfail(reason="A/A on the real 6.1 counters pair: 3 TCG boots per label on a loaded host differ "
-                          "by more than the run-level test allows (boot effects); to be re-recorded on a quiet host",
-                   strict=False)
 def test_aa_on_the_real_61_pair(outputs):
+    """The 6.1 pair's boots of one kernel split in two: the run is the unit (several runs a label), every
+    metric reads ~."""
+    seen = 0
     for name, text in outputs.items():
-        if name.startswith(AA_KNOWN_FAILING) and name.endswith(".lkml.txt"):
+        if name.startswith("aa-real-6.1-") and name.endswith(".lkml.txt"):
+            seen += 1
             rows = [x for x in text.splitlines() if re.match(r"(walk duration|lock hold|anon_vma wait)\s+\S+ \[", x)]
             assert len(rows) >= 2 and all(x.split()[-1] == "~" for x in rows), (name, rows)
+            assert "the run is the unit" in text, name
+    assert seen == 2
 
 
 def test_golden_reports_are_honest(outputs):
@@ -152,7 +149,7 @@ def test_golden_reports_are_honest(outputs):
     assert "below the 1us timestamp resolution" in fg
     # the --aa check reads ~ for every metric on each bundled real trace
     for name, text in outputs.items():
-        if name.startswith("aa-real") and name.endswith(".lkml.txt") and not name.startswith(AA_KNOWN_FAILING):
+        if name.startswith("aa-real") and name.endswith(".lkml.txt"):
             rows = [x for x in text.splitlines() if re.match(r"(walk duration|lock hold|anon_vma wait)\s+\S+ \[", x)]
             assert len(rows) >= 2 and all(x.split()[-1] == "~" for x in rows), (name, rows)
     # and the real unsplit-vs-split pair reads a change for both

@@ -189,3 +189,36 @@ def test_move_target_is_another_node():
     assert pick_target(1, [0, 1, 2]) == 2 and pick_target(-14, [0, 1]) == 0
     with pytest.raises(env.MethodUnavailable):
         pick_target(0, [0])
+
+
+def _maps_lines(lo: int, hi: int) -> list[str]:
+    out = []
+    for line in open("/proc/self/maps"):
+        a, b = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
+        if a < hi and b > lo:
+            out.append(line.split()[0] + " " + line.split()[1])
+    return out
+
+
+def test_region_mapped_prot_none_is_not_merged_into_an_anonymous_neighbour():
+    """Why repro maps the region PROT_NONE before cutting its guard pages: a read-write anonymous mapping placed
+    right below a faulted read-write anonymous VMA is merged into it by mmap (one VMA, the neighbour's anon_vma),
+    and the guard page cut out afterwards leaves both halves on that anon_vma: one VMA more for every walk."""
+    import ctypes
+
+    from ksmtrace.capture.repro import PAGE, PROT_NONE, _Libc
+
+    lib = _Libc()
+    area = lib.mmap(8 * PAGE, None, prot=PROT_NONE)        # a free stretch of 8 pages
+    lib.c.munmap(area, 8 * PAGE)
+    nb = lib.mmap(4 * PAGE, area + 4 * PAGE)
+    ctypes.memset(nb, 1, 4 * PAGE)                        # the neighbour has an anon_vma
+    try:
+        rw = lib.mmap(3 * PAGE, nb - 3 * PAGE)            # read-write, right below it: merged
+        assert _maps_lines(nb - 3 * PAGE, nb + 4 * PAGE) == [f"{rw:x}-{nb + 4 * PAGE:x} rw-p"]
+        lib.c.munmap(rw, 3 * PAGE)
+        none = lib.mmap(3 * PAGE, nb - 3 * PAGE, prot=PROT_NONE)   # what repro does: a VMA of its own
+        assert _maps_lines(nb - 3 * PAGE, nb + 4 * PAGE) == [f"{none:x}-{nb:x} ---p", f"{nb:x}-{nb + 4 * PAGE:x} rw-p"]
+        lib.c.munmap(none, 3 * PAGE)
+    finally:
+        lib.c.munmap(nb, 4 * PAGE)

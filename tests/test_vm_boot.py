@@ -48,7 +48,8 @@ def test_function_graph_in_a_vm_matches_the_layout(tmp_path):
     _need_vm()
     if not (Path(sys.executable).parent / "ksmtrace").exists():
         pytest.skip("ksmtrace is not installed in this environment (the guest runs the installed command)")
-    # under 5 minutes on an idle 2-CPU CI machine; a loaded one may need more (KSMTRACE_VM_TIMEOUT seconds)
+    # 108 s in all on 2 shared cores under TCG (2026-12-01), 336 s beside another guest; a loaded machine may
+    # need more than the default limit (KSMTRACE_VM_TIMEOUT seconds)
     limit = float(os.environ.get("KSMTRACE_VM_TIMEOUT", "280"))
     p = _ksmtrace("vm", "--timeout", f"{limit:g}", "--", "ksmtrace", "capture", "--method", "function-graph",
                   "--out", "fg.txt", "--", "ksmtrace", "repro", "--vmas", "200", "--trigger", "move-pages",

@@ -241,6 +241,7 @@ class Capture:
             method = self._choose(t)
             self.meta["method"] = method
             self.meta["trace_clock"] = tracefs.trace_clock(t)
+            self.meta["clocksource"] = env.clocksource()
             self.meta["tracefs"] = str(t)
             getattr(self, "_run_" + method.replace("-", "_"))(t)
         except _Interrupted as i:

@@ -63,6 +63,7 @@ class Paths:
     cmdline: Path = Path("/proc/cmdline")
     page_idle: Path = Path("/sys/kernel/mm/page_idle/bitmap")
     proc: Path = Path("/proc")
+    clocksource: Path = Path("/sys/devices/system/clocksource/clocksource0")
 
     @classmethod
     def under(cls, root: Path) -> "Paths":
@@ -118,6 +119,12 @@ def kernel_release() -> str:
 
 def kernel_version() -> str:
     return platform.version()
+
+
+def clocksource() -> str | None:
+    """The kernel's current clocksource (tsc, kvm-clock, hpet...): with hpet or acpi_pm the TSC was found
+    unusable, and the trace clock may run on a coarser, tick-clamped sched_clock."""
+    return read(PATHS.clocksource / "current_clocksource")
 
 
 def cpu_count() -> int:

@@ -33,7 +33,7 @@ from typing import Callable
 from . import env, ksm
 
 PAGE = _mmap.PAGESIZE
-PROT_READ, PROT_WRITE = 1, 2
+PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 MAP_FIXED_NOREPLACE = 0x100000
 MADV_MERGEABLE = 12
@@ -121,9 +121,9 @@ class _Libc:
             e = ctypes.get_errno()
             raise env.CaptureError(f"{what} failed: {os.strerror(e)}")
 
-    def mmap(self, size: int, hint: int | None) -> int:
+    def mmap(self, size: int, hint: int | None, prot: int = PROT_READ | PROT_WRITE) -> int:
         flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED_NOREPLACE if hint else 0)
-        p = self.c.mmap(hint or None, size, PROT_READ | PROT_WRITE, flags, -1, 0)
+        p = self.c.mmap(hint or None, size, prot, flags, -1, 0)
         if p in (None, ctypes.c_void_p(-1).value):
             raise env.CaptureError(f"mmap of {size >> 20} MiB failed: {os.strerror(ctypes.get_errno())}")
         return p
@@ -387,11 +387,15 @@ class Repro:
         o, lib = self.o, self.lib
         self.size = o.pages * PAGE
         # an unmapped page on either side: a VMA next to the region could otherwise lend it its anon_vma
-        # (anon_vma reuse ignores protections), adding VMAs the walks iterate that the region does not show
-        outer = lib.mmap(self.size + 2 * PAGE, o.addr - PAGE if o.addr else None)
+        # (anon_vma reuse ignores protections), adding VMAs the walks iterate that the region does not show.
+        # Mapped PROT_NONE first: a read-write mapping placed right below an anonymous read-write VMA is merged
+        # into it by mmap itself, and cutting the guard page out afterwards leaves both halves on that VMA's
+        # anon_vma (seen at 2,000 and 4,000 VMAs: one VMA more on the anon_vma than the region has)
+        outer = lib.mmap(self.size + 2 * PAGE, o.addr - PAGE if o.addr else None, prot=PROT_NONE)
         lib.c.munmap(outer, PAGE)
         lib.c.munmap(outer + PAGE + self.size, PAGE)
         self.base = outer + PAGE
+        lib.check(lib.c.mprotect(self.base, self.size, PROT_READ | PROT_WRITE), "mprotect of the region")
         r.region_start, r.region_end = hex(self.base), hex(self.base + self.size)
         ctypes.memset(self.base, FILL, self.size)
         lib.check(lib.c.madvise(self.base, self.size, MADV_MERGEABLE), "madvise(MADV_MERGEABLE)")

@@ -10,6 +10,16 @@ unchanged; the working directory is shared read-write, so a capture's trace and 
   ``vmx``/``svm`` CPU flag), else QEMU's TCG emulation: a KVM guest on a host without those flags hangs
   at early boot instead of failing.
 
+Under TCG the guest boots with ``tsc=reliable`` (:data:`TCG_BOOT_OPTIONS`): QEMU's emulated CPU (``-cpu
+max``, no invariant-TSC flag, not an Intel vendor) makes the kernel assume the TSCs of two vCPUs are not
+synchronised ("tsc: Marking TSC unstable due to TSCs unsynchronized"), although under TCG every vCPU reads
+one host counter. The kernel then falls back to the HPET clocksource, marks sched_clock unstable and
+switches the default trace clock to ``global``, whose sched_clock_cpu() never runs more than one tick
+past the last tick's time: when a tick is late (an emulated vCPU, a host that deschedules it) the trace
+clock stands still until the next tick, and milliseconds of ring-buffer records share one timestamp.
+With ``tsc=reliable`` the TSC stays the clocksource, sched_clock stays stable and the trace clock is
+``local`` (the TSC, ns resolution). Under KVM the guest keeps its defaults (kvm-clock).
+
 The command runs through a small ``sh`` wrapper that prints a start marker and its exit status on the
 console and into a status file in a private shared directory, so a command failure is told apart from
 a guest that never booted.
@@ -37,6 +47,8 @@ START_MARK = "ksmtrace-vm: command starting"
 EXIT_MARK = "ksmtrace-vm: command exit status "
 TAIL_LINES = 40
 KVM_MODES = ("auto", "on", "off")
+#: kernel command-line options of a TCG guest (see the module docstring: a trace clock that never stalls)
+TCG_BOOT_OPTIONS = ("tsc=reliable",)
 
 
 class VmError(env.CaptureError):
@@ -217,6 +229,8 @@ def vng_argv(vng: str, image: Path, script: str, *, memory_mb: int, cpus: int, n
         argv += ["--rwdir", str(d)]
     if not use_kvm:
         argv.append("--disable-kvm")
+        for opt in TCG_BOOT_OPTIONS:
+            argv += ["--append", opt]
     argv += ["--", script]
     return argv
 

@@ -36,13 +36,16 @@ def group_labels(label: str) -> tuple[str, str]:
 
 
 def run_order(con, label: str) -> list[str]:
-    """The label's run ids in ingest order."""
-    return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE label = ? ORDER BY ingested_at NULLS LAST, run_id",
-                                      [label]).fetchall()]
+    """The label's run ids in ingest order, then file name: never in run-id order, whose random part would
+    make the split depend on the ingest."""
+    return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE label = ? "
+                                      "ORDER BY ingested_at NULLS LAST, source, run_id", [label]).fetchall()]
 
 
 def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_boot: int,
-                    split_seed: int | None = DEFAULT_SPLIT_SEED) -> Report:
+                    split_seed: int | None = DEFAULT_SPLIT_SEED, first_half: list[str] | None = None) -> Report:
+    """``first_half`` (API only, for the calibration's exhaustive run splits): the run ids of group A; the
+    label's other runs are group B. Else the runs (or one run's walks) are split by ``split_seed``."""
     require_label(con, "--aa", label)
     require_views(con)
     runs = run_order(con, label)
@@ -53,9 +56,13 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
     names = {v: f"_ksmtrace_aa_{v}_{k}" for v in VIEWS}
     t_grp, t_map = f"_ksmtrace_aa_groups_{k}", f"_ksmtrace_aa_map_{k}"
     split = "runs" if len(runs) >= 2 else "walks"
+    if first_half is not None:
+        if split != "runs" or not set(first_half) < set(runs) or not first_half:
+            raise ReportError(f"--aa {label!r}: first_half must be a non-empty proper subset of its runs")
+        runs = list(first_half) + [r for r in runs if r not in set(first_half)]
     try:
         try:
-            _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed)
+            _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed, len(first_half or ()))
             rep = build_sides(con, a, b, page_type, alpha, seed, n_boot, src=names)
         except duckdb.Error as e:
             raise ReportError("evaluating the walk views failed: " + str(e).splitlines()[0]) from None
@@ -67,7 +74,8 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
     m = rep.model
     groups = {"before": m["before"]["run_ids"], "after": m["after"]["run_ids"]}
     if split == "runs":
-        how = "interleaved in ingest order" if split_seed is None else f"split at random (seed {split_seed})"
+        how = ("split as given" if first_half is not None else "interleaved in ingest order" if split_seed is None
+               else f"split at random (seed {split_seed})")
         note = (f"A/A check of {label!r}: its {len(runs)} runs {how} into two halves, before = {a} and after = "
                 f"{b}; the run is the unit; identical code should read ~")
     else:
@@ -84,20 +92,24 @@ def build_aa_report(con, label: str, page_type: str, alpha: float, seed: int, n_
                 f"about alpha of the splits by chance; if it persists, walks of this run differ systematically "
                 f"(kinds of walk the page type and caller do not tell apart); record several runs and run --aa again"))
     m["mode"] = "aa"
-    m["aa"] = {"label": label, "split": split, "split_seed": split_seed, "runs": len(runs), "groups": groups,
+    m["aa"] = {"label": label, "split": split, "split_seed": None if first_half is not None else split_seed,
+               "runs": len(runs), "groups": groups,
                "note": note}
     return rep
 
 
-def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed) -> None:
+def _views(con, label, runs, split, names, t_grp, t_map, a, b, split_seed, n_first: int = 0) -> None:
     con.execute(f"CREATE TEMP TABLE {t_grp} (orig VARCHAR, g INTEGER, label VARCHAR)")
     con.execute(f"INSERT INTO {t_grp} VALUES (?, 0, ?), (?, 1, ?)", [label, a, label, b])
     if split == "runs":
-        if split_seed is not None:
-            runs = [runs[i] for i in np.random.default_rng(split_seed).permutation(len(runs))]
+        if n_first:  # an explicit split: the first n_first runs are group A
+            side = [a if i < n_first else b for i in range(len(runs))]
+        else:
+            if split_seed is not None:
+                runs = [runs[i] for i in np.random.default_rng(split_seed).permutation(len(runs))]
+            side = [a if i % 2 == 0 else b for i in range(len(runs))]
         con.execute(f"CREATE TEMP TABLE {t_map} (run_id VARCHAR, orig VARCHAR, label VARCHAR)")
-        con.executemany(f"INSERT INTO {t_map} VALUES (?, ?, ?)",
-                        [[r, label, a if i % 2 == 0 else b] for i, r in enumerate(runs)])
+        con.executemany(f"INSERT INTO {t_map} VALUES (?, ?, ?)", [[r, label, g] for r, g in zip(runs, side)])
         for v in VIEWS:
             con.execute(f"CREATE TEMP VIEW {names[v]} AS SELECT x.* EXCLUDE (label), m.label FROM {v} x "
                         f"JOIN {t_map} m ON x.run_id = m.run_id AND x.label = m.orig")

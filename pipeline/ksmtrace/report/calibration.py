@@ -8,6 +8,8 @@ Used by ``bench/bench_calibration.py`` (the figures in the README) and, on fewer
   aa_split_seed=s)`` - the code path of ``--aa`` itself - runs for ``s`` = 0, 1, 2, ... A split is
   a false positive for a metric when its verdict is neither ``~`` nor ``n/a``; "any" counts a split
   whose report claims a change for at least one metric.
+* **False positives between boots**: a label with an even number of runs (the bundled 6.1 pair: 8 boots a
+  kernel) split every distinct way into two halves, the run as the unit (:func:`aa_run_splits`).
 * **False positives on null synthetic data**: runs, walks and windows drawn from one hierarchical
   model (a random run effect, a random walk effect, whole-microsecond times, so ties are heavy),
   compared with the ordinary before/after report; both with >= 2 runs per side (the run is the
@@ -94,6 +96,25 @@ def aa_false_positives(con, label: str, splits: int, n_boot: int = 1000, page_ty
     r = Rate(f"--aa {label}, {splits} random splits")
     for s in range(first_seed, first_seed + splits):
         r.add(build_report(con, aa=label, aa_split_seed=s, n_boot=n_boot, page_type=page_type).model)
+    return r
+
+
+def aa_run_splits(con, label: str, n_boot: int = 1000, page_type: str = "ksm") -> Rate:
+    """``--aa label`` on every distinct balanced split of its runs (the run is the unit): with 8 runs the 35
+    splits into 4 + 4 (a split and its mirror count once: group A always holds the first run)."""
+    from itertools import combinations
+
+    from .aa import build_aa_report, run_order
+    from .stats import ALPHA, SEED
+
+    runs = run_order(con, label)
+    if len(runs) < 4 or len(runs) % 2:
+        raise ValueError(f"{label}: {len(runs)} runs; an exhaustive balanced split needs an even number >= 4")
+    k = len(runs) // 2
+    halves = [[runs[0], *c] for c in combinations(runs[1:], k - 1)]
+    r = Rate(f"--aa {label}, all {len(halves)} splits of its {len(runs)} runs into {k} + {k} (the run is the unit)")
+    for h in halves:
+        r.add(build_aa_report(con, label, page_type, ALPHA, SEED, n_boot, first_half=h).model)
     return r
 
 

@@ -13,9 +13,11 @@ Choices written down here (and in the README):
   may be merged or cut too.
 * A side with no walks of the page type is not an error: the report is produced, its cells
   read n/a, and a warning names the page types that label does have.
-* The verdict's unit is the **run** when both sides have at least two runs with walks (tests on
-  per-run medians / p99s, ratios of the medians of the per-run values). Otherwise the walks (for
-  holds: the windows) are pooled and a warning says the samples are not independent.
+* The verdict's unit is the **run** whenever a side has at least two runs with walks (tests on
+  per-run medians / p99s, ratios of the medians of the per-run values); a side with one run then
+  gives one unit, little power, and the report says the verdict needs more runs. Only when both
+  sides are single runs is the walk the unit (one value per walk, windows never pooled), and the
+  report says the verdict reaches that boot only.
 * anon_vma lock waits (``wait_ns`` of ``lock_waits`` with ``anon_vma_lock``) are a third metric
   when both sides have at least one; per run like the others when the walks are, else pooled.
 * Every p-value of one report (per metric: the median test, and with runs the p99 test) is one
@@ -289,7 +291,10 @@ class _Builder:
     def _runs(self, label: str) -> list[dict]:
         sel = ("run_id, source, format, tracer, kernel, n_cpus, n_lost_events, lost_unknown, partial, "
                "ts_resolution_ns, ts_unit, first_ts_ns, meta")
-        cur = self.con.execute(f"SELECT {sel} FROM {self.src['runs']} WHERE label = ? ORDER BY run_id", [label])
+        # ingest order, then file name: run ids carry a random part, and the order of the runs is the order of
+        # the per-run tables and of the hierarchical bootstrap's draws, so it must not depend on them
+        cur = self.con.execute(f"SELECT {sel} FROM {self.src['runs']} WHERE label = ? "
+                               f"ORDER BY ingested_at NULLS LAST, source, run_id", [label])
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
@@ -502,12 +507,14 @@ SUMMARY = {"walk_duration_ns": "the walk's duration", "hold_ns": "the walk's lon
 
 
 def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
-    """Hierarchical: runs contain walks, walks contain windows. With >= 2 runs per side the run is
-    the unit (per-run medians and p99s of the walk summaries); else the walk (one value per walk)."""
+    """Hierarchical: runs contain walks, walks contain windows. Whenever a side has >= 2 runs the run
+    is the unit (per-run medians and p99s of the walk summaries), also against a side of one run
+    (one unit: little power, said in unit_note); the walk (one value per walk) only when both sides
+    are single runs. Pooled walks of several boots are not independent samples."""
     sb, sa = samples["before"], samples["after"]
     runs_b = sb.per_run(sb.walk_ns, sb.walk_run)
     runs_a = sa.per_run(sa.walk_ns, sa.walk_run)
-    by_run = len(runs_b) >= 2 and len(runs_a) >= 2
+    by_run = len(runs_b) >= 2 or len(runs_a) >= 2
     out = {}
     S = SUMMARY
     if by_run:
@@ -515,12 +522,8 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
                                                      summary="median and p99 of " + S["walk_duration_ns"] + " per run")
         hb = sb.per_run(sb.walk_hold_ns, sb.walk_hold_run)
         ha = sa.per_run(sa.walk_hold_ns, sa.walk_hold_run)
-        if len(hb) >= 2 and len(ha) >= 2:
-            out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot,
-                                                summary="median and p99 of " + S["hold_ns"] + " per run")
-        else:
-            out["hold_ns"] = stats.compare_pooled(sb.walk_hold_ns, sa.walk_hold_ns, alpha, seed + 1, n_boot,
-                                                  unit="walk", summary=S["hold_ns"])
+        out["hold_ns"] = stats.compare_runs(hb, ha, alpha, seed + 1, n_boot,
+                                            summary="median and p99 of " + S["hold_ns"] + " per run")
     else:
         out["walk_duration_ns"] = stats.compare_pooled(sb.walk_ns, sa.walk_ns, alpha, seed, n_boot, unit="walk",
                                                        summary=S["walk_duration_ns"])
@@ -528,13 +531,13 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
                                               unit="walk", summary=S["hold_ns"])
     if len(sb.wait_ns) and len(sa.wait_ns):  # anon_vma lock waits, when both sides have some
         wb, wa = sb.per_run(sb.wait_ns, sb.wait_run), sa.per_run(sa.wait_ns, sa.wait_run)
-        if by_run and len(wb) >= 2 and len(wa) >= 2:
+        if by_run:
             out["lock_wait_ns"] = stats.compare_runs(wb, wa, alpha, seed + 2, n_boot,
                                                      summary="median and p99 of the anon_vma lock waits per run")
         else:  # waits belong to no walk: with one run per side nothing independent is left to test
             c = stats.Comparison(unit="run", summary="median and p99 of the anon_vma lock waits per run",
                                  n_before=len(wb), n_after=len(wa), test="none")
-            c.warnings.append("not tested: lock waits belong to no walk, so with fewer than 2 runs per side "
+            c.warnings.append("not tested: lock waits belong to no walk, so with one run per side "
                               "there is no independent unit; the counts and maxima above are descriptive")
             out["lock_wait_ns"] = c
     n_tests = stats.apply_holm(list(out.values()), alpha)
@@ -554,10 +557,21 @@ def _compare(model, samples, alpha, seed, n_boot, warnings) -> dict:
                                  f"(significant, ~) use the adjusted p"}
     res["unit"] = "run" if by_run else "walk"
     nb, na = len(runs_b), len(runs_a)
+    # Holm's smallest adjusted p is n_tests times the smallest p the permutation test can give
+    p_min = stats.perm_min_p(nb, na)
+    few = (f"; with {nb}+{na} runs no change can be claimed (smallest p {p_min:.2g}, "
+           f"{min(1.0, max(n_tests, 1) * p_min):.2g} after Holm over {n_tests} tests): the verdict needs more runs "
+           f"({stats.mwu_needed(alpha / max(n_tests, 1))} or more per side)"
+           if by_run and max(n_tests, 1) * p_min >= alpha else "")
+    if few:
+        warnings.append("the run is the unit" + few)
+    elif not by_run and nb and na:
+        warnings.append("the walk is the unit (one run per side): the verdict reaches this boot and this workload "
+                        "only, not the variation between boots")
     res["unit_note"] = (
         f"the run (boot) is the unit ({nb}+{na} runs): each run gives the median and p99 of its walks' values "
         f"(durations, longest holds); permutation tests on those, hierarchical bootstrap CIs (runs, then walks); "
-        f"the verdict reaches these kernels and this workload across boots" if by_run else
+        f"the verdict reaches these kernels and this workload across boots{few}" if by_run else
         "one run per side: the walk is the unit (each walk's duration, each walk's longest hold; windows are "
         "never pooled); permutation tests on those; the verdict reaches this boot and this workload only: "
         "record at least 2 (better 5 or more) runs per side to make it reach across boots")
