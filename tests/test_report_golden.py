@@ -144,6 +144,10 @@ def test_golden_reports_are_honest(outputs):
         assert not re.search(r"(?<![\w.+\-\[])-\d+(\.\d+)?(ns|us|ms|s)\b", text), name  # no negative duration
         assert "p=0.000" not in text and "+0.00%" not in text, name
         assert not re.search(r"\d\.\d{4,}%", text), name  # no false precision in verdicts
+    # an LKML record always names what it is about (a blank grouping cell is its group's name)
+    for name, text in outputs.items():
+        if name.endswith(".lkml.txt"):
+            assert not re.search(r"^\s*: ", text, re.M), name
     # the function_graph pair: holds below the 1 us resolution are said to be so, never negative
     fg = outputs["synth-function-graph.lkml.txt"]
     assert "below the 1us timestamp resolution" in fg

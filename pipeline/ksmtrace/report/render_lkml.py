@@ -45,10 +45,13 @@ def _columns(t: tb.Table) -> list[str] | None:
 
 
 def _records(t: tb.Table) -> list[str]:
-    """One record per row: 'first cell: last cell (other cells)', wrapped."""
+    """One record per row: 'first cell: last cell (other cells)', wrapped. A first cell left blank to group
+    rows under the one above (the runs table's side) is the one above: a record stands on its own."""
     out = []
+    prev = ""
     for r in t.rows:
-        first, last = _e(r[0].text), _e(r[-1].text)
+        first, last = _e(r[0].text) or prev, _e(r[-1].text)
+        prev = first
         rest = "; ".join(f"{_e(c.name)} {_e(x.text)}" for c, x in zip(t.columns[1:-1], r[1:-1]) if x.text)
         out += _wrap(f"{first}: {_e(t.columns[-1].name)} {last}", indent="      ", first="  ")
         out += _wrap(rest, indent="      ", first="      ")
