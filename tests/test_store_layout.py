@@ -258,12 +258,17 @@ def test_kill_9_mid_ingest_leaves_staging_that_the_next_ingest_removes(tmp_path)
     # the ingest has detected the format and staged, and is blocked reading the rest when it is killed
     big = _trace(tmp_path, "big.trace", 4000)
     assert big.stat().st_size > HEAD_BYTES
-    writer = subprocess.Popen(["bash", "-c", f"cat {big}; sleep 30"], stdout=subprocess.PIPE)
+    # one writer process that never closes the pipe by itself (however slow the ingest starts on a loaded
+    # machine), killed below
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdout.buffer.write(open(sys.argv[1], "
+                               "'rb').read()); sys.stdout.flush(); time.sleep(900)", str(big)], stdout=subprocess.PIPE)
     ing = subprocess.Popen([sys.executable, "-m", "ksmtrace", "ingest", "-", "--store", str(store), "-l", "x"],
                            stdin=writer.stdout, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and not any((store / ".tmp").glob("*/.owner.json")):
+    writer.stdout.close()
+    deadline = time.time() + 300
+    while time.time() < deadline and ing.poll() is None and not any((store / ".tmp").glob("*/.owner.json")):
         time.sleep(0.1)
+    assert ing.poll() is None, ing.communicate()[1]
     time.sleep(0.5)
     ing.send_signal(signal.SIGKILL)
     ing.wait(30)

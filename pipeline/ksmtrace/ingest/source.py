@@ -273,7 +273,9 @@ class _CountingReader(io.RawIOBase):
             if self._on:
                 self._on(n)
             return n
-        into = getattr(self._f, "readinto", None)
+        # readinto1 where the stream has it: sys.stdin.buffer is itself buffered, and its readinto() would
+        # block until the whole buffer (1 MiB) is filled, so a pipe's head would wait for a writer's EOF
+        into = getattr(self._f, "readinto1", None) or getattr(self._f, "readinto", None)
         if into is not None:
             n = into(b) or 0
         else:
