@@ -5,8 +5,9 @@
 -- needs, with the few values each kind uses already extracted (narrow, typed columns; the nested fields and
 -- callchain columns are decoded once). The per-kind logic (12_* .. 16_*) is written as table macros over
 -- the relation `_ev`; _walk_parts (20_walks.sql) computes `_ev` once as a MATERIALIZED CTE named `_ev`,
--- which the macros then read (a CTE shadows the view of the same name). Outside _walk_parts the view
--- `_ev` below stands in, so `SELECT * FROM _fg_out()` also works on its own.
+-- which the macros then read (a CTE shadows the view of the same name); ingest materialises it once as a
+-- temp table `_ev` instead (ksmtrace.db.SHARED, 20_walks.sql). Elsewhere the view `_ev` below stands in,
+-- so `SELECT * FROM _fg_out()` also works on its own.
 --
 -- ev_kind (ENUM _ev_kind of 10_helpers.sql) says which kind a row is for; fn_role (_fn_role) what its
 -- function does in a walk; rec_kind (_rec_kind) whether it is an entry, leaf, exit or return record.

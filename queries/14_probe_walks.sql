@@ -36,9 +36,10 @@ with_walk_entry AS (
 -- return keeps the rows up to the pid's next walk entry); the last rmap_item address seen (ksm_item probe)
 in_task_order AS (
     SELECT *,
-           last_value(CASE WHEN w_entry THEN line_no END IGNORE NULLS) OVER t AS cw_line,
-           last_value(CASE WHEN w_entry THEN coalesce(w_end_line, 9223372036854775807) END IGNORE NULLS) OVER t AS cw_end,
-           last_value(CASE WHEN rec_kind = 'entry' AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END IGNORE NULLS)
+           -- the last non-NULL value so far: max / arg_max by line_no (see 13_funcgraph_walks.sql, Performance)
+           max(CASE WHEN w_entry THEN line_no END) OVER t AS cw_line,
+           arg_max(CASE WHEN w_entry THEN coalesce(w_end_line, 9223372036854775807) END, line_no) OVER t AS cw_end,
+           arg_max(CASE WHEN rec_kind = 'entry' AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END, line_no)
                OVER t AS item
     FROM with_walk_entry
     WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
@@ -64,10 +65,10 @@ window_marks AS (
            is_iter AND ret IS NOT NULL AND NOT _is_zero(ret) AS iter_hit,
            try_ok OR dr_ret AS win_start,
            sum(CASE WHEN try_ok OR dr_ret THEN 1 ELSE 0 END) OVER k AS wno,
-           last_value(CASE WHEN try_ok OR dr_ret THEN line_no END IGNORE NULLS) OVER k AS ws_line,
+           max(CASE WHEN try_ok OR dr_ret THEN line_no END) OVER k AS ws_line,
            -- the rmap_item address of the window: the last one seen in the walk before its start
-           last_value(CASE WHEN try_ok OR dr_ret THEN {'a': item_addr} END IGNORE NULLS) OVER k AS w_item,
-           last_value(CASE WHEN is_up THEN line_no END IGNORE NULLS)
+           arg_max(CASE WHEN try_ok OR dr_ret THEN {'a': item_addr} END, line_no) OVER k AS w_item,
+           max(CASE WHEN is_up THEN line_no END)
                OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                AS up_before
     FROM walk_rows

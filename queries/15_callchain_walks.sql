@@ -41,8 +41,10 @@ WITH cc_rows AS (
 ), segments AS MATERIALIZED (
     -- (2) segments: first line / position of the segment, previous selected event's ts
     SELECT rk, line_no, ts_ns, cpu, pid, comm, page_type, caller, addr, pos,
-           last_value(CASE WHEN new_seg THEN line_no END IGNORE NULLS) OVER t AS seg_line,
-           last_value(CASE WHEN new_seg THEN pos END IGNORE NULLS) OVER t AS seg_pos,
+           -- the last non-NULL value so far, as max / arg_max by pos (the row's rank in this very order; see
+           -- 13_funcgraph_walks.sql, Performance)
+           arg_max(CASE WHEN new_seg THEN line_no END, pos) OVER t AS seg_line,
+           max(CASE WHEN new_seg THEN pos END) OVER t AS seg_pos,
            lag(ts_ns) OVER t AS prev_ts
     FROM segment_starts WINDOW t AS (PARTITION BY rk, pid ORDER BY ts_ns, line_no ROWS UNBOUNDED PRECEDING)
 ),

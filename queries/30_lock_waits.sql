@@ -62,8 +62,11 @@ FROM _lock_pairs() GROUP BY run_id;
 -- @column interrupted BOOLEAN ret <> 0
 -- @column caller VARCHAR first callchain frame outside the locking primitives (NULL without callchain)
 -- @column callchain STRUCT(addr VARCHAR, sym VARCHAR, off VARCHAR, dso VARCHAR)[] callchain of the contention_begin, innermost frame first
+-- Performance: the pairing (four window passes over the rows) carries narrow rows; the callchains (the bulk
+-- of the bytes) are joined back to the paired begins by row id (lr_id) afterwards.
 CREATE OR REPLACE VIEW _lock_waits_from_events AS
-WITH _lock_rows AS MATERIALIZED (SELECT * FROM _lock_rows_scan),
+WITH _lock_rows_cc AS MATERIALIZED (SELECT *, row_number() OVER () AS lr_id FROM _lock_rows_scan),
+_lock_rows AS (SELECT * EXCLUDE (callchain) FROM _lock_rows_cc),
 primitives AS (SELECT list(prefix) AS prefixes FROM _lock_primitive_prefixes),
 walker_locks AS (
     -- addresses a KSM walker itself blocked on (docs/walk-rules.md (f)). Choice: the READ contention whose
@@ -71,18 +74,19 @@ walker_locks AS (
     -- spinlock contended deeper inside a walk (a page-table lock in try_to_migrate_one, say) also has
     -- rmap_walk_ksm in its callchain but is not the anon_vma lock; counting it would credit its waiters
     -- to the rwsem.
-    SELECT DISTINCT r.run_id, r.lock_addr FROM _lock_rows r CROSS JOIN primitives pr
+    SELECT DISTINCT r.run_id, r.lock_addr FROM _lock_rows_cc r CROSS JOIN primitives pr
     WHERE r.d = 1 AND r.flags LIKE '%READ%' AND _first_frame_outside(r.callchain, pr.prefixes) = 'rmap_walk_ksm'
 ), runs_with_callchains AS (
-    SELECT DISTINCT run_id FROM _lock_rows WHERE d = 1 AND callchain IS NOT NULL AND len(callchain) > 0
+    SELECT DISTINCT run_id FROM _lock_rows_cc WHERE d = 1 AND callchain IS NOT NULL AND len(callchain) > 0
 )
 SELECT p.run_id, p.label, p.pid::INTEGER AS pid, p.comm, p.lock_addr, p.flags,
        p.ts_ns AS start_ns, p.nxt_ts AS end_ns, (p.nxt_ts - p.ts_ns)::BIGINT AS wait_ns,
        CASE WHEN h.run_id IS NOT NULL THEN a.lock_addr IS NOT NULL END AS anon_vma_lock,
        p.nxt_ret AS ret, p.nxt_ret <> 0 AS interrupted,
-       _first_frame_outside(p.callchain, pr.prefixes) AS caller,
-       p.callchain
+       _first_frame_outside(c.callchain, pr.prefixes) AS caller,
+       c.callchain
 FROM _lock_pairs() p
+JOIN _lock_rows_cc c ON c.lr_id = p.lr_id
 CROSS JOIN primitives pr
 LEFT JOIN walker_locks a ON a.run_id = p.run_id AND a.lock_addr = p.lock_addr
 LEFT JOIN runs_with_callchains h ON h.run_id = p.run_id

@@ -39,8 +39,14 @@ DERIVED: dict[str, tuple[str, str]] = {
     "lock_windows": ("_lock_windows_from_events", "walk_id, window_no"),
     "lock_waits": ("_lock_waits_from_events", "start_ns, pid, lock_addr, end_ns"),
 }
-#: intermediate views several derived tables read: computed once per run (a temp table shadows the view)
-SHARED = ("_walk_parts",)
+#: intermediate relations several derived tables read, in order: computed once per run as a temp table that
+#: shadows the view of that name (temp table -> the query that fills it). ``_ev`` (the one scan of the events)
+#: is a table rather than _walk_parts' MATERIALIZED CTE: its readers scan only their own columns, where a
+#: spilled CTE is read back whole by each (20_walks.sql)
+SHARED: dict[str, str] = {
+    "_ev": "SELECT * FROM main._ev_scan",
+    "_walk_parts": "SELECT * FROM _walk_parts_of_ev()",
+}
 #: the file that points the public derived views at the stored files (not run when computing them)
 STORED_VIEWS_FILE = "90_stored_views.sql"
 #: bump when the stored form changes without a change of the SQL (it is part of the stamp)
@@ -266,8 +272,8 @@ def compute_derived(root: Path, label: str, run_id: str) -> dict[str, dict]:
     con = _compute_connection(root)
     out = {}
     try:
-        for v in SHARED:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM main.{v}")
+        for v, query in SHARED.items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {v} AS {query}")
         for table, (view, order) in DERIVED.items():
             d = root / partition(table, label, run_id)
             d.mkdir(parents=True, exist_ok=True)
