@@ -75,6 +75,16 @@ TS_OF = {
 }
 
 
+def read_capture(src: Path) -> bytes:
+    """A real capture's text, decompressed if it is ``.zst``."""
+    data = src.read_bytes()
+    if src.suffix == ".zst":
+        import zstandard
+
+        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    return data
+
+
 def tile(src: bytes, fmt: str, out: Path, size_mb: float) -> int:
     """Write ``src`` (a real capture) again and again to ``out`` until it holds ``size_mb`` MB, each copy's
     timestamps shifted past the previous copy's (the ``#`` header once). Returns the number of copies."""

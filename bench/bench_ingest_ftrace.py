@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _ingest_harness import ROOT, in_child, report, report_alone, tile
+from _ingest_harness import ROOT, in_child, read_capture, report, report_alone, tile
 
 TASKS = [("ksm_rmap_repro", 10396), ("ksmd", 37), ("kcompactd0", 33), ("my prog-x", 14875), ("<idle>", 0),
          ("kworker/1:2", 4711)]
@@ -178,11 +178,7 @@ def make_input(mix: str, out: Path, size_mb: float) -> str:
     src = REAL_MIXES[mix]
     if not src.is_file():
         return None
-    data = src.read_bytes()
-    if src.suffix == ".zst":
-        import zstandard
-
-        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    data = read_capture(src)
     k = tile(data, "ftrace", out, size_mb)
     return f"{src.name} tiled {k}x"
 

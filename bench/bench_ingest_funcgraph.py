@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _ingest_harness import ROOT, in_child, report, tile
+from _ingest_harness import ROOT, in_child, read_capture, report, tile
 
 SAMPLE = ROOT / "sample_traces" / "real-6.1-fg200.funcgraph.txt.zst"
 
@@ -93,11 +93,8 @@ def main() -> None:
         if a.input:
             src = Path(a.input)
         else:
-            import zstandard
-
             src = tmp / "fg.txt"
-            k = tile(zstandard.ZstdDecompressor().decompress(SAMPLE.read_bytes(), max_output_size=1 << 30),
-                     "function-graph", src, a.size_mb)
+            k = tile(read_capture(SAMPLE), "function-graph", src, a.size_mb)
             print(f"input: {SAMPLE.name} tiled {k}x")
         size = src.stat().st_size / 1e6
         print(f"function_graph, {size:.1f} MB")

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _ingest_harness import ROOT, in_child, report, tile
+from _ingest_harness import ROOT, in_child, read_capture, report, tile
 
 KFRAMES = ["try_to_migrate_one", "rmap_walk_ksm", "try_to_migrate", "migrate_pages_batch", "migrate_pages_sync",
            "migrate_pages", "compact_zone", "compact_node", "kcompactd", "kthread", "ret_from_fork",
@@ -146,11 +146,7 @@ def make_input(mix: str, out: Path, size_mb: float) -> str | None:
     src = REAL_MIXES[mix]
     if not src.is_file():
         return None
-    data = src.read_bytes()
-    if src.suffix == ".zst":
-        import zstandard
-
-        data = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    data = read_capture(src)
     return f"{src.name} tiled {tile(data, 'perf-script', out, size_mb)}x"
 
 
