@@ -5,7 +5,8 @@ trace-cmd report formats share.
   carrying the record still open at the end of a chunk (its frames may continue in the next one);
 * ``lines_of``: chunk text -> a Series of lines; ``drop_junk``: NUL and marker lines counted malformed;
 * ``ts_ns_expr``: ``sec.frac`` -> exact int64 ns; ``fields_for``: payload -> fields map;
-* ``build_callchain``: frames -> the callchain list column.
+* ``build_callchain``: frames -> the callchain list column;
+* ``cut_open_record``: a block split before the record still open at its end (which waits for the next chunk).
 
 Neither format imports the other.
 """
@@ -30,6 +31,26 @@ def lines_of(text: str) -> pl.Series:
         text = text[:-1]
     s = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
     return s.str.strip_suffix("\r")
+
+
+#: a block of attached lines with no record start waits for the next chunk only up to this many lines
+MAX_WAITING_LINES = 4_000_000
+
+
+def cut_open_record(df: pl.DataFrame, lines: pl.Series, nos: np.ndarray, starts: np.ndarray,
+                    attached: bool):
+    """Split a classified block before the record still open at its end (its frames may continue in the next
+    chunk): returns (the block's rows to parse now, carried lines, carried line numbers), or None when the
+    whole block must wait (``attached`` lines and no record start, ``starts`` all False) and is not too long
+    to wait."""
+    opens = np.flatnonzero(starts)
+    if len(opens):
+        cut = int(opens[-1])
+    elif attached and df.height < MAX_WAITING_LINES:
+        return None
+    else:  # nothing to attach to a later record: parse it all now
+        cut = df.height
+    return df.slice(0, cut), lines.slice(cut), nos[cut:]
 
 
 def ts_ns_expr(sec: pl.Expr, frac: pl.Expr) -> pl.Expr:

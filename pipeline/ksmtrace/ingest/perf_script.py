@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from ._records import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
+from ._records import build_callchain, cut_open_record, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
@@ -198,11 +198,11 @@ class PerfScriptParser(Parser):
         df = self._classify(lines, nos, stats)
         carry = carry_no = None
         if not final:
-            cut = _open_record_cut(df)
-            if cut is None:
+            starts = df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy()
+            split = cut_open_record(df, lines, nos, starts, attached=bool(df.get_column("frame").any()))
+            if split is None:
                 return [], lines, nos  # no record start in this block: all of it waits for the next chunk
-            carry, carry_no = lines.slice(cut), nos[cut:]
-            df = df.slice(0, cut)
+            df, carry, carry_no = split
         _count_non_events(df, stats)
         rec_rows, bad_recs = self._perf_records(df, stats)
         df = _drop_bad_records(df, bad_recs, stats)
@@ -326,18 +326,6 @@ class PerfScriptParser(Parser):
 
 
 # -- stages of PerfScriptParser._block that need no parser state ------------------------------------------------
-
-def _open_record_cut(df: pl.DataFrame) -> int | None:
-    """Stage 2: where the record still open at the end of the block starts (it waits for the next chunk, its
-    frames may continue there); None when the whole block must wait (frames and no record start)."""
-    opens = np.flatnonzero(df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy())
-    if len(opens):
-        return int(opens[-1])
-    # no record start in this block: keep it all for the next chunk unless it has nothing to attach
-    if df.get_column("frame").any() and df.height < 4_000_000:
-        return None
-    return df.height
-
 
 def _count_non_events(df: pl.DataFrame, stats: ParseStats) -> None:
     """Stage 3: known non-event lines counted (every line is an event, one of these, an attached frame or

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from ._records import build_callchain, drop_junk, fields_for, run_blocks, ts_ns_expr
+from ._records import build_callchain, cut_open_record, drop_junk, fields_for, run_blocks, ts_ns_expr
 from .base import INT32_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
@@ -165,11 +165,12 @@ class TraceCmdReportParser(Parser):
         df = _classify(lines, nos)
         carry = carry_no = None
         if not final:
-            cut = _open_record_cut(df)
-            if cut is None:
+            attached = df.get_column("stack") | ~(df.get_column("blank") | df.get_column("pre"))
+            split = cut_open_record(df, lines, nos, (df.get_column("ev") | df.get_column("lost")).to_numpy(),
+                                    attached=bool(attached.any()))
+            if split is None:
                 return [], lines, nos  # no record start in this block: all of it waits for the next chunk
-            carry, carry_no = lines.slice(cut), nos[cut:]
-            df = df.slice(0, cut)
+            df, carry, carry_no = split
         df = self._drop_out_of_range(df, stats)
         # known non-event lines (every line is a record, one of these, an attached line or malformed)
         _count_preamble_and_blank(df, stats)
@@ -302,18 +303,6 @@ def _classify(lines: pl.Series, nos: np.ndarray) -> pl.DataFrame:
     cand = ~(pl.col("blank") | pl.col("pre") | pl.col("lost") | pl.col("stack"))
     df = df.with_columns(ev=cand & t.str.contains(EVENT_RE))
     return df.with_columns(rid=(pl.col("ev") | pl.col("lost")).cast(pl.Int64).cum_sum() - 1)
-
-
-def _open_record_cut(df: pl.DataFrame) -> int | None:
-    """Where the record still open at the end of the block starts (it waits for the next chunk); None when
-    the whole block must wait (attached lines and no record start)."""
-    opens = np.flatnonzero((df.get_column("ev") | df.get_column("lost")).to_numpy())
-    if len(opens):
-        return int(opens[-1])
-    if (df.get_column("stack") | ~(df.get_column("blank") | df.get_column("pre"))).any() and \
-            df.height < 4_000_000:
-        return None
-    return df.height
 
 
 def _attached_lines(other: pl.DataFrame, ev_of_rid: pl.Series, stats: ParseStats):
