@@ -225,21 +225,14 @@ def compute_memory_limit() -> str:
     return os.environ.get("KSMTRACE_DUCKDB_MEMORY") or COMPUTE_MEMORY_LIMIT
 
 
-_spill = {}
-
-
 def _spill_dir() -> str:
-    """A private directory for DuckDB's spill files, one per process (a DuckDB connection cannot change
-    its temp directory once used), removed when the process exits."""
-    d = _spill.get(os.getpid())
-    if d is None:
-        import atexit
-        import shutil
-        import tempfile
+    """Where this connection's DuckDB spill files go: a path of its own under the system's temp directory.
+    DuckDB creates it only when a query spills and removes it when the connection closes (at the latest
+    when the process exits): a connection cannot change its temp directory once used."""
+    import tempfile
+    import uuid
 
-        d = _spill[os.getpid()] = tempfile.mkdtemp(prefix="ksmtrace-duckdb-")
-        atexit.register(shutil.rmtree, d, True)
-    return d
+    return os.path.join(tempfile.gettempdir(), f"ksmtrace-duckdb-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
 def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
