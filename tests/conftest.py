@@ -31,6 +31,29 @@ def examples(n: int) -> int:
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipeline"))
 
+
+def _native_is_current() -> None:
+    """The tests import ksmtrace from the checkout (pipeline/), so its compiled parsers must be built in place
+    (``pip install -e .`` does that) from the current sources: a module older than its ``.c`` file is rebuilt
+    here (setuptools' ``build_ext --inplace``), so a test never runs stale C code."""
+    import subprocess
+
+    native = ROOT / "pipeline" / "ksmtrace" / "ingest" / "native"
+    stale = []
+    for src in sorted(native.glob("*.c")):
+        built = list(native.parent.glob(f"_c_{src.stem}.*.so"))
+        if built and max(b.stat().st_mtime for b in built) < src.stat().st_mtime:
+            stale.append(src.name)
+    if stale:
+        p = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT,
+                           capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"conftest: rebuilding {', '.join(stale)} failed (pip install -e . shows why):\n"
+                             + p.stderr[-2000:])
+
+
+_native_is_current()
+
 #: the public trace corpus that sits beside the checkout (../shared/corpus); tests skip without it
 CORPUS = Path(os.environ.get("KSMTRACE_CORPUS", ROOT.parent / "shared" / "corpus"))
 
