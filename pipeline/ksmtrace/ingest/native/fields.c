@@ -1,0 +1,440 @@
+/* ksmtrace.ingest._c_fields: the key=value split of event payloads (ingest/fields.py's rules), in C.
+ *
+ * split(n, payload, event) takes two Arrow string columns as (offsets, data, validity, offset, large) tuples
+ * (event may be None) and returns the Arrow buffers of a map<string, string> of n rows:
+ *     (map_offsets int32[n+1], key_offsets int32, key_data, value_offsets int32, value_data, n_entries,
+ *      unsure int32[] row numbers)
+ * Rows it is not certain of get an empty map here and are listed in `unsure`: fields.py parses them with
+ * its Python rules (so the maps are the same as the pure path's for every row). Unsure are:
+ *  - rows of a per-event pattern with a non-ASCII byte (the regex classes \S and \d are Unicode there);
+ *  - rows whose "name: k=v" prefix would hold a non-ASCII character (\s is Unicode in the prefix rule);
+ *  - rows with a value that ends in a tab (before its trailing comma): fields.py's template path strips a
+ *    trailing comma only, the generic rule also tabs, and which path a row takes depends on its event group.
+ * Everything else follows the generic rule exactly (byte-wise, which is exact on UTF-8: the rule only looks
+ * at ASCII bytes), or the pattern of PATTERNS below, each written from the regex in PATTERN_REGEX (fields.py
+ * checks that those are still its EVENT_PATTERNS and does not use this module otherwise).
+ *
+ * No global state; the GIL is released while splitting. Every index into the input is checked.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------- input columns ---------- */
+
+typedef struct {
+    Py_buffer off, data, valid;
+    int has_valid, large;
+    Py_ssize_t offset;
+    int have_off, have_data;
+} Col;
+
+static void col_release(Col *c) {
+    if (c->have_off) PyBuffer_Release(&c->off);
+    if (c->have_data) PyBuffer_Release(&c->data);
+    if (c->has_valid) PyBuffer_Release(&c->valid);
+    c->have_off = c->have_data = c->has_valid = 0;
+}
+
+static int col_get(PyObject *t, Py_ssize_t n, Col *c) {
+    PyObject *o_off, *o_data, *o_valid;
+    Py_ssize_t offset;
+    int large;
+    memset(c, 0, sizeof(*c));
+    if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "OOOnp", &o_off, &o_data, &o_valid, &offset, &large)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "column: (offsets, data, validity, offset, large)");
+        return -1;
+    }
+    if (offset < 0 || n < 0) { PyErr_SetString(PyExc_ValueError, "negative offset or length"); return -1; }
+    c->offset = offset;
+    c->large = large;
+    if (PyObject_GetBuffer(o_off, &c->off, PyBUF_SIMPLE) < 0) return -1;
+    c->have_off = 1;
+    if (PyObject_GetBuffer(o_data, &c->data, PyBUF_SIMPLE) < 0) { col_release(c); return -1; }
+    c->have_data = 1;
+    if (o_valid != Py_None) {
+        if (PyObject_GetBuffer(o_valid, &c->valid, PyBUF_SIMPLE) < 0) { col_release(c); return -1; }
+        c->has_valid = 1;
+        if (c->valid.len < (offset + n + 7) / 8) {
+            col_release(c);
+            PyErr_SetString(PyExc_ValueError, "validity buffer too short");
+            return -1;
+        }
+    }
+    Py_ssize_t w = large ? 8 : 4;
+    if (c->off.len / w < offset + n + 1) {
+        col_release(c);
+        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
+        return -1;
+    }
+    return 0;
+}
+
+static inline int64_t col_off(const Col *c, Py_ssize_t i) {
+    if (c->large) { int64_t v; memcpy(&v, (const char *)c->off.buf + 8 * (c->offset + i), 8); return v; }
+    int32_t v; memcpy(&v, (const char *)c->off.buf + 4 * (c->offset + i), 4); return v;
+}
+
+static inline int col_is_valid(const Col *c, Py_ssize_t i) {
+    if (!c->has_valid) return 1;
+    Py_ssize_t b = c->offset + i;
+    return (((const unsigned char *)c->valid.buf)[b >> 3] >> (b & 7)) & 1;
+}
+
+/* row i as (pointer, length); 0 if NULL; -1 if its offsets are out of range */
+static inline int col_row(const Col *c, Py_ssize_t i, const unsigned char **p, Py_ssize_t *len) {
+    int64_t a = col_off(c, i), b = col_off(c, i + 1);
+    if (a < 0 || b < a || b > (int64_t)c->data.len) return -1;
+    if (!col_is_valid(c, i)) return 0;
+    *p = (const unsigned char *)c->data.buf + a;
+    *len = (Py_ssize_t)(b - a);
+    return 1;
+}
+
+/* ---------- output ---------- */
+
+typedef struct {
+    int32_t *moff, *koff, *voff;
+    unsigned char *kdat, *vdat;
+    Py_ssize_t ne, ne_cap, nk, nk_cap, nv, nv_cap;
+    int32_t *unsure;
+    Py_ssize_t nu;
+    int overflow;
+} Out;
+
+/* row-local state: a row's entries can be rolled back (unsure rows, failed patterns) */
+typedef struct { Py_ssize_t ne, nk, nv; } Mark;
+
+static inline Mark mark(const Out *o) { Mark m = {o->ne, o->nk, o->nv}; return m; }
+static inline void rollback(Out *o, Mark m) { o->ne = m.ne; o->nk = m.nk; o->nv = m.nv; }
+
+static inline int put_key(Out *o, const unsigned char *s, Py_ssize_t len) {
+    if (o->ne >= o->ne_cap || len > o->nk_cap - o->nk) { o->overflow = 1; return -1; }
+    memcpy(o->kdat + o->nk, s, (size_t)len);
+    o->nk += len;
+    o->ne++;
+    o->koff[o->ne] = (int32_t)o->nk;
+    return 0;
+}
+
+static inline int put_val(Out *o, const unsigned char *s, Py_ssize_t len) {
+    if (len > o->nv_cap - o->nv) { o->overflow = 1; return -1; }
+    memcpy(o->vdat + o->nv, s, (size_t)len);
+    o->nv += len;
+    return 0;
+}
+
+static inline void end_val(Out *o) { o->voff[o->ne] = (int32_t)o->nv; }
+
+static inline int put_kv(Out *o, const char *k, const unsigned char *v, Py_ssize_t vlen) {
+    if (put_key(o, (const unsigned char *)k, (Py_ssize_t)strlen(k)) < 0 || put_val(o, v, vlen) < 0) return -1;
+    end_val(o);
+    return 0;
+}
+
+/* ---------- character classes (ASCII; the callers make sure of that where it matters) ---------- */
+
+static inline int is_key0(unsigned char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+static inline int is_key1(unsigned char c) { return is_key0(c) || (c >= '0' && c <= '9') || c == '.'; }
+/* Unicode White_Space restricted to ASCII: \t \n \v \f \r and space */
+static inline int is_ws(unsigned char c) { return c == ' ' || (c >= 0x09 && c <= 0x0d); }
+
+/* length of "KEY" if p[0..len) starts with KEY= (KEY = [A-Za-z_][A-Za-z0-9_.]*), else -1 */
+static inline Py_ssize_t key_len(const unsigned char *p, Py_ssize_t len) {
+    if (len < 2 || !is_key0(p[0])) return -1;
+    Py_ssize_t i = 1;
+    while (i < len && is_key1(p[i])) i++;
+    return (i < len && p[i] == '=') ? i : -1;
+}
+
+/* ---------- generic rule ---------- */
+
+/* Close the open value: strip trailing spaces/tabs, one ',', trailing spaces/tabs. Returns 1 if the value
+ * ends in a tab before its comma (unsure, see the top), else 0. */
+static inline int close_val(Out *o, Py_ssize_t vstart) {
+    Py_ssize_t e = o->nv;
+    int unsure = 0;
+    if (e > vstart && (o->vdat[e - 1] == '\t' || (o->vdat[e - 1] == ',' && e - 1 > vstart && o->vdat[e - 2] == '\t')))
+        unsure = 1;
+    while (e > vstart && (o->vdat[e - 1] == ' ' || o->vdat[e - 1] == '\t')) e--;
+    if (e > vstart && o->vdat[e - 1] == ',') e--;
+    while (e > vstart && (o->vdat[e - 1] == ' ' || o->vdat[e - 1] == '\t')) e--;
+    o->nv = e;
+    end_val(o);
+    return unsure;
+}
+
+/* "name: k=v" prefix: ^([^\s=:]+): +KEY=  ->  length of name, 0 if none, -1 if unsure (non-ASCII name) */
+static Py_ssize_t prefix_len(const unsigned char *p, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    int wide = 0;
+    while (i < len && !is_ws(p[i]) && p[i] != '=' && p[i] != ':') { wide |= p[i] >= 0x80; i++; }
+    if (i == 0 || i >= len || p[i] != ':') return 0;
+    Py_ssize_t j = i + 1;
+    if (j >= len || p[j] != ' ') return 0;
+    while (j < len && p[j] == ' ') j++;
+    if (key_len(p + j, len - j) < 0) return 0;
+    return wide ? -1 : i;
+}
+
+/* returns 0 done, 1 unsure, -1 overflow */
+static int generic_row(Out *o, const unsigned char *p, Py_ssize_t len) {
+    if (len == 0) return 0; /* one empty token: not a key */
+    Py_ssize_t pl = prefix_len(p, len);
+    if (pl < 0) return 1;
+    if (pl > 0 && put_kv(o, "prefix", p, pl) < 0) return -1;
+    int first = 1, open = 0, unsure = 0;
+    Py_ssize_t vstart = 0, a = 0;
+    while (a <= len) {
+        const unsigned char *sp = memchr(p + a, ' ', (size_t)(len - a));
+        Py_ssize_t b = sp ? (Py_ssize_t)(sp - p) : len;
+        Py_ssize_t tl = b - a;
+        const unsigned char *t = p + a;
+        if (!(tl == 3 && t[0] == '=' && t[1] == '=' && t[2] == '>')) {
+            Py_ssize_t kl = key_len(t, tl);
+            if (kl >= 0) {
+                if (open) unsure |= close_val(o, vstart);
+                if (put_key(o, t, kl) < 0) return -1;
+                vstart = o->nv;
+                if (put_val(o, t + kl + 1, tl - kl - 1) < 0) return -1;
+                open = 1;
+            } else if (open && !first) {
+                unsigned char s = ' ';
+                if (put_val(o, &s, 1) < 0 || put_val(o, t, tl) < 0) return -1;
+            }
+            first = 0;
+        }
+        a = b + 1;
+    }
+    if (open) unsure |= close_val(o, vstart);
+    return unsure;
+}
+
+/* ---------- per-event patterns ---------- */
+
+enum { OP_END, OP_LIT, OP_NONWS, OP_DIG, OP_SDIG, OP_NOTPAREN, OP_OPTFLAG };
+typedef struct { int op; const char *s; } Op; /* OP_LIT: literal; captures: key; OP_OPTFLAG: key (literal "ksm ") */
+
+typedef struct { const char *event; const char *regex; Op ops[16]; } Pattern;
+
+#define L(s) {OP_LIT, s}
+static const Pattern PATTERNS[] = {
+    {"contention_begin", "^(?P<lock_addr>\\S+) \\(flags=(?P<flags>[^)]*)\\)",
+     {{OP_NONWS, "lock_addr"}, L(" (flags="), {OP_NOTPAREN, "flags"}, L(")"), {OP_END, 0}}},
+    {"contention_end", "^(?P<lock_addr>\\S+) \\(ret=(?P<ret>-?\\d+)\\)",
+     {{OP_NONWS, "lock_addr"}, L(" (ret="), {OP_SDIG, "ret"}, L(")"), {OP_END, 0}}},
+    {"ksm_start_scan", "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
+     {L("seq "), {OP_SDIG, "seq"}, L(" rmap size "), {OP_SDIG, "rmap_size"}, {OP_END, 0}}},
+    {"ksm_stop_scan", "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
+     {L("seq "), {OP_SDIG, "seq"}, L(" rmap size "), {OP_SDIG, "rmap_size"}, {OP_END, 0}}},
+    {"ksm_enter", "^mm (?P<mm>\\S+)", {L("mm "), {OP_NONWS, "mm"}, {OP_END, 0}}},
+    {"ksm_exit", "^mm (?P<mm>\\S+)", {L("mm "), {OP_NONWS, "mm"}, {OP_END, 0}}},
+    {"ksm_merge_one_page",
+     "^(?P<ksm_page>ksm )?pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+) error (?P<error>-?\\d+)",
+     {{OP_OPTFLAG, "ksm_page"}, L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "),
+      {OP_NONWS, "mm"}, L(" error "), {OP_SDIG, "error"}, {OP_END, 0}}},
+    {"ksm_merge_with_ksm_page",
+     "^(?P<ksm_page>ksm )?pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+) error (?P<error>-?\\d+)",
+     {{OP_OPTFLAG, "ksm_page"}, L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "),
+      {OP_NONWS, "mm"}, L(" error "), {OP_SDIG, "error"}, {OP_END, 0}}},
+    {"ksm_remove_ksm_page", "^pfn (?P<pfn>\\d+)", {L("pfn "), {OP_DIG, "pfn"}, {OP_END, 0}}},
+    {"ksm_remove_rmap_item", "^pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+)",
+     {L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "), {OP_NONWS, "mm"},
+      {OP_END, 0}}},
+    {"ksm_advisor",
+     "^ksm scan time (?P<scan_time>-?\\d+) pages_to_scan (?P<pages_to_scan>\\d+) cpu percent (?P<cpu_percent>\\d+)",
+     {L("ksm scan time "), {OP_SDIG, "scan_time"}, L(" pages_to_scan "), {OP_DIG, "pages_to_scan"},
+      L(" cpu percent "), {OP_DIG, "cpu_percent"}, {OP_END, 0}}},
+    {"sys_enter", "^NR (?P<nr>-?\\d+) \\((?P<args>[^)]*)\\)",
+     {L("NR "), {OP_SDIG, "nr"}, L(" ("), {OP_NOTPAREN, "args"}, L(")"), {OP_END, 0}}},
+    {"sys_exit", "^NR (?P<nr>-?\\d+) = (?P<ret>-?\\d+)",
+     {L("NR "), {OP_SDIG, "nr"}, L(" = "), {OP_SDIG, "ret"}, {OP_END, 0}}},
+};
+#undef L
+#define NPATTERNS ((int)(sizeof(PATTERNS) / sizeof(PATTERNS[0])))
+
+/* index of the pattern of this event name, or -1 */
+static int pattern_of(const unsigned char *e, Py_ssize_t len) {
+    for (int i = 0; i < NPATTERNS; i++) {
+        const char *name = PATTERNS[i].event;
+        if ((Py_ssize_t)strlen(name) == len && memcmp(name, e, (size_t)len) == 0) return i;
+    }
+    return -1;
+}
+
+/* Every regex here is anchored at the start and deterministic: each \S+ / \d+ run is greedy and followed by
+ * a literal its class cannot match (so backtracking never finds another match), and the optional "ksm "
+ * is followed by "pfn ", which "ksm " does not start. So one left-to-right pass gives the regex's groups.
+ * Returns 0 done (the entries, or none if it does not match), 1 unsure, -1 overflow. */
+static int pattern_row(Out *o, int pi, const unsigned char *p, Py_ssize_t len) {
+    if (len == 0) return 0; /* every pattern starts with a literal or \S+ */
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (p[i] >= 0x80) return 1;
+    Mark m = mark(o);
+    const Op *op = PATTERNS[pi].ops;
+    Py_ssize_t i = 0;
+    for (; op->op != OP_END; op++) {
+        Py_ssize_t s = i;
+        switch (op->op) {
+        case OP_LIT: {
+            Py_ssize_t l = (Py_ssize_t)strlen(op->s);
+            if (len - i < l || memcmp(p + i, op->s, (size_t)l) != 0) goto nomatch;
+            i += l;
+            continue;
+        }
+        case OP_OPTFLAG: {
+            int has = len - i >= 4 && memcmp(p + i, "ksm ", 4) == 0;
+            if (has) i += 4;
+            if (put_kv(o, op->s, (const unsigned char *)(has ? "true" : "false"), has ? 4 : 5) < 0) return -1;
+            continue;
+        }
+        case OP_NONWS:
+            while (i < len && !is_ws(p[i])) i++;
+            if (i == s) goto nomatch;
+            break;
+        case OP_SDIG:
+            if (i < len && p[i] == '-') i++;
+            /* fall through */
+        case OP_DIG: {
+            Py_ssize_t d = i;
+            while (i < len && p[i] >= '0' && p[i] <= '9') i++;
+            if (i == d) goto nomatch;
+            break;
+        }
+        case OP_NOTPAREN:
+            while (i < len && p[i] != ')') i++;
+            break;
+        default:
+            goto nomatch;
+        }
+        if (put_kv(o, op->s, p + s, i - s) < 0) return -1;
+    }
+    return 0;
+nomatch:
+    rollback(o, m);
+    return 0;
+}
+
+/* ---------- entry point ---------- */
+
+static PyObject *new_bytes(Py_ssize_t n) { return PyBytes_FromStringAndSize(NULL, n); }
+
+static PyObject *fields_split(PyObject *self, PyObject *args) {
+    Py_ssize_t n;
+    PyObject *pt, *et;
+    if (!PyArg_ParseTuple(args, "nOO", &n, &pt, &et)) return NULL;
+    if (n < 0 || n >= INT32_MAX) { PyErr_SetString(PyExc_ValueError, "bad row count"); return NULL; }
+    Col pc, ec;
+    int has_ev = et != Py_None;
+    if (col_get(pt, n, &pc) < 0) return NULL;
+    if (has_ev && col_get(et, n, &ec) < 0) { col_release(&pc); return NULL; }
+
+    PyObject *b_moff = NULL, *b_koff = NULL, *b_kdat = NULL, *b_voff = NULL, *b_vdat = NULL, *b_uns = NULL;
+    PyObject *res = NULL;
+    int64_t first = col_off(&pc, 0), last = col_off(&pc, n);
+    if (first < 0 || last < first || last > (int64_t)pc.data.len) {
+        PyErr_SetString(PyExc_ValueError, "payload offsets out of range");
+        goto done;
+    }
+    /* capacities (see the notes in fields.py): a generic entry needs "k=" and a separating space, a pattern
+     * row gives at most 5 entries with keys of at most 40 bytes and values shorter than the row (+ "false") */
+    int64_t total = last - first;
+    int64_t ne_cap = total / 2 + 6 * (int64_t)n + 1, nk_cap = total + 48 * (int64_t)n + 1,
+            nv_cap = total + 8 * (int64_t)n + 1;
+    if (ne_cap >= INT32_MAX / 4 || nk_cap >= INT32_MAX || nv_cap >= INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "chunk too large for int32 offsets");
+        goto done;
+    }
+    b_moff = new_bytes(4 * (n + 1));
+    b_koff = new_bytes(4 * (ne_cap + 1));
+    b_voff = new_bytes(4 * (ne_cap + 1));
+    b_kdat = new_bytes(nk_cap);
+    b_vdat = new_bytes(nv_cap);
+    b_uns = new_bytes(4 * n + 4);
+    if (!b_moff || !b_koff || !b_voff || !b_kdat || !b_vdat || !b_uns) goto done;
+    Out o = {
+        (int32_t *)PyBytes_AS_STRING(b_moff), (int32_t *)PyBytes_AS_STRING(b_koff),
+        (int32_t *)PyBytes_AS_STRING(b_voff), (unsigned char *)PyBytes_AS_STRING(b_kdat),
+        (unsigned char *)PyBytes_AS_STRING(b_vdat), 0, (Py_ssize_t)ne_cap, 0, (Py_ssize_t)nk_cap, 0,
+        (Py_ssize_t)nv_cap, (int32_t *)PyBytes_AS_STRING(b_uns), 0, 0,
+    };
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    o.moff[0] = 0;
+    o.koff[0] = 0;
+    o.voff[0] = 0;
+    for (Py_ssize_t r = 0; r < n && !bad; r++) {
+        const unsigned char *p = NULL;
+        Py_ssize_t len = 0;
+        int st = col_row(&pc, r, &p, &len);
+        if (st < 0) { bad = 1; break; }
+        if (st > 0) {
+            int pi = -1;
+            if (has_ev) {
+                const unsigned char *e = NULL;
+                Py_ssize_t el = 0;
+                int es = col_row(&ec, r, &e, &el);
+                if (es < 0) { bad = 1; break; }
+                if (es > 0) pi = pattern_of(e, el);
+            }
+            Mark m = mark(&o);
+            int rc = pi >= 0 ? pattern_row(&o, pi, p, len) : generic_row(&o, p, len);
+            if (rc < 0) { bad = 2; break; }
+            if (rc > 0) {
+                rollback(&o, m);
+                o.unsure[o.nu++] = (int32_t)r;
+            }
+        }
+        o.moff[r + 1] = (int32_t)o.ne;
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(bad == 1 ? PyExc_ValueError : PyExc_OverflowError,
+                        bad == 1 ? "string offsets out of range" : "output capacity exceeded");
+        goto done;
+    }
+    if (_PyBytes_Resize(&b_koff, 4 * (o.ne + 1)) < 0 || _PyBytes_Resize(&b_voff, 4 * (o.ne + 1)) < 0 ||
+        _PyBytes_Resize(&b_kdat, o.nk) < 0 || _PyBytes_Resize(&b_vdat, o.nv) < 0 ||
+        _PyBytes_Resize(&b_uns, 4 * o.nu) < 0)
+        goto done;
+    res = Py_BuildValue("(OOOOOnO)", b_moff, b_koff, b_kdat, b_voff, b_vdat, o.ne, b_uns);
+done:
+    Py_XDECREF(b_moff);
+    Py_XDECREF(b_koff);
+    Py_XDECREF(b_kdat);
+    Py_XDECREF(b_voff);
+    Py_XDECREF(b_vdat);
+    Py_XDECREF(b_uns);
+    col_release(&pc);
+    if (has_ev) col_release(&ec);
+    return res;
+}
+
+static PyMethodDef methods[] = {
+    {"split", fields_split, METH_VARARGS,
+     "split(n, payload, event) -> (map_offsets, key_offsets, key_data, value_offsets, value_data, n_entries, "
+     "unsure_rows); payload/event: (offsets, data, validity or None, offset, large) of an Arrow string column"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_c_fields", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__c_fields(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    PyObject *d = PyDict_New();
+    if (!d) { Py_DECREF(m); return NULL; }
+    for (int i = 0; i < NPATTERNS; i++) {
+        PyObject *v = PyUnicode_FromString(PATTERNS[i].regex);
+        if (!v || PyDict_SetItemString(d, PATTERNS[i].event, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            Py_DECREF(m);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    if (PyModule_AddObject(m, "PATTERN_REGEX", d) < 0) { Py_DECREF(d); Py_DECREF(m); return NULL; }
+    return m;
+}
