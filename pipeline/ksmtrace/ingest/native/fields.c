@@ -100,7 +100,6 @@ typedef struct {
     Py_ssize_t ne, ne_cap, nk, nk_cap, nv, nv_cap;
     int32_t *unsure;
     Py_ssize_t nu;
-    int overflow;
 } Out;
 
 /* row-local state: a row's entries can be rolled back (unsure rows, failed patterns) */
@@ -109,28 +108,39 @@ typedef struct { Py_ssize_t ne, nk, nv; } Mark;
 static inline Mark mark(const Out *o) { Mark m = {o->ne, o->nk, o->nv}; return m; }
 static inline void rollback(Out *o, Mark m) { o->ne = m.ne; o->nk = m.nk; o->nv = m.nv; }
 
-static inline int put_key(Out *o, const unsigned char *s, Py_ssize_t len) {
-    if (o->ne >= o->ne_cap || len > o->nk_cap - o->nk) { o->overflow = 1; return -1; }
-    memcpy(o->kdat + o->nk, s, (size_t)len);
+/* short copies (most keys and values) without a libc call */
+static inline void copy(unsigned char *d, const unsigned char *s, Py_ssize_t len) {
+    if (len > 24) { memcpy(d, s, (size_t)len); return; }
+    for (Py_ssize_t i = 0; i < len; i++) d[i] = s[i];
+}
+
+/* Room one row may need, whatever it holds (len = its length in bytes): a generic row has at most a prefix
+ * and one entry per 3 bytes ("k=" and a space), keys and values from disjoint bytes of the row (+ "prefix");
+ * a pattern row at most 5 entries, keys of at most 40 bytes in all, values from the row (+ "false"). The
+ * writers below do not check: the row loop checks ROW_ROOM before each row (the totals allocated are the sum
+ * of these over all rows, so it never fails unless this reasoning is wrong, and then it is an error). */
+#define ROOM_E(len) ((len) / 2 + 8)
+#define ROOM_K(len) ((len) + 48)
+#define ROOM_V(len) ((len) + 8)
+
+static inline void put_key(Out *o, const unsigned char *s, Py_ssize_t len) {
+    copy(o->kdat + o->nk, s, len);
     o->nk += len;
     o->ne++;
     o->koff[o->ne] = (int32_t)o->nk;
-    return 0;
 }
 
-static inline int put_val(Out *o, const unsigned char *s, Py_ssize_t len) {
-    if (len > o->nv_cap - o->nv) { o->overflow = 1; return -1; }
-    memcpy(o->vdat + o->nv, s, (size_t)len);
+static inline void put_val(Out *o, const unsigned char *s, Py_ssize_t len) {
+    copy(o->vdat + o->nv, s, len);
     o->nv += len;
-    return 0;
 }
 
 static inline void end_val(Out *o) { o->voff[o->ne] = (int32_t)o->nv; }
 
-static inline int put_kv(Out *o, const char *k, const unsigned char *v, Py_ssize_t vlen) {
-    if (put_key(o, (const unsigned char *)k, (Py_ssize_t)strlen(k)) < 0 || put_val(o, v, vlen) < 0) return -1;
+static inline void put_kv(Out *o, const char *k, Py_ssize_t klen, const unsigned char *v, Py_ssize_t vlen) {
+    put_key(o, (const unsigned char *)k, klen);
+    put_val(o, v, vlen);
     end_val(o);
-    return 0;
 }
 
 /* ---------- character classes (ASCII; the callers make sure of that where it matters) ---------- */
@@ -178,33 +188,43 @@ static Py_ssize_t prefix_len(const unsigned char *p, Py_ssize_t len) {
     return wide ? -1 : i;
 }
 
-/* returns 0 done, 1 unsure, -1 overflow */
+/* One pass over the row: a token is "==>" (dropped), KEY=... (opens a field), or anything else, which continues
+ * the open field's value (" " + token) or, before the first key, is not part of a field. The caller has made
+ * sure the output has room for the row (ROW_ROOM). Returns 0 done, 1 unsure. */
 static int generic_row(Out *o, const unsigned char *p, Py_ssize_t len) {
     if (len == 0) return 0; /* one empty token: not a key */
     Py_ssize_t pl = prefix_len(p, len);
     if (pl < 0) return 1;
-    if (pl > 0 && put_kv(o, "prefix", p, pl) < 0) return -1;
-    int first = 1, open = 0, unsure = 0;
-    Py_ssize_t vstart = 0, a = 0;
-    while (a <= len) {
-        const unsigned char *sp = memchr(p + a, ' ', (size_t)(len - a));
-        Py_ssize_t b = sp ? (Py_ssize_t)(sp - p) : len;
-        Py_ssize_t tl = b - a;
-        const unsigned char *t = p + a;
-        if (!(tl == 3 && t[0] == '=' && t[1] == '=' && t[2] == '>')) {
-            Py_ssize_t kl = key_len(t, tl);
-            if (kl >= 0) {
+    if (pl > 0) put_kv(o, "prefix", 6, p, pl);
+    int open = 0, unsure = 0;
+    Py_ssize_t vstart = 0, a = 0, b;
+    unsigned char *vd = o->vdat;
+    for (;;) {
+        if (len - a >= 3 && p[a] == '=' && p[a + 1] == '=' && p[a + 2] == '>' && (len - a == 3 || p[a + 3] == ' ')) {
+            b = a + 3;
+        } else {
+            Py_ssize_t i = a;
+            if (i < len && is_key0(p[i]))
+                for (i++; i < len && is_key1(p[i]); i++)
+                    ;
+            if (i > a && i < len && p[i] == '=') {
                 if (open) unsure |= close_val(o, vstart);
-                if (put_key(o, t, kl) < 0) return -1;
-                vstart = o->nv;
-                if (put_val(o, t + kl + 1, tl - kl - 1) < 0) return -1;
+                put_key(o, p + a, i - a);
+                Py_ssize_t v = vstart = o->nv;
+                for (b = i + 1; b < len && p[b] != ' '; b++) vd[v++] = p[b];
+                o->nv = v;
                 open = 1;
-            } else if (open && !first) {
-                unsigned char s = ' ';
-                if (put_val(o, &s, 1) < 0 || put_val(o, t, tl) < 0) return -1;
+            } else if (open) {
+                Py_ssize_t v = o->nv;
+                vd[v++] = ' ';
+                for (b = a; b < len && p[b] != ' '; b++) vd[v++] = p[b];
+                o->nv = v;
+            } else {
+                for (b = i; b < len && p[b] != ' '; b++)
+                    ;
             }
-            first = 0;
         }
+        if (b >= len) break;
         a = b + 1;
     }
     if (open) unsure |= close_val(o, vstart);
@@ -214,59 +234,62 @@ static int generic_row(Out *o, const unsigned char *p, Py_ssize_t len) {
 /* ---------- per-event patterns ---------- */
 
 enum { OP_END, OP_LIT, OP_NONWS, OP_DIG, OP_SDIG, OP_NOTPAREN, OP_OPTFLAG };
-typedef struct { int op; const char *s; } Op; /* OP_LIT: literal; captures: key; OP_OPTFLAG: key (literal "ksm ") */
+typedef struct { int op; const char *s; Py_ssize_t len; } Op; /* OP_LIT: literal; captures, OP_OPTFLAG: key */
 
-typedef struct { const char *event; const char *regex; Op ops[16]; } Pattern;
+typedef struct { const char *event; Py_ssize_t elen; const char *regex; Op ops[16]; } Pattern;
 
-#define L(s) {OP_LIT, s}
+#define L(s) {OP_LIT, s, sizeof(s) - 1}
+#define K(op, s) {op, s, sizeof(s) - 1}
+#define E(s) s, sizeof(s) - 1
 static const Pattern PATTERNS[] = {
-    {"contention_begin", "^(?P<lock_addr>\\S+) \\(flags=(?P<flags>[^)]*)\\)",
-     {{OP_NONWS, "lock_addr"}, L(" (flags="), {OP_NOTPAREN, "flags"}, L(")"), {OP_END, 0}}},
-    {"contention_end", "^(?P<lock_addr>\\S+) \\(ret=(?P<ret>-?\\d+)\\)",
-     {{OP_NONWS, "lock_addr"}, L(" (ret="), {OP_SDIG, "ret"}, L(")"), {OP_END, 0}}},
-    {"ksm_start_scan", "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
-     {L("seq "), {OP_SDIG, "seq"}, L(" rmap size "), {OP_SDIG, "rmap_size"}, {OP_END, 0}}},
-    {"ksm_stop_scan", "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
-     {L("seq "), {OP_SDIG, "seq"}, L(" rmap size "), {OP_SDIG, "rmap_size"}, {OP_END, 0}}},
-    {"ksm_enter", "^mm (?P<mm>\\S+)", {L("mm "), {OP_NONWS, "mm"}, {OP_END, 0}}},
-    {"ksm_exit", "^mm (?P<mm>\\S+)", {L("mm "), {OP_NONWS, "mm"}, {OP_END, 0}}},
-    {"ksm_merge_one_page",
+    {E("contention_begin"), "^(?P<lock_addr>\\S+) \\(flags=(?P<flags>[^)]*)\\)",
+     {K(OP_NONWS, "lock_addr"), L(" (flags="), K(OP_NOTPAREN, "flags"), L(")"), {OP_END, 0, 0}}},
+    {E("contention_end"), "^(?P<lock_addr>\\S+) \\(ret=(?P<ret>-?\\d+)\\)",
+     {K(OP_NONWS, "lock_addr"), L(" (ret="), K(OP_SDIG, "ret"), L(")"), {OP_END, 0, 0}}},
+    {E("ksm_start_scan"), "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
+     {L("seq "), K(OP_SDIG, "seq"), L(" rmap size "), K(OP_SDIG, "rmap_size"), {OP_END, 0, 0}}},
+    {E("ksm_stop_scan"), "^seq (?P<seq>-?\\d+) rmap size (?P<rmap_size>-?\\d+)",
+     {L("seq "), K(OP_SDIG, "seq"), L(" rmap size "), K(OP_SDIG, "rmap_size"), {OP_END, 0, 0}}},
+    {E("ksm_enter"), "^mm (?P<mm>\\S+)", {L("mm "), K(OP_NONWS, "mm"), {OP_END, 0, 0}}},
+    {E("ksm_exit"), "^mm (?P<mm>\\S+)", {L("mm "), K(OP_NONWS, "mm"), {OP_END, 0, 0}}},
+    {E("ksm_merge_one_page"),
      "^(?P<ksm_page>ksm )?pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+) error (?P<error>-?\\d+)",
-     {{OP_OPTFLAG, "ksm_page"}, L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "),
-      {OP_NONWS, "mm"}, L(" error "), {OP_SDIG, "error"}, {OP_END, 0}}},
-    {"ksm_merge_with_ksm_page",
+     {K(OP_OPTFLAG, "ksm_page"), L("pfn "), K(OP_DIG, "pfn"), L(" rmap_item "), K(OP_NONWS, "rmap_item"), L(" mm "),
+      K(OP_NONWS, "mm"), L(" error "), K(OP_SDIG, "error"), {OP_END, 0, 0}}},
+    {E("ksm_merge_with_ksm_page"),
      "^(?P<ksm_page>ksm )?pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+) error (?P<error>-?\\d+)",
-     {{OP_OPTFLAG, "ksm_page"}, L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "),
-      {OP_NONWS, "mm"}, L(" error "), {OP_SDIG, "error"}, {OP_END, 0}}},
-    {"ksm_remove_ksm_page", "^pfn (?P<pfn>\\d+)", {L("pfn "), {OP_DIG, "pfn"}, {OP_END, 0}}},
-    {"ksm_remove_rmap_item", "^pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+)",
-     {L("pfn "), {OP_DIG, "pfn"}, L(" rmap_item "), {OP_NONWS, "rmap_item"}, L(" mm "), {OP_NONWS, "mm"},
-      {OP_END, 0}}},
-    {"ksm_advisor",
+     {K(OP_OPTFLAG, "ksm_page"), L("pfn "), K(OP_DIG, "pfn"), L(" rmap_item "), K(OP_NONWS, "rmap_item"), L(" mm "),
+      K(OP_NONWS, "mm"), L(" error "), K(OP_SDIG, "error"), {OP_END, 0, 0}}},
+    {E("ksm_remove_ksm_page"), "^pfn (?P<pfn>\\d+)", {L("pfn "), K(OP_DIG, "pfn"), {OP_END, 0, 0}}},
+    {E("ksm_remove_rmap_item"), "^pfn (?P<pfn>\\d+) rmap_item (?P<rmap_item>\\S+) mm (?P<mm>\\S+)",
+     {L("pfn "), K(OP_DIG, "pfn"), L(" rmap_item "), K(OP_NONWS, "rmap_item"), L(" mm "), K(OP_NONWS, "mm"),
+      {OP_END, 0, 0}}},
+    {E("ksm_advisor"),
      "^ksm scan time (?P<scan_time>-?\\d+) pages_to_scan (?P<pages_to_scan>\\d+) cpu percent (?P<cpu_percent>\\d+)",
-     {L("ksm scan time "), {OP_SDIG, "scan_time"}, L(" pages_to_scan "), {OP_DIG, "pages_to_scan"},
-      L(" cpu percent "), {OP_DIG, "cpu_percent"}, {OP_END, 0}}},
-    {"sys_enter", "^NR (?P<nr>-?\\d+) \\((?P<args>[^)]*)\\)",
-     {L("NR "), {OP_SDIG, "nr"}, L(" ("), {OP_NOTPAREN, "args"}, L(")"), {OP_END, 0}}},
-    {"sys_exit", "^NR (?P<nr>-?\\d+) = (?P<ret>-?\\d+)",
-     {L("NR "), {OP_SDIG, "nr"}, L(" = "), {OP_SDIG, "ret"}, {OP_END, 0}}},
+     {L("ksm scan time "), K(OP_SDIG, "scan_time"), L(" pages_to_scan "), K(OP_DIG, "pages_to_scan"),
+      L(" cpu percent "), K(OP_DIG, "cpu_percent"), {OP_END, 0, 0}}},
+    {E("sys_enter"), "^NR (?P<nr>-?\\d+) \\((?P<args>[^)]*)\\)",
+     {L("NR "), K(OP_SDIG, "nr"), L(" ("), K(OP_NOTPAREN, "args"), L(")"), {OP_END, 0, 0}}},
+    {E("sys_exit"), "^NR (?P<nr>-?\\d+) = (?P<ret>-?\\d+)",
+     {L("NR "), K(OP_SDIG, "nr"), L(" = "), K(OP_SDIG, "ret"), {OP_END, 0, 0}}},
 };
 #undef L
+#undef K
+#undef E
 #define NPATTERNS ((int)(sizeof(PATTERNS) / sizeof(PATTERNS[0])))
 
 /* index of the pattern of this event name, or -1 */
 static int pattern_of(const unsigned char *e, Py_ssize_t len) {
-    for (int i = 0; i < NPATTERNS; i++) {
-        const char *name = PATTERNS[i].event;
-        if ((Py_ssize_t)strlen(name) == len && memcmp(name, e, (size_t)len) == 0) return i;
-    }
+    for (int i = 0; i < NPATTERNS; i++)
+        if (PATTERNS[i].elen == len && PATTERNS[i].event[0] == e[0] && memcmp(PATTERNS[i].event, e, (size_t)len) == 0)
+            return i;
     return -1;
 }
 
 /* Every regex here is anchored at the start and deterministic: each \S+ / \d+ run is greedy and followed by
  * a literal its class cannot match (so backtracking never finds another match), and the optional "ksm "
  * is followed by "pfn ", which "ksm " does not start. So one left-to-right pass gives the regex's groups.
- * Returns 0 done (the entries, or none if it does not match), 1 unsure, -1 overflow. */
+ * Returns 0 done (the entries, or none if it does not match), 1 unsure. */
 static int pattern_row(Out *o, int pi, const unsigned char *p, Py_ssize_t len) {
     if (len == 0) return 0; /* every pattern starts with a literal or \S+ */
     for (Py_ssize_t i = 0; i < len; i++)
@@ -277,16 +300,14 @@ static int pattern_row(Out *o, int pi, const unsigned char *p, Py_ssize_t len) {
     for (; op->op != OP_END; op++) {
         Py_ssize_t s = i;
         switch (op->op) {
-        case OP_LIT: {
-            Py_ssize_t l = (Py_ssize_t)strlen(op->s);
-            if (len - i < l || memcmp(p + i, op->s, (size_t)l) != 0) goto nomatch;
-            i += l;
+        case OP_LIT:
+            if (len - i < op->len || memcmp(p + i, op->s, (size_t)op->len) != 0) goto nomatch;
+            i += op->len;
             continue;
-        }
         case OP_OPTFLAG: {
             int has = len - i >= 4 && memcmp(p + i, "ksm ", 4) == 0;
             if (has) i += 4;
-            if (put_kv(o, op->s, (const unsigned char *)(has ? "true" : "false"), has ? 4 : 5) < 0) return -1;
+            put_kv(o, op->s, op->len, (const unsigned char *)(has ? "true" : "false"), has ? 4 : 5);
             continue;
         }
         case OP_NONWS:
@@ -308,7 +329,7 @@ static int pattern_row(Out *o, int pi, const unsigned char *p, Py_ssize_t len) {
         default:
             goto nomatch;
         }
-        if (put_kv(o, op->s, p + s, i - s) < 0) return -1;
+        put_kv(o, op->s, op->len, p + s, i - s);
     }
     return 0;
 nomatch:
@@ -337,11 +358,10 @@ static PyObject *fields_split(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "payload offsets out of range");
         goto done;
     }
-    /* capacities (see the notes in fields.py): a generic entry needs "k=" and a separating space, a pattern
-     * row gives at most 5 entries with keys of at most 40 bytes and values shorter than the row (+ "false") */
+    /* capacities: the sum of ROOM_* over the rows */
     int64_t total = last - first;
-    int64_t ne_cap = total / 2 + 6 * (int64_t)n + 1, nk_cap = total + 48 * (int64_t)n + 1,
-            nv_cap = total + 8 * (int64_t)n + 1;
+    int64_t ne_cap = ROOM_E(total) + 8 * (int64_t)n, nk_cap = ROOM_K(total) + 48 * (int64_t)n,
+            nv_cap = ROOM_V(total) + 8 * (int64_t)n;
     if (ne_cap >= INT32_MAX / 4 || nk_cap >= INT32_MAX || nv_cap >= INT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "chunk too large for int32 offsets");
         goto done;
@@ -357,9 +377,11 @@ static PyObject *fields_split(PyObject *self, PyObject *args) {
         (int32_t *)PyBytes_AS_STRING(b_moff), (int32_t *)PyBytes_AS_STRING(b_koff),
         (int32_t *)PyBytes_AS_STRING(b_voff), (unsigned char *)PyBytes_AS_STRING(b_kdat),
         (unsigned char *)PyBytes_AS_STRING(b_vdat), 0, (Py_ssize_t)ne_cap, 0, (Py_ssize_t)nk_cap, 0,
-        (Py_ssize_t)nv_cap, (int32_t *)PyBytes_AS_STRING(b_uns), 0, 0,
+        (Py_ssize_t)nv_cap, (int32_t *)PyBytes_AS_STRING(b_uns), 0,
     };
-    int bad = 0;
+    int bad = 0, prev_pi = -1;
+    const unsigned char *prev_e = NULL;
+    Py_ssize_t prev_len = -1;
     Py_BEGIN_ALLOW_THREADS
     o.moff[0] = 0;
     o.koff[0] = 0;
@@ -376,11 +398,22 @@ static PyObject *fields_split(PyObject *self, PyObject *args) {
                 Py_ssize_t el = 0;
                 int es = col_row(&ec, r, &e, &el);
                 if (es < 0) { bad = 1; break; }
-                if (es > 0) pi = pattern_of(e, el);
+                if (es > 0) {
+                    /* events come in runs: reuse the previous row's answer for the same name */
+                    if (!(el == prev_len && (el == 0 || memcmp(e, prev_e, (size_t)el) == 0))) {
+                        prev_pi = pattern_of(e, el);
+                        prev_e = e;
+                        prev_len = el;
+                    }
+                    pi = prev_pi;
+                }
+            }
+            if (o.ne_cap - o.ne < ROOM_E(len) || o.nk_cap - o.nk < ROOM_K(len) || o.nv_cap - o.nv < ROOM_V(len)) {
+                bad = 2;
+                break;
             }
             Mark m = mark(&o);
             int rc = pi >= 0 ? pattern_row(&o, pi, p, len) : generic_row(&o, p, len);
-            if (rc < 0) { bad = 2; break; }
             if (rc > 0) {
                 rollback(&o, m);
                 o.unsure[o.nu++] = (int32_t)r;
