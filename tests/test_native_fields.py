@@ -18,7 +18,7 @@ from ksmtrace.ingest.base import ParseStats
 from ksmtrace.ingest.source import TraceSource
 
 MOD = _native.load("fields")
-pytestmark = pytest.mark.skipif(MOD is None, reason="the compiled fields module is not built (no C compiler)")
+pytestmark = pytest.mark.skipif(MOD is None, reason="the compiled fields module is not built or is switched off (KSMTRACE_NATIVE=0)")
 
 
 @contextlib.contextmanager
