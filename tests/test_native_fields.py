@@ -243,13 +243,16 @@ def test_unsure_rows_are_few_and_ascii_rows_are_never_unsure():
 
 
 def _col(a: pa.Array):
+    if a.type == pa.string_view():
+        valid, views, *data = a.buffers()
+        return (views, tuple(data), valid, a.offset, 2)
     valid, offsets, data = a.buffers()
-    return (offsets, data, valid, a.offset, a.type == pa.large_string())
+    return (offsets, data, valid, a.offset, int(a.type == pa.large_string()))
 
 
-@pytest.mark.parametrize("typ", [pa.string(), pa.large_string()])
+@pytest.mark.parametrize("typ", [pa.string(), pa.large_string(), pa.string_view()])
 def test_sliced_arrays_and_validity(typ):
-    vals = [None, "a=1 b=2", "skip me", "pfn 3", "k=v", None, "mm x"]
+    vals = [None, "a=1 b=2", "skip me", "pfn 3", "k=v a much longer value than twelve bytes", None, "mm x"]
     evs = ["x", "x", None, "ksm_remove_ksm_page", "y", "x", "ksm_enter"]
     a = pa.array(vals, typ).slice(1, 5)
     e = pa.array(evs, typ).slice(1, 5)
@@ -257,7 +260,8 @@ def test_sliced_arrays_and_validity(typ):
     keys = pa.Array.from_buffers(pa.string(), ne, [None, pa.py_buffer(koff), pa.py_buffer(kdat)])
     items = pa.Array.from_buffers(pa.string(), ne, [None, pa.py_buffer(voff), pa.py_buffer(vdat)])
     m = pa.MapArray.from_arrays(pa.Array.from_buffers(pa.int32(), 6, [None, pa.py_buffer(moff)]), keys, items)
-    assert m.to_pylist() == [[("a", "1"), ("b", "2")], [], [("pfn", "3")], [("k", "v")], []]
+    assert m.to_pylist() == [[("a", "1"), ("b", "2")], [], [("pfn", "3")],
+                             [("k", "v"), ("a", "much longer value than twelve bytes")], []]
     assert not uns
 
 

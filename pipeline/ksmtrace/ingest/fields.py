@@ -320,16 +320,23 @@ def _pure_long(payload: pl.Series, event: pl.Series | None, only: np.ndarray | N
 
 
 def _arrow_col(s: pl.Series) -> tuple:
-    """(offsets, data, validity, offset, large) of a String Series' Arrow array, for the compiled split."""
-    a = s.to_arrow()
+    """(offsets or views, data, validity, offset, kind) of a String Series' Arrow array, for the compiled split:
+    kind 2 is polars' own string_view layout (no copy), 1 large_string, 0 string."""
+    try:
+        a = s.to_arrow(compat_level=pl.CompatLevel.newest())
+    except (AttributeError, TypeError):  # a polars without compat levels
+        a = s.to_arrow()
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
+    if a.type == pa.string_view():
+        valid, views, *data = a.buffers()
+        return (views, tuple(data), valid, a.offset, 2)
     if a.type not in (pa.large_string(), pa.string()):
         a = a.cast(pa.large_string())
     valid, offsets, data = a.buffers()
     if data is None:  # no characters at all
         data = pa.py_buffer(b"")
-    return (offsets, data, valid, a.offset, a.type == pa.large_string())
+    return (offsets, data, valid, a.offset, 1 if a.type == pa.large_string() else 0)
 
 
 def _native_module():

@@ -23,56 +23,77 @@
 
 /* ---------- input columns ---------- */
 
+/* An Arrow string column: (offsets, data, validity or None, offset, kind) with kind 0 = string (int32
+ * offsets), 1 = large_string (int64 offsets), 2 = string_view (offsets = the 16-byte views, data = a tuple of
+ * the data buffers; polars' own layout, so no conversion). */
+enum { K_STRING, K_LARGE, K_VIEW };
+
 typedef struct {
-    Py_buffer off, data, valid;
-    int has_valid, large;
-    Py_ssize_t offset;
-    int have_off, have_data;
+    int kind, has_off, has_valid;
+    Py_buffer off, valid;
+    Py_buffer *bufs; /* kinds 0, 1: one (data); kind 2: the view data buffers */
+    Py_ssize_t nbufs, nheld, offset;
 } Col;
 
 static void col_release(Col *c) {
-    if (c->have_off) PyBuffer_Release(&c->off);
-    if (c->have_data) PyBuffer_Release(&c->data);
+    if (c->has_off) PyBuffer_Release(&c->off);
     if (c->has_valid) PyBuffer_Release(&c->valid);
-    c->have_off = c->have_data = c->has_valid = 0;
+    for (Py_ssize_t i = 0; i < c->nheld; i++) PyBuffer_Release(&c->bufs[i]);
+    PyMem_Free(c->bufs);
+    c->bufs = NULL;
+    c->has_off = c->has_valid = 0;
+    c->nheld = 0;
+}
+
+static int col_fail(Col *c, const char *msg) {
+    col_release(c);
+    if (msg) PyErr_SetString(PyExc_ValueError, msg);
+    return -1;
 }
 
 static int col_get(PyObject *t, Py_ssize_t n, Col *c) {
     PyObject *o_off, *o_data, *o_valid;
     Py_ssize_t offset;
-    int large;
+    int kind;
     memset(c, 0, sizeof(*c));
-    if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "OOOnp", &o_off, &o_data, &o_valid, &offset, &large)) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "column: (offsets, data, validity, offset, large)");
+    if (!PyTuple_Check(t) || !PyArg_ParseTuple(t, "OOOni", &o_off, &o_data, &o_valid, &offset, &kind)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "column: (offsets, data, validity, offset, kind)");
         return -1;
     }
-    if (offset < 0 || n < 0) { PyErr_SetString(PyExc_ValueError, "negative offset or length"); return -1; }
+    if (offset < 0 || n < 0 || kind < K_STRING || kind > K_VIEW) return col_fail(c, "bad column offset or kind");
     c->offset = offset;
-    c->large = large;
+    c->kind = kind;
     if (PyObject_GetBuffer(o_off, &c->off, PyBUF_SIMPLE) < 0) return -1;
-    c->have_off = 1;
-    if (PyObject_GetBuffer(o_data, &c->data, PyBUF_SIMPLE) < 0) { col_release(c); return -1; }
-    c->have_data = 1;
-    if (o_valid != Py_None) {
-        if (PyObject_GetBuffer(o_valid, &c->valid, PyBUF_SIMPLE) < 0) { col_release(c); return -1; }
-        c->has_valid = 1;
-        if (c->valid.len < (offset + n + 7) / 8) {
+    c->has_off = 1;
+    if (kind == K_VIEW) {
+        if (!PyTuple_Check(o_data)) {
             col_release(c);
-            PyErr_SetString(PyExc_ValueError, "validity buffer too short");
+            PyErr_SetString(PyExc_TypeError, "string_view data: a tuple of buffers");
             return -1;
         }
+        c->nbufs = PyTuple_GET_SIZE(o_data);
+    } else {
+        c->nbufs = 1;
     }
-    Py_ssize_t w = large ? 8 : 4;
-    if (c->off.len / w < offset + n + 1) {
-        col_release(c);
-        PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
-        return -1;
+    c->bufs = PyMem_Calloc(c->nbufs ? (size_t)c->nbufs : 1, sizeof(Py_buffer));
+    if (!c->bufs) { col_release(c); PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < c->nbufs; i++) {
+        PyObject *o = kind == K_VIEW ? PyTuple_GET_ITEM(o_data, i) : o_data;
+        if (PyObject_GetBuffer(o, &c->bufs[i], PyBUF_SIMPLE) < 0) return col_fail(c, NULL);
+        c->nheld++;
     }
+    if (o_valid != Py_None) {
+        if (PyObject_GetBuffer(o_valid, &c->valid, PyBUF_SIMPLE) < 0) return col_fail(c, NULL);
+        c->has_valid = 1;
+        if (c->valid.len < (offset + n + 7) / 8) return col_fail(c, "validity buffer too short");
+    }
+    if (kind == K_VIEW ? c->off.len / 16 < offset + n : c->off.len / (kind == K_LARGE ? 8 : 4) < offset + n + 1)
+        return col_fail(c, "offsets buffer too short");
     return 0;
 }
 
 static inline int64_t col_off(const Col *c, Py_ssize_t i) {
-    if (c->large) { int64_t v; memcpy(&v, (const char *)c->off.buf + 8 * (c->offset + i), 8); return v; }
+    if (c->kind == K_LARGE) { int64_t v; memcpy(&v, (const char *)c->off.buf + 8 * (c->offset + i), 8); return v; }
     int32_t v; memcpy(&v, (const char *)c->off.buf + 4 * (c->offset + i), 4); return v;
 }
 
@@ -82,12 +103,35 @@ static inline int col_is_valid(const Col *c, Py_ssize_t i) {
     return (((const unsigned char *)c->valid.buf)[b >> 3] >> (b & 7)) & 1;
 }
 
-/* row i as (pointer, length); 0 if NULL; -1 if its offsets are out of range */
+/* length of row i as its offsets or view say (before any check) */
+static inline int64_t col_len(const Col *c, Py_ssize_t i) {
+    if (c->kind == K_VIEW) { int32_t l; memcpy(&l, (const char *)c->off.buf + 16 * (c->offset + i), 4); return l; }
+    return col_off(c, i + 1) - col_off(c, i);
+}
+
+/* row i as (pointer, length); 0 if NULL; -1 if its offsets or view are out of range */
 static inline int col_row(const Col *c, Py_ssize_t i, const unsigned char **p, Py_ssize_t *len) {
+    if (c->kind == K_VIEW) {
+        const unsigned char *v = (const unsigned char *)c->off.buf + 16 * (c->offset + i);
+        int32_t l, idx, off;
+        if (!col_is_valid(c, i)) return 0; /* a NULL slot's view may hold anything */
+        memcpy(&l, v, 4);
+        if (l < 0) return -1;
+        if (l <= 12) {
+            *p = v + 4;
+        } else {
+            memcpy(&idx, v + 8, 4);
+            memcpy(&off, v + 12, 4);
+            if (idx < 0 || idx >= c->nbufs || off < 0 || (int64_t)off + l > (int64_t)c->bufs[idx].len) return -1;
+            *p = (const unsigned char *)c->bufs[idx].buf + off;
+        }
+        *len = l;
+        return 1;
+    }
     int64_t a = col_off(c, i), b = col_off(c, i + 1);
-    if (a < 0 || b < a || b > (int64_t)c->data.len) return -1;
+    if (a < 0 || b < a || b > (int64_t)c->bufs[0].len) return -1;
     if (!col_is_valid(c, i)) return 0;
-    *p = (const unsigned char *)c->data.buf + a;
+    *p = (const unsigned char *)c->bufs[0].buf + a;
     *len = (Py_ssize_t)(b - a);
     return 1;
 }
@@ -117,7 +161,7 @@ static inline void copy(unsigned char *d, const unsigned char *s, Py_ssize_t len
 /* Room one row may need, whatever it holds (len = its length in bytes): a generic row has at most a prefix
  * and one entry per 3 bytes ("k=" and a space), keys and values from disjoint bytes of the row (+ "prefix");
  * a pattern row at most 5 entries, keys of at most 40 bytes in all, values from the row (+ "false"). The
- * writers below do not check: the row loop checks ROW_ROOM before each row (the totals allocated are the sum
+ * writers below do not check: the row loop checks ROOM_* before each row (the totals allocated are the sum
  * of these over all rows, so it never fails unless this reasoning is wrong, and then it is an error). */
 #define ROOM_E(len) ((len) / 2 + 8)
 #define ROOM_K(len) ((len) + 48)
@@ -353,13 +397,23 @@ static PyObject *fields_split(PyObject *self, PyObject *args) {
 
     PyObject *b_moff = NULL, *b_koff = NULL, *b_kdat = NULL, *b_voff = NULL, *b_vdat = NULL, *b_uns = NULL;
     PyObject *res = NULL;
-    int64_t first = col_off(&pc, 0), last = col_off(&pc, n);
-    if (first < 0 || last < first || last > (int64_t)pc.data.len) {
+    /* bytes of all rows (NULL rows included: a bound), each row's length checked again when it is read */
+    int64_t total = 0;
+    if (pc.kind == K_VIEW) {
+        for (Py_ssize_t r = 0; r < n && total >= 0; r++) {
+            if (!col_is_valid(&pc, r)) continue;
+            int64_t l = col_len(&pc, r);
+            total = l < 0 ? -1 : total + l;
+        }
+    } else {
+        int64_t first = col_off(&pc, 0), last = col_off(&pc, n);
+        total = (first < 0 || last < first || last > (int64_t)pc.bufs[0].len) ? -1 : last - first;
+    }
+    if (total < 0) {
         PyErr_SetString(PyExc_ValueError, "payload offsets out of range");
         goto done;
     }
     /* capacities: the sum of ROOM_* over the rows */
-    int64_t total = last - first;
     int64_t ne_cap = ROOM_E(total) + 8 * (int64_t)n, nk_cap = ROOM_K(total) + 48 * (int64_t)n,
             nv_cap = ROOM_V(total) + 8 * (int64_t)n;
     if (ne_cap >= INT32_MAX / 4 || nk_cap >= INT32_MAX || nv_cap >= INT32_MAX) {
