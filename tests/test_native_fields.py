@@ -285,6 +285,18 @@ def test_broken_buffers_raise_instead_of_reading_out_of_bounds():
         MOD.split(2, (offsets, data, None, 0, False), (bad_off, data, None, 0, False))
     with pytest.raises(TypeError):
         MOD.split(2, "nope", None)
+    # string_view: a view naming a missing buffer, pointing past its buffer, or of negative length
+    def view(length, idx, off):
+        return np.array([length, 0, idx, off], dtype=np.int32).tobytes()
+
+    data_buf = pa.py_buffer(b"x" * 20)
+    for v in (view(16, 1, 0), view(16, 0, 10), view(-1, 0, 0), view(16, -1, 0)):
+        with pytest.raises(ValueError):
+            MOD.split(1, (pa.py_buffer(v), (data_buf,), None, 0, 2), None)
+    with pytest.raises(ValueError):
+        MOD.split(2, (pa.py_buffer(view(3, 0, 0)), (data_buf,), None, 0, 2), None)  # fewer views than rows
+    with pytest.raises(TypeError):
+        MOD.split(1, (pa.py_buffer(view(3, 0, 0)), data_buf, None, 0, 2), None)  # data not a tuple
     # and a large_string read as string (8-byte offsets as 4-byte ones) is range-checked, not trusted
     big = pa.array(["a=1", "b=2"], pa.large_string())
     _v, boff, bdat = big.buffers()
