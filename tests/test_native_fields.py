@@ -41,10 +41,12 @@ def assert_same(payloads, events=None):
     e = events if events is None or isinstance(events, pl.Series) else pl.Series("event", events, dtype=pl.String)
     with native(False):
         want = fields.parse_fields(p, e)
-        want_long = long_rows(fields.fields_long(p, e))
+        want_lf = fields.fields_long(p, e)
     with native(True):
         got = fields.parse_fields(p, e)
-        got_long = long_rows(fields.fields_long(p, e))
+        got_lf = fields.fields_long(p, e)
+    assert got_lf.schema == want_lf.schema
+    got_long, want_long = long_rows(got_lf), long_rows(want_lf)
     assert got.type == want.type == fields.MAP_TYPE
     if not got.equals(want):
         g, w = got.to_pylist(), want.to_pylist()
@@ -168,6 +170,8 @@ def chunk(draw):
 @example([("contention_begin", "\u00a0 (flags=READ)"), ("ksm_enter", "mm a\u0663"), ("ksm_start_scan", "seq \u0663 rmap size 1")])
 @example([("sys_enter", "NR 1 ()"), ("sys_exit", "NR -1 = -22x"), ("ksm_merge_one_page", "ksm pfn 1 rmap_item r mm m error -")])
 @example([(None, None), ("", ""), (None, "a=1"), ("ksm_enter", None)])
+@example([("ksm_enter", None), ("x", None)])
+@example([("ksm_enter", "no match")])
 def test_native_split_matches_python_rules(rows):
     assert_same([p for _, p in rows], [e for e, _ in rows])
 

@@ -188,6 +188,8 @@ def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) 
 
 
 _EMPTY_LONG = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.UInt32, "key": pl.String, "value": pl.String})
+#: what fields_long gives when nothing parses (the same columns and types as when something does)
+_NO_FIELDS = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.Int64, "key": pl.String, "value": pl.String})
 
 _BOUNDARY_RE = re.compile(rf"(?:^| )({KEY_RE})=")
 
@@ -251,7 +253,7 @@ def _native_long(payload: pl.Series, event: pl.Series | None, m: pa.MapArray, un
         rest = _pure_long(payload, event, only=unsure)
         lg = pl.concat([lg, rest.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key",
                                         "value")]).sort("row", maintain_order=True)
-    return lg if lg.height else _EMPTY_LONG.clone()
+    return lg if lg.height else _NO_FIELDS.clone()
 
 
 def _pure_long(payload: pl.Series, event: pl.Series | None, only: np.ndarray | None = None) -> pl.DataFrame:
@@ -312,7 +314,7 @@ def _pure_long(payload: pl.Series, event: pl.Series | None, only: np.ndarray | N
             parts.append(lg)
     parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key", "value") for p in parts]
     if not parts:
-        return _EMPTY_LONG.clone()
+        return _NO_FIELDS.clone()
     if len(parts) == 1 and generic_only:
         return parts[0]
     # stable sort on the row alone: within a row, parts and fields are already in order
