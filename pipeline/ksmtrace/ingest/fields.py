@@ -24,6 +24,13 @@ continues the previous value); events with many rows in a chunk whose payloads h
 the same keys as their first row take a faster path (one ``splitn`` and fixed-offset
 slices). Results are built in long form (row, ord, key, value) and turned into the
 Arrow map with one offsets array.
+
+Where the compiled split is built (``ingest/native/fields.c``, loaded with ``_native.load("fields")``), it
+takes the payload and event columns' Arrow buffers and gives the map's buffers in one pass: the generic rule,
+the prefix rule and the per-event patterns, written from the regexes of ``EVENT_PATTERNS`` (it is used only
+while they are the ones it was written from). Rows it is not sure of (a non-ASCII character where a regex class
+is Unicode, a value ending in a tab, where the template path and the generic rule differ) get the rules above,
+as the whole column would have given them, so the maps are the same with it and without it.
 """
 from __future__ import annotations
 
