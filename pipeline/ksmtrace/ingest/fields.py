@@ -24,6 +24,13 @@ continues the previous value); events with many rows in a chunk whose payloads h
 the same keys as their first row take a faster path (one ``splitn`` and fixed-offset
 slices). Results are built in long form (row, ord, key, value) and turned into the
 Arrow map with one offsets array.
+
+Where the compiled split is built (``ingest/native/fields.c``, loaded with ``_native.load("fields")``), it
+takes the payload and event columns' Arrow buffers and gives the map's buffers in one pass: the generic rule,
+the prefix rule and the per-event patterns, written from the regexes of ``EVENT_PATTERNS`` (it is used only
+while they are the ones it was written from). Rows it is not sure of (a non-ASCII character where a regex class
+is Unicode, a value ending in a tab, where the template path and the generic rule differ) get the rules above,
+as the whole column would have given them, so the maps are the same with it and without it.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ._native import load
 
 MAP_TYPE = pa.map_(pa.string(), pa.string())
 
@@ -186,6 +195,8 @@ def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) 
 
 
 _EMPTY_LONG = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.UInt32, "key": pl.String, "value": pl.String})
+#: what fields_long gives when nothing parses (the same columns and types as when something does)
+_NO_FIELDS = pl.DataFrame(schema={"row": pl.UInt32, "ord": pl.Int64, "key": pl.String, "value": pl.String})
 
 _BOUNDARY_RE = re.compile(rf"(?:^| )({KEY_RE})=")
 
@@ -232,7 +243,38 @@ def _spaced_template_long(payload: pl.Series, rows: pl.Series, keys: list[str]) 
 def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFrame:
     """All fields of ``payload`` as a long frame (row, ord, key, value), sorted by row then field order."""
     payload = payload.cast(pl.String)
+    event = None if event is None else event.cast(pl.String)
+    nat = _native_split(payload, event)
+    return _pure_long(payload, event) if nat is None else _native_long(payload, event, *nat)
+
+
+def _native_long(payload: pl.Series, event: pl.Series | None, m: pa.MapArray, unsure: np.ndarray) -> pl.DataFrame:
+    """The compiled split's map in long form, with the unsure rows from the Python rules."""
+    counts = np.diff(np.asarray(m.offsets))
+    rows = np.repeat(np.arange(len(m), dtype=np.uint32), counts)
+    starts = np.repeat(np.asarray(m.offsets)[:-1].astype(np.int64), counts)
+    lg = pl.DataFrame({"row": rows, "ord": np.arange(len(rows), dtype=np.int64) - starts,
+                       "key": pl.Series(m.keys), "value": pl.Series(m.items)},
+                      schema={"row": pl.UInt32, "ord": pl.Int64, "key": pl.String, "value": pl.String})
+    if len(unsure):
+        rest = _pure_long(payload, event, only=unsure)
+        lg = pl.concat([lg, rest.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key",
+                                        "value")]).sort("row", maintain_order=True)
+    return lg if lg.height else _NO_FIELDS.clone()
+
+
+def _pure_long(payload: pl.Series, event: pl.Series | None, only: np.ndarray | None = None) -> pl.DataFrame:
+    """The Python rules. ``only`` (row numbers): the fields of those rows alone, as the whole column would give
+    them (the template path of an event is still chosen from all its rows)."""
     n = len(payload)
+    keep = None
+    if only is not None:
+        keep = np.zeros(n, dtype=bool)
+        keep[only] = True
+
+    def mine(r: pl.Series) -> pl.Series:
+        return r if keep is None else r.filter(pl.Series(keep[r.to_numpy()]))
+
     parts = []
     handled = np.zeros(n, dtype=bool)
     if event is not None:
@@ -242,23 +284,30 @@ def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFr
         for i, (name, cnt) in enumerate(zip(groups.get_column("e").to_list(), groups.get_column("n").to_list())):
             if name in EVENT_PATTERNS:
                 r = rows_col[i]
-                parts.append(_pattern_long(payload, r, EVENT_PATTERNS[name]))
                 handled[r.to_numpy()] = True
+                r = mine(r)
+                if len(r):
+                    parts.append(_pattern_long(payload, r, EVENT_PATTERNS[name]))
             elif cnt >= TEMPLATE_MIN_ROWS:
                 r = rows_col[i]
                 first = payload[int(r[0])]
                 keys = _template_of(first) if first is not None else None
-                if keys is not None:
-                    lg, bad = _template_long(payload, r, keys)
-                else:
+                skeys = None
+                if keys is None:
                     skeys = _spaced_template_of(first) if first is not None else None
                     if skeys is None:
                         continue
-                    lg, bad = _spaced_template_long(payload, r, skeys)
-                parts.append(lg)
                 handled[r.to_numpy()] = True
+                r = mine(r)
+                if not len(r):
+                    continue
+                lg, bad = _template_long(payload, r, keys) if keys is not None else \
+                    _spaced_template_long(payload, r, skeys)
+                parts.append(lg)
                 if len(bad):
                     handled[bad.to_numpy()] = False
+    if keep is not None:
+        handled |= ~keep
     rest = pl.Series(np.flatnonzero(~handled), dtype=pl.UInt32) if handled.any() else None
     sub = payload if rest is None else payload.gather(rest)
     generic_only = not parts
@@ -272,11 +321,58 @@ def fields_long(payload: pl.Series, event: pl.Series | None = None) -> pl.DataFr
             parts.append(lg)
     parts = [p.select(pl.col("row").cast(pl.UInt32), pl.col("ord").cast(pl.Int64), "key", "value") for p in parts]
     if not parts:
-        return _EMPTY_LONG.clone()
+        return _NO_FIELDS.clone()
     if len(parts) == 1 and generic_only:
         return parts[0]
     # stable sort on the row alone: within a row, parts and fields are already in order
     return pl.concat(parts).sort("row", maintain_order=True)
+
+
+def _arrow_col(s: pl.Series) -> tuple:
+    """(offsets or views, data, validity, offset, kind) of a String Series' Arrow array, for the compiled split:
+    kind 2 is polars' own string_view layout (no copy), 1 large_string, 0 string."""
+    try:
+        a = s.to_arrow(compat_level=pl.CompatLevel.newest())
+    except (AttributeError, TypeError):  # a polars without compat levels
+        a = s.to_arrow()
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    if a.type == pa.string_view():
+        valid, views, *data = a.buffers()
+        return (views, tuple(data), valid, a.offset, 2)
+    if a.type not in (pa.large_string(), pa.string()):
+        a = a.cast(pa.large_string())
+    valid, offsets, data = a.buffers()
+    if data is None:  # no characters at all
+        data = pa.py_buffer(b"")
+    return (offsets, data, valid, a.offset, 1 if a.type == pa.large_string() else 0)
+
+
+def _native_module():
+    mod = load("fields")
+    # the C patterns are written from these regexes: a changed EVENT_PATTERNS switches the compiled split off
+    if mod is None or mod.PATTERN_REGEX != EVENT_PATTERNS:
+        return None
+    return mod
+
+
+def _native_split(payload: pl.Series, event: pl.Series | None) -> tuple[pa.MapArray, np.ndarray] | None:
+    """The compiled split: (map array with empty maps on the unsure rows, the unsure row numbers), or None
+    (not built, switched off, or a column it cannot take)."""
+    mod = _native_module()
+    n = len(payload)
+    if mod is None or n == 0 or (event is not None and len(event) != n):
+        return None
+    try:
+        moff, koff, kdat, voff, vdat, ne, uns = mod.split(
+            n, _arrow_col(payload), None if event is None else _arrow_col(event))
+    except OverflowError:  # a chunk beyond int32 offsets: the Python rules
+        return None
+    keys = pa.Array.from_buffers(pa.string(), ne, [None, pa.py_buffer(koff), pa.py_buffer(kdat)])
+    vals = pa.Array.from_buffers(pa.string(), ne, [None, pa.py_buffer(voff), pa.py_buffer(vdat)])
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, pa.py_buffer(moff)])
+    m = pa.MapArray.from_arrays(offsets, keys, vals, type=MAP_TYPE)
+    return m, np.frombuffer(uns, dtype=np.int32)
 
 
 def long_to_map(long: pl.DataFrame, n: int) -> pa.Array:
@@ -318,7 +414,15 @@ def parse_fields(payload: pl.Series, event: pl.Series | None = None) -> pa.Array
     n = len(payload)
     if n == 0:
         return pa.array([], MAP_TYPE)
-    return long_to_map(fields_long(payload, event), n)
+    payload = payload.cast(pl.String)
+    event = None if event is None else event.cast(pl.String)
+    nat = _native_split(payload, event)
+    if nat is None:
+        return long_to_map(_pure_long(payload, event), n)
+    m, unsure = nat
+    if not len(unsure):
+        return m
+    return long_to_map(_native_long(payload, event, m, unsure), n)
 
 
 def normalize_ptr(s: pl.Expr) -> pl.Expr:
