@@ -668,19 +668,18 @@ def _native_table(res: dict, py_ev: pl.DataFrame | None) -> pa.Table:
     marker = kv = chain = None
     if py_ev is not None:
         p = {c: _arrow_col(py_ev.get_column(c).cast(_SCHEMA[c]), cols[c].type) for c in _EVENT_COLS}
-        ln = np.concatenate([np.frombuffer(res["line_no"], np.int64), p["line_no"].to_numpy()])
-        perm = pa.array(np.argsort(ln, kind="stable"))
-        cols = {c: pa.concat_arrays([cols[c], p[c]]).take(perm) for c in _EVENT_COLS}
+        merge = _interleave(np.frombuffer(res["line_no"], np.int64), p["line_no"].to_numpy())
+        cols = {c: merge(cols[c], p[c]) for c in _EVENT_COLS}
         if "_k" in py_ev.columns and py_ev.get_column("_k").is_not_null().any():
             mk = py_ev.get_column("_k").is_not_null().to_arrow()
-            marker = pa.concat_arrays([pa.nulls(n, pa.bool_()).fill_null(False), mk]).take(perm)
+            marker = merge(pa.nulls(n, pa.bool_()).fill_null(False), mk)
             kvs = py_ev.select(pl.when(pl.col("_k").is_not_null())
                                .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
                                .alias("x")).get_column("x")
-            kv = pa.concat_arrays([pa.nulls(n, MAP_TYPE), kv_to_map(kvs)]).take(perm)
+            kv = merge(pa.nulls(n, MAP_TYPE), kv_to_map(kvs))
         if "callchain" in py_ev.columns and py_ev.get_column("callchain").dtype != pl.Null:
             cc = _arrow_col(py_ev.get_column("callchain"), pa.list_(FRAME))
-            chain = pa.concat_arrays([pa.nulls(n, pa.list_(FRAME)), cc]).take(perm)
+            chain = merge(pa.nulls(n, pa.list_(FRAME)), cc)
     t = pa.table(cols)
     fmap = parse_fields(pl.from_arrow(cols["payload"]), pl.from_arrow(cols["event"]))
     if marker is not None:
@@ -689,6 +688,33 @@ def _native_table(res: dict, py_ev: pl.DataFrame | None) -> pa.Table:
     if chain is not None:
         t = t.append_column("callchain", chain)
     return t
+
+
+def _interleave(a_ln: np.ndarray, b_ln: np.ndarray):
+    """A function merging an array of rows numbered ``a_ln`` with one of rows numbered ``b_ln`` (both ascending,
+    no number in both) in line order. A few runs of ``b`` rows (the usual chunk: headers or some stack records
+    among C rows) are spliced in by slices, which copies no more than a concatenation; many by a gather."""
+    pos = np.searchsorted(a_ln, b_ln)
+    cut = np.flatnonzero(np.diff(pos)) + 1
+    if len(cut) >= 256:
+        perm = pa.array(np.argsort(np.concatenate([a_ln, b_ln]), kind="stable"))
+        return lambda a, b: pa.concat_arrays([a, b]).take(perm)
+    starts = [0, *cut.tolist()]
+    ends = [*cut.tolist(), len(b_ln)]
+    at = pos[starts].tolist()
+
+    def merge(a: pa.Array, b: pa.Array) -> pa.Array:
+        parts, prev = [], 0
+        for q, s, e in zip(at, starts, ends):
+            if q > prev:
+                parts.append(a.slice(prev, q - prev))
+            parts.append(b.slice(s, e - s))
+            prev = q
+        if prev < len(a):
+            parts.append(a.slice(prev))
+        return pa.concat_arrays(parts)
+
+    return merge
 
 
 def _arrow_col(s: pl.Series, typ: pa.DataType) -> pa.Array:

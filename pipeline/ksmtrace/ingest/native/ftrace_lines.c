@@ -28,51 +28,54 @@
 #define MAX_SEC 9223372036LL
 #define MAX_SEC_FRAC 854775807LL
 
-/* ------------------------------------------------------------------ growable buffers */
+/* ------------------------------------------------------------------ output buffers
+ *
+ * Every output buffer is a bytes object allocated (with the GIL) at an upper bound of its size before the parse,
+ * filled without the GIL and shrunk to its length at the end: no copy, no realloc. The bounds: at most one row
+ * per line; a string column's values are substrings of their lines (or a literal no longer than any line that
+ * gets it), so its data never exceeds the chunk; each put still checks its bound. */
 
 typedef struct {
+    PyObject *obj;
     char *p;
     size_t n, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, size_t more) {
-    if (more > SIZE_MAX / 4 - b->n)
+static int buf_alloc(Buf *b, size_t cap) {
+    b->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+    if (!b->obj)
         return -1;
-    size_t need = b->n + more;
-    if (need <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < need)
-        cap *= 2;
-    char *q = realloc(b->p, cap);
-    if (!q)
-        return -1;
-    b->p = q;
+    b->p = PyBytes_AS_STRING(b->obj);
+    b->n = 0;
     b->cap = cap;
     return 0;
 }
 
-static int buf_put(Buf *b, const void *src, size_t len) {
-    if (buf_reserve(b, len))
+static inline int buf_put(Buf *b, const void *src, size_t len) {
+    if (len > b->cap - b->n)
         return -1;
-    if (len)
-        memcpy(b->p + b->n, src, len);
+    memcpy(b->p + b->n, src, len);
     b->n += len;
     return 0;
 }
 
-static void buf_free(Buf *b) {
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
+/* the bytes object, shrunk to its length (a new reference; the Buf gives it up) */
+static PyObject *buf_take(Buf *b) {
+    PyObject *o = b->obj;
+    b->obj = NULL;
+    if (o && _PyBytes_Resize(&o, (Py_ssize_t)b->n) < 0)
+        return NULL;
+    return o;
 }
 
+static void buf_free(Buf *b) { Py_CLEAR(b->obj); }
+
 /* validity bitmap (Arrow: LSB first); n = number of values so far */
-static int bits_put(Buf *b, int64_t n, int valid) {
+static inline int bits_put(Buf *b, int64_t n, int valid) {
     if ((n & 7) == 0) {
-        char z = 0;
-        if (buf_put(b, &z, 1))
+        if (b->n >= b->cap)
             return -1;
+        b->p[b->n++] = 0;
     }
     if (valid)
         b->p[n >> 3] |= (char)(1u << (n & 7));
@@ -84,13 +87,14 @@ typedef struct {
     int64_t n, nulls;
 } StrCol;
 
-static int strcol_init(StrCol *c) {
-    memset(c, 0, sizeof *c);
+static int strcol_alloc(StrCol *c, size_t rows, size_t data) {
     int32_t z = 0;
+    if (buf_alloc(&c->off, 4 * (rows + 1)) || buf_alloc(&c->data, data) || buf_alloc(&c->valid, rows / 8 + 1))
+        return -1;
     return buf_put(&c->off, &z, sizeof z);
 }
 
-static int strcol_put(StrCol *c, const char *s, Py_ssize_t len, int valid) {
+static inline int strcol_put(StrCol *c, const char *s, Py_ssize_t len, int valid) {
     if (!valid)
         len = 0;
     if (bits_put(&c->valid, c->n, valid))
@@ -663,16 +667,39 @@ static int parse_all(const char *data, Py_ssize_t n, int64_t first, Out *o) {
     return 0;
 }
 
-static PyObject *bytes_of(Buf *b) {
-    return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->n);
-}
-
 static int set_item(PyObject *d, const char *k, PyObject *v) {
     if (!v)
         return -1;
     int rc = PyDict_SetItemString(d, k, v);
     Py_DECREF(v);
     return rc;
+}
+
+static PyObject *valid_or_none(Buf *b, int64_t nulls) {
+    if (nulls)
+        return buf_take(b);
+    Py_RETURN_NONE;
+}
+
+static int out_alloc(Out *o, size_t rows, size_t len) {
+    if (buf_alloc(&o->line_no, 8 * rows) || buf_alloc(&o->ts, 8 * rows) || buf_alloc(&o->cpu, 4 * rows)
+        || buf_alloc(&o->pid, 4 * rows) || buf_alloc(&o->tgid, 4 * rows) || buf_alloc(&o->tgid_valid, rows / 8 + 1)
+        || buf_alloc(&o->rej_no, 8 * rows) || buf_alloc(&o->rej_data, len))
+        return -1;
+    for (int i = 0; i < N_STRCOLS; i++)
+        if (strcol_alloc(out_strcols(o, i), rows, len))
+            return -1;
+    return 0;
+}
+
+static Py_ssize_t count_lines(const char *data, Py_ssize_t n) {
+    Py_ssize_t k = 1;
+    const char *p = data, *end = data + n;
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        k++;
+        p++;
+    }
+    return k;
 }
 
 static PyObject *parse_chunk(PyObject *self, PyObject *args) {
@@ -687,40 +714,42 @@ static PyObject *parse_chunk(PyObject *self, PyObject *args) {
     Out o;
     memset(&o, 0, sizeof o);
     o.all_dot = 1;
-    int rc = 0;
-    for (int i = 0; i < N_STRCOLS && !rc; i++)
-        rc = strcol_init(out_strcols(&o, i));
-    if (!rc) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = parse_all((const char *)view.buf, view.len, (int64_t)first, &o);
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&view);
+    Py_ssize_t rows;
+    Py_BEGIN_ALLOW_THREADS
+    rows = count_lines((const char *)view.buf, view.len);
+    Py_END_ALLOW_THREADS
+    PyObject *d = NULL;
+    if (out_alloc(&o, (size_t)rows, (size_t)view.len + 1))
+        goto fail;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = parse_all((const char *)view.buf, view.len, (int64_t)first, &o);
+    Py_END_ALLOW_THREADS
     if (rc) {
-        out_free(&o);
-        return PyErr_NoMemory();
+        PyErr_SetString(PyExc_RuntimeError, "_c_ftrace_lines: an output buffer bound was exceeded");
+        goto fail;
     }
-    PyObject *d = PyDict_New();
+    d = PyDict_New();
     if (!d)
         goto fail;
-    if (set_item(d, "n", PyLong_FromLongLong(o.n)) || set_item(d, "line_no", bytes_of(&o.line_no))
-        || set_item(d, "ts_ns", bytes_of(&o.ts)) || set_item(d, "cpu", bytes_of(&o.cpu))
-        || set_item(d, "pid", bytes_of(&o.pid)) || set_item(d, "tgid", bytes_of(&o.tgid))
-        || set_item(d, "tgid_valid", o.tgid_nulls ? bytes_of(&o.tgid_valid) : Py_NewRef(Py_None))
+    if (set_item(d, "n", PyLong_FromLongLong(o.n)) || set_item(d, "line_no", buf_take(&o.line_no))
+        || set_item(d, "ts_ns", buf_take(&o.ts)) || set_item(d, "cpu", buf_take(&o.cpu))
+        || set_item(d, "pid", buf_take(&o.pid)) || set_item(d, "tgid", buf_take(&o.tgid))
+        || set_item(d, "tgid_valid", valid_or_none(&o.tgid_valid, o.tgid_nulls))
         || set_item(d, "all_dot", PyBool_FromLong(o.all_dot))
         || set_item(d, "max_fraclen", PyLong_FromSsize_t(o.max_fraclen))
         || set_item(d, "n_rejected", PyLong_FromLongLong(o.n_rej))
-        || set_item(d, "rejected_line_no", bytes_of(&o.rej_no))
-        || set_item(d, "rejected", bytes_of(&o.rej_data)))
+        || set_item(d, "rejected_line_no", buf_take(&o.rej_no))
+        || set_item(d, "rejected", buf_take(&o.rej_data)))
         goto fail;
     for (int i = 0; i < N_STRCOLS; i++) {
         StrCol *c = out_strcols(&o, i);
         PyObject *t = PyTuple_New(3);
         if (!t)
             goto fail;
-        PyTuple_SET_ITEM(t, 0, c->nulls ? bytes_of(&c->valid) : Py_NewRef(Py_None));
-        PyTuple_SET_ITEM(t, 1, bytes_of(&c->off));
-        PyTuple_SET_ITEM(t, 2, bytes_of(&c->data));
+        PyTuple_SET_ITEM(t, 0, valid_or_none(&c->valid, c->nulls));
+        PyTuple_SET_ITEM(t, 1, buf_take(&c->off));
+        PyTuple_SET_ITEM(t, 2, buf_take(&c->data));
         if (!PyTuple_GET_ITEM(t, 0) || !PyTuple_GET_ITEM(t, 1) || !PyTuple_GET_ITEM(t, 2)) {
             Py_DECREF(t);
             goto fail;
@@ -728,9 +757,11 @@ static PyObject *parse_chunk(PyObject *self, PyObject *args) {
         if (set_item(d, STRCOL_NAMES[i], t))
             goto fail;
     }
+    PyBuffer_Release(&view);
     out_free(&o);
     return d;
 fail:
+    PyBuffer_Release(&view);
     Py_XDECREF(d);
     out_free(&o);
     return NULL;
