@@ -255,6 +255,25 @@ def test_common_layout_lines_are_taken_by_the_compiled_parser():
                                                                      "task_numa_work+0x12e/0x3a0")
 
 
+@needs_native
+def test_only_printable_ascii_lines_are_taken():
+    """Every byte value at every offset of the 8-byte blocks the compiled check reads: a line holding a byte
+    outside printable ASCII (other than trailing whitespace, which the Python rules strip) goes to Python."""
+    from ksmtrace.ingest._native import load
+
+    mod = load("ftrace_lines")
+    base = b"            bash-946   [003] ....   676.984916: ev: k=v abcdefghijklmnop"
+    for pos in range(len(base) - 17, len(base)):
+        for b in range(256):
+            if b == 0x0A:
+                continue
+            line = base[:pos] + bytes([b]) + base[pos + 1:]
+            res = mod.parse_chunk(line + b"\n", 1)
+            stripped = pos == len(base) - 1 and b in b" \t\r\x0b\x0c"
+            assert res["n"] == (1 if 0x20 <= b <= 0x7E or stripped else 0), (pos, b)
+    assert_same(b"".join(base[:-1] + bytes([b]) + b"\n" for b in range(256) if b != 0x0A))
+
+
 @settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.sampled_from([b" => a+0x1/0x2", b"=> x", b"  <stack trace>", b"x: <user stack trace>  ",
                                  b"ev: y", b"", b"\xff => z", "\u3000=> q".encode(),

@@ -568,7 +568,17 @@ static Py_ssize_t clean_len(const char *l, Py_ssize_t n) {
         else
             break;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    /* eight bytes at a time: a byte below 0x20 sets its high bit in (x - 0x20..) & ~x, a byte of 0x7f or more
+     * in x | (x + 0x01..) (the carry out of a byte >= 0x80 only follows a byte already found) */
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, l + i, 8);
+        if ((((x - ones * 0x20) & ~x) | x | (x + ones)) & highs)
+            return -1;
+    }
+    for (; i < n; i++) {
         unsigned char c = (unsigned char)l[i];
         if (c < 0x20 || c > 0x7e)
             return -1;
