@@ -18,6 +18,14 @@ layout; only the lines that do not fit it go through the general (backtracking)
 regular expression, and only the lines that fail that one through the latency and
 marker patterns. No Python code runs per line except for header lines and the
 few lines at a chunk end that carry a stack trace over to the next chunk.
+
+The ftrace format goes faster still where the compiled module is built
+(``native/ftrace_lines.c``): ``iter_byte_chunks`` gives the same chunks as raw bytes and
+``parse_chunk`` lets C parse the printable-ASCII event lines of the common and the
+GENERAL_RE layouts (the same rules, emulated exactly), while every other line (headers,
+markers, stack records and frames, latency lines, non-ASCII, numbers out of range)
+goes by line number through ``parse_lines``; the rows merge in line order and are
+identical either way (tests/test_native_ftrace.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 The format's sniffer and parser; the line rules (layouts, markers, stack traces, probes, trace_printk) are in
 ``_ftrace_lines`` (shared with the function_graph format). Chunks are parsed on a small thread pool and merged
-in input order.
+in input order; with the compiled module (``native/ftrace_lines.c``) a chunk's bytes go to ``parse_chunk``,
+without it its lines to ``parse_lines``: the same rows either way.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Iterator
 import polars as pl
 import pyarrow as pa
 
-from . import _native
+from ._native import load
 from ._ftrace_lines import events_to_arrow, iter_byte_chunks, iter_line_frames, parse_chunk, parse_lines
 from .base import TRACER_HEADER_RE, Parser, ParseStats
 from .source import TraceSource, is_probably_binary
@@ -75,7 +76,7 @@ class FtraceParser(Parser):
 
         # the compiled module parses the raw bytes of a chunk (the lines it is certain of; parse_lines the
         # rest); without it, the chunk is decoded and split into a polars frame for parse_lines
-        if _native.load("ftrace_lines") is not None:
+        if load("ftrace_lines") is not None:
             chunks, fn = iter_byte_chunks(source), work_bytes
         else:
             chunks, fn = iter_line_frames(source), work
