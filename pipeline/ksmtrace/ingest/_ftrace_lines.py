@@ -675,6 +675,8 @@ def _native_table(res: dict, py_ev: pl.DataFrame | None) -> pa.Table:
     n = res["n"]
     marker = kv = chain = None
     if py_ev is not None:
+        if not py_ev.get_column("line_no").is_sorted():  # parse_lines gives line order; the merge needs it
+            py_ev = py_ev.sort("line_no", maintain_order=True)
         p = {c: _arrow_col(py_ev.get_column(c).cast(_SCHEMA[c]), cols[c].type) for c in _EVENT_COLS}
         merge = _interleave(np.frombuffer(res["line_no"], np.int64), p["line_no"].to_numpy())
         cols = {c: merge(cols[c], p[c]) for c in _EVENT_COLS}
