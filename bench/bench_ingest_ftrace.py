@@ -19,6 +19,10 @@ its own child process that reports wall time, CPU time and peak RSS.
 
     python bench/bench_ingest_ftrace.py --size-mb 200
     python bench/bench_ingest_ftrace.py --mix kprobes-6.1 --size-mb 200
+    KSMTRACE_NATIVE=0 python bench/bench_ingest_ftrace.py --size-mb 200   # without the compiled line parser
+
+The ingest uses the compiled line parser (``ingest/native/ftrace_lines.c``) where it is built; the run prints
+which (``compiled parser: on/off``), so figures with and without it are never confused.
 """
 from __future__ import annotations
 
@@ -190,6 +194,11 @@ def main() -> None:
     ap.add_argument("--keep", help="keep the generated inputs in this directory")
     ap.add_argument("--skip-naive", action="store_true", help="time only the real ingest (memory on big inputs)")
     a = ap.parse_args()
+    from ksmtrace.ingest import _native
+
+    on = "ftrace_lines" in _native.built() and _native.enabled()
+    print(f"compiled parser: {'on' if on else 'off'} (ftrace_lines {'built' if 'ftrace_lines' in _native.built() else 'not built'}"
+          f"{', KSMTRACE_NATIVE=0' if not _native.enabled() else ''})")
     tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-bench-"))
     results = []
     try:

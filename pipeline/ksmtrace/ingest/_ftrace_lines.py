@@ -18,19 +18,29 @@ layout; only the lines that do not fit it go through the general (backtracking)
 regular expression, and only the lines that fail that one through the latency and
 marker patterns. No Python code runs per line except for header lines and the
 few lines at a chunk end that carry a stack trace over to the next chunk.
+
+The ftrace format goes faster still where the compiled module is built
+(``native/ftrace_lines.c``): ``iter_byte_chunks`` gives the same chunks as raw bytes and
+``parse_chunk`` lets C parse the printable-ASCII event lines of the common and the
+GENERAL_RE layouts (the same rules, emulated exactly), while every other line (headers,
+markers, stack records and frames, latency lines, non-ASCII, numbers out of range)
+goes by line number through ``parse_lines``; the rows merge in line order and are
+identical either way (tests/test_native_ftrace.py).
 """
 from __future__ import annotations
 
 import re
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import FRAME
 from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, ParseStats, exact_ns, int_in, take_junk
-from .fields import kv_to_map, parse_fields
+from ._native import load
+from .fields import MAP_TYPE, kv_to_map, parse_fields
 from .source import TraceSource
 
 # ---------------------------------------------------------------- patterns
@@ -410,15 +420,16 @@ def _split_rest(ev: pl.DataFrame) -> pl.DataFrame:
         nonev = ~pl.col("_isev")
         stack = r.replace_strict(STACK_EVENTS, default=None, return_dtype=pl.String)
         fm = r.str.extract_groups(FUNC_RE)
+        isfunc = nonev & stack.is_null() & fm.struct.field("func").is_not_null()
         ev = ev.with_columns(
             event=pl.when(nonev & stack.is_not_null()).then(stack)
-            .when(nonev & fm.struct.field("func").is_not_null()).then(pl.lit("function"))
+            .when(isfunc).then(pl.lit("function"))
             .otherwise(pl.col("event")),
             func=pl.when(nonev & stack.is_null()).then(fm.struct.field("func")).otherwise(pl.col("func")),
             parent=pl.when(nonev & stack.is_null()).then(fm.struct.field("parent")).otherwise(pl.col("parent")),
-        ).with_columns(
-            # function lines carry no payload; stack records keep "<stack trace>"; others keep the text
-            payload=pl.when(pl.col("event") == "function").then(pl.lit(None, pl.String)).otherwise(pl.col("payload")),
+            # function lines carry no payload (an event line named "function" keeps its payload, whatever
+            # else its chunk holds); stack records keep "<stack trace>"; others keep the text
+            payload=pl.when(isfunc).then(pl.lit(None, pl.String)).otherwise(pl.col("payload")),
         )
         # function names: drop +off/size (as printed in parent)
         ev = ev.with_columns(
@@ -550,3 +561,174 @@ def _frame_of(text: str, first: int) -> pl.DataFrame:
     s = pl.Series("l", [text]).str.split("\n").explode()
     return pl.DataFrame({"l": s}).with_row_index("line_no", offset=first).with_columns(
         pl.col("line_no").cast(pl.Int64))
+
+
+# ---------------------------------------------------------------- bytes-level path (compiled fast path)
+#
+# ``iter_byte_chunks`` cuts a source into the same chunks as ``iter_line_frames`` (the same stack-record carry),
+# as raw bytes; ``parse_chunk`` gives the table ``events_to_arrow(parse_lines(frame))`` gives for such a chunk.
+# With the compiled module (native/ftrace_lines.c) it parses the lines it is certain of (printable ASCII event
+# lines of the ftrace layouts) in C and hands every other line, by line number, to ``parse_lines``; the two are
+# merged in line order. Stack records always go to ``parse_lines``, so their frames attach as before (a frame
+# attaches only to the record on the line just before its run of frames: a line taken by C in between leaves
+# it unattached in both paths).
+
+
+def _split_carry_bytes(data: bytes) -> tuple[bytes, bytes]:
+    """``_split_carry`` on bytes: the same cut (each line is decoded alone, as the whole text would decode:
+    LF never belongs to a UTF-8 sequence)."""
+    pos = len(data)
+    while pos > 0:
+        start = data.rfind(b"\n", 0, pos - 1 if data[pos - 1:pos] == b"\n" else pos) + 1
+        line = data[start:pos].decode("utf-8", "replace").rstrip("\r\n")
+        if line.lstrip().startswith("=> "):
+            pos = start
+            continue
+        s = line.rstrip()
+        if s.endswith("<stack trace>") or s.endswith("<user stack trace>"):
+            return data[:start], data[start:]
+        break
+    return data, b""
+
+
+def iter_byte_chunks(source: TraceSource) -> Iterator[tuple[bytes, int]]:
+    """``iter_line_frames`` as ``(bytes of whole lines, first line number)``: the same chunks."""
+    carry, carry_ln = b"", 1
+    for chunk in source.chunks():
+        data = chunk.data
+        if carry:
+            data, first = carry + data, carry_ln
+        else:
+            first = chunk.first_line_no
+        body, carry = _split_carry_bytes(data)
+        if carry:
+            carry_ln = first + body.count(b"\n")
+        if body:
+            yield body, first
+    if carry:
+        yield carry, carry_ln
+
+
+def parse_chunk(data: bytes, first: int, stats: ParseStats, counters: dict) -> pa.Table | None:
+    """One chunk of ``iter_byte_chunks`` -> its event table (None when it has no event), as
+    ``events_to_arrow(parse_lines(...))`` of its frame; compiled where the module is built and switched on."""
+    mod = load("ftrace_lines")
+    res = mod.parse_chunk(data, first) if mod is not None else None
+    if res is None:
+        ev = parse_lines(_frame_of(data.decode("utf-8", "replace"), first), stats, counters)
+        return events_to_arrow(ev) if ev.height else None
+    py_ev = None
+    if res["n_rejected"]:
+        text = res["rejected"].decode("utf-8", "replace")
+        df = pl.DataFrame({
+            "line_no": pl.Series("line_no", np.frombuffer(res["rejected_line_no"], np.int64)),
+            "l": pl.Series("l", [text]).str.split("\n").explode(),
+        })
+        py_ev = parse_lines(df, stats, counters)
+        if not py_ev.height:
+            py_ev = None
+    n = res["n"]
+    _add_ts_facts(stats, n, res["all_dot"], res["max_fraclen"])
+    if not n:
+        return events_to_arrow(py_ev) if py_ev is not None else None
+    return _native_table(res, py_ev)
+
+
+def _add_ts_facts(stats: ParseStats, n: int, all_dot: bool, max_fraclen: int) -> None:
+    """Stage 5 (``_timestamp_unit_facts``) for ``n`` more events of the same chunk."""
+    if not n:
+        return
+    if not all_dot:
+        stats.meta["ts_unit"] = "counter"
+        stats.meta.pop("ts_resolution_ns", None)  # the chunk's facts: no resolution when a timestamp is a counter
+    elif stats.meta.get("ts_unit") != "counter":
+        res = 1 if max_fraclen > 6 else 1000
+        cur = stats.meta.get("ts_resolution_ns")
+        stats.meta["ts_resolution_ns"] = res if cur is None else min(cur, res)
+
+
+_NATIVE_STR = ("comm", "flags", "event", "payload", "func", "parent", "kind")
+
+
+def _native_arrays(res: dict) -> dict[str, pa.Array]:
+    n = res["n"]
+
+    def num(key, typ, validity=None):
+        return pa.Array.from_buffers(typ, n, [validity, pa.py_buffer(res[key])])
+
+    cols = {
+        "line_no": num("line_no", pa.int64()), "ts_ns": num("ts_ns", pa.int64()), "cpu": num("cpu", pa.int32()),
+        "pid": num("pid", pa.int32()),
+        "tgid": num("tgid", pa.int32(), None if res["tgid_valid"] is None else pa.py_buffer(res["tgid_valid"])),
+    }
+    for c in _NATIVE_STR:
+        valid, off, data = res[c]
+        cols[c] = pa.Array.from_buffers(pa.string(), n, [None if valid is None else pa.py_buffer(valid),
+                                                         pa.py_buffer(off), pa.py_buffer(data)])
+    return cols
+
+
+def _native_table(res: dict, py_ev: pl.DataFrame | None) -> pa.Table:
+    """The C rows (and the Python rows of the same chunk, merged in line order) as ``events_to_arrow`` gives
+    them: the fields of every row parsed together from the merged payload/event columns."""
+    cols = _native_arrays(res)
+    n = res["n"]
+    marker = kv = chain = None
+    if py_ev is not None:
+        if not py_ev.get_column("line_no").is_sorted():  # parse_lines gives line order; the merge needs it
+            py_ev = py_ev.sort("line_no", maintain_order=True)
+        p = {c: _arrow_col(py_ev.get_column(c).cast(_SCHEMA[c]), cols[c].type) for c in _EVENT_COLS}
+        merge = _interleave(np.frombuffer(res["line_no"], np.int64), p["line_no"].to_numpy())
+        cols = {c: merge(cols[c], p[c]) for c in _EVENT_COLS}
+        if "_k" in py_ev.columns and py_ev.get_column("_k").is_not_null().any():
+            mk = py_ev.get_column("_k").is_not_null().to_arrow()
+            marker = merge(pa.nulls(n, pa.bool_()).fill_null(False), mk)
+            kvs = py_ev.select(pl.when(pl.col("_k").is_not_null())
+                               .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
+                               .alias("x")).get_column("x")
+            kv = merge(pa.nulls(n, MAP_TYPE), kv_to_map(kvs))
+        if "callchain" in py_ev.columns and py_ev.get_column("callchain").dtype != pl.Null:
+            cc = _arrow_col(py_ev.get_column("callchain"), pa.list_(FRAME))
+            chain = merge(pa.nulls(n, pa.list_(FRAME)), cc)
+    t = pa.table(cols)
+    fmap = parse_fields(pl.from_arrow(cols["payload"]), pl.from_arrow(cols["event"]))
+    if marker is not None:
+        fmap = pc.if_else(marker, kv, fmap)
+    t = t.append_column("fields", fmap)
+    if chain is not None:
+        t = t.append_column("callchain", chain)
+    return t
+
+
+def _interleave(a_ln: np.ndarray, b_ln: np.ndarray):
+    """A function merging an array of rows numbered ``a_ln`` with one of rows numbered ``b_ln`` (both ascending,
+    no number in both) in line order. A few runs of ``b`` rows (the usual chunk: headers or some stack records
+    among C rows) are spliced in by slices, which copies no more than a concatenation; many by a gather."""
+    pos = np.searchsorted(a_ln, b_ln)
+    cut = np.flatnonzero(np.diff(pos)) + 1
+    if len(cut) >= 256:
+        perm = pa.array(np.argsort(np.concatenate([a_ln, b_ln]), kind="stable"))
+        return lambda a, b: pa.concat_arrays([a, b]).take(perm)
+    starts = [0, *cut.tolist()]
+    ends = [*cut.tolist(), len(b_ln)]
+    at = pos[starts].tolist()
+
+    def merge(a: pa.Array, b: pa.Array) -> pa.Array:
+        parts, prev = [], 0
+        for q, s, e in zip(at, starts, ends):
+            if q > prev:
+                parts.append(a.slice(prev, q - prev))
+            parts.append(b.slice(s, e - s))
+            prev = q
+        if prev < len(a):
+            parts.append(a.slice(prev))
+        return pa.concat_arrays(parts)
+
+    return merge
+
+
+def _arrow_col(s: pl.Series, typ: pa.DataType) -> pa.Array:
+    a = s.to_arrow()
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    return a.cast(typ)

@@ -2,7 +2,8 @@
 
 The format's sniffer and parser; the line rules (layouts, markers, stack traces, probes, trace_printk) are in
 ``_ftrace_lines`` (shared with the function_graph format). Chunks are parsed on a small thread pool and merged
-in input order.
+in input order; with the compiled module (``native/ftrace_lines.c``) a chunk's bytes go to ``parse_chunk``,
+without it its lines to ``parse_lines``: the same rows either way.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Iterator
 import polars as pl
 import pyarrow as pa
 
-from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines
+from ._native import load
+from ._ftrace_lines import events_to_arrow, iter_byte_chunks, iter_line_frames, parse_chunk, parse_lines
 from .base import TRACER_HEADER_RE, Parser, ParseStats
 from .source import TraceSource, is_probably_binary
 
@@ -68,9 +70,19 @@ class FtraceParser(Parser):
             ev = parse_lines(df, st, cn)
             return (events_to_arrow(ev) if ev.height else None), st, cn
 
-        # chunks are parsed in worker threads (polars and pyarrow release the GIL) while the
+        def work_bytes(item: tuple[bytes, int]):
+            st, cn = ParseStats(), {}
+            return parse_chunk(item[0], item[1], st, cn), st, cn
+
+        # the compiled module parses the raw bytes of a chunk (the lines it is certain of; parse_lines the
+        # rest); without it, the chunk is decoded and split into a polars frame for parse_lines
+        if load("ftrace_lines") is not None:
+            chunks, fn = iter_byte_chunks(source), work_bytes
+        else:
+            chunks, fn = iter_line_frames(source), work
+        # chunks are parsed in worker threads (polars, pyarrow and the C module release the GIL) while the
         # caller writes the previous table; results are merged in input order
-        for table, st, cn in ordered_map(work, iter_line_frames(source)):
+        for table, st, cn in ordered_map(fn, chunks):
             merge_stats(stats, st)
             for k, v in cn.items():
                 counters[k] = counters.get(k, 0) + v
