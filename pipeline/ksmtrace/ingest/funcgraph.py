@@ -26,14 +26,16 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, conform, take_junk
-from .fields import fields_long, long_to_map
+from .fields import MAP_TYPE, fields_long, long_to_map
 from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
-from .source import TraceSource, is_probably_binary
+from ._native import load
+from .source import Chunk, TraceSource, is_probably_binary
 
 GRAPH_RE = (
     r"^(?:\s*(?P<abs>\d+\.\d+)\s+\|)?(?:\s*(?P<rel>\d+) us\s+\|)?"
@@ -101,15 +103,20 @@ class FuncGraphParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         counters: dict[str, int] = {}
         stats.meta.setdefault("ts_unit", "ns")
-        state = _DepthState()
-        for df in iter_line_frames(source):
-            t = self._chunk(df, stats, counters, state)
-            if t is not None and t.num_rows:
-                yield t
+        native = load("funcgraph") if FAST_PATHS else None
+        if native is not None:
+            n_unmatched = yield from self._parse_native(native, source, stats, counters)
+        else:
+            state = _DepthState()
+            for df in iter_line_frames(source):
+                t = self._chunk(df, stats, counters, state)
+                if t is not None and t.num_rows:
+                    yield t
+            n_unmatched = state.n_unmatched_exits
         for k, v in counters.items():
             stats.meta[k] = v
-        if state.n_unmatched_exits:
-            stats.meta["unmatched_exits"] = state.n_unmatched_exits
+        if n_unmatched:
+            stats.meta["unmatched_exits"] = n_unmatched
         stats.meta.setdefault("tracer", "function_graph")
         if "ts_resolution_ns" not in stats.meta and stats.meta.get("ts_unit") != "counter":
             stats.meta["ts_resolution_ns"] = 1000
@@ -128,13 +135,75 @@ class FuncGraphParser(Parser):
             ev = parse_lines(other, stats, counters, graphlike)
             if ev.height:
                 tables.append(events_to_arrow(ev))
-        tables = [t for t in tables if t is not None and t.num_rows]
-        if not tables:
-            return None
-        res = pa.concat_tables([conform(x) for x in tables])
-        if len(tables) > 1:
-            res = res.take(pc.sort_indices(res, [("line_no", "ascending")]))
-        return res
+        return _merge(tables)
+
+    # ------------------------------------------------------------------ the compiled path
+    def _parse_native(self, mod, source: TraceSource, stats: ParseStats, counters: dict):
+        """The same rows as the loop of ``parse``: the compiled module takes the common graph lines of each
+        chunk (and walks the depth of every graph row); the lines it leaves go through the stages of ``_chunk``.
+        Returns the number of unmatched exits."""
+        walker = mod.new_state()
+        taken: list = []
+        for df in iter_line_frames(_TakenView(source, mod, taken)):
+            done, taken[:] = [r for r in taken if r[1]], []
+            t = self._chunk_native(df, done, stats, counters, mod, walker)
+            if t is not None and t.num_rows:
+                yield t
+        return mod.n_unmatched(walker)
+
+    def _chunk_native(self, df: pl.DataFrame, done: list, stats: ParseStats, counters: dict, mod, walker):
+        """``_chunk`` of a frame whose common graph lines the compiled parser took (``done``: its results of
+        the chunks this frame holds; the taken lines are empty in ``df``)."""
+        if len(done) > 1:  # a frame holds the lines of one chunk (and carried stack lines without graph rows)
+            raise RuntimeError("function_graph: compiled rows of two chunks in one frame")
+        rows = done[0] if done else None
+        n_abs = 0
+        if rows is not None:
+            nos = np.frombuffer(rows[4], dtype=np.int64) - df.item(0, "line_no")
+            if nos[0] < 0 or nos[-1] >= df.height:
+                raise RuntimeError("function_graph: compiled rows outside their frame")
+            keep = np.ones(df.height, dtype=bool)
+            keep[nos] = False
+            df = df.filter(pl.Series(keep))
+            self._seen_graph = True
+            n_abs = rows[2]
+        tables = []
+        seq = None
+        if df.height:
+            df = take_junk(df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c")), "l", "line_no",
+                           stats)
+            g = _text_parts(_prologue(df, True), True)
+            graph, other = self._split_graph(g)
+            banners, other, graphlike = _other_lines(other, stats, counters)
+            graph = _graph_rows(graph, stats, other_abs=n_abs > 0)
+            seq = _seq_rows(graph, banners, other, stats)
+        if seq is not None and seq.height:
+            codes = seq.get_column("kind").replace_strict(_KIND_CODES, default=4, return_dtype=pl.Int64).to_list()
+            funcs = seq.get_column("func").to_list()
+            pids = seq.get_column("pid").to_list()
+            for i, k in enumerate(codes):
+                if k == 1:  # a task switch: the walk takes the new task's pid and comm
+                    m = _COMM_PID.match(funcs[i] or "")
+                    pids[i], funcs[i] = (int(m.group(2)), m.group(1).strip()) if m else (None, None)
+            cols, (depth, ofunc, opid, ocomm, unm) = mod.walk(
+                walker, rows[0] if rows else None, seq.get_column("line_no").to_list(), codes, funcs,
+                seq.get_column("cpu").to_list(), pids, seq.get_column("_ind").to_list())
+            seq = seq.select("line_no", "kind").with_columns(
+                depth=pl.Series(depth, dtype=pl.Int32), _func=pl.Series(ofunc, dtype=pl.String),
+                _pid=pl.Series(opid, dtype=pl.Int32), _comm=pl.Series(ocomm, dtype=pl.String),
+                _unm=pl.Series(unm, dtype=pl.Boolean))
+            tables += [_graph_table(graph, seq), _banner_table(banners, seq)]
+        elif rows is not None:
+            cols, _ = mod.walk(walker, rows[0], [], [], [], [], [], [])
+        else:
+            cols = None
+        if cols is not None:
+            tables.append(_native_table(cols))
+        if df.height and other.height:
+            ev = parse_lines(other, stats, counters, graphlike)
+            if ev.height:
+                tables.append(events_to_arrow(ev))
+        return _merge(tables)
 
     def _split_graph(self, g: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Stage 3: graph lines (a call or exit, a comment with graph columns, an irq marker) and the others
@@ -359,9 +428,10 @@ def _other_lines(other: pl.DataFrame, stats: ParseStats, counters: dict):
 
 # ---------------------------------------------------------------- stage 5: graph rows
 
-def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
+def _graph_rows(graph: pl.DataFrame, stats: ParseStats, other_abs: bool = False) -> pl.DataFrame:
     """Stage 5: kind, func, retval, parent, times and the schema's typed columns of the graph lines; a line
-    whose numbers do not fit the schema is malformed (never a row with a NULL or wrapped value)."""
+    whose numbers do not fit the schema is malformed (never a row with a NULL or wrapped value).
+    ``other_abs``: other graph rows of the chunk (the compiled parser's) have an abstime column."""
     cc = pl.col("c_cmt").str.extract_groups(CALL_CMT_RE)
     xc = pl.col("x_cmt").str.extract_groups(EXIT_CMT_RE)
     ec = pl.col("cm_c").str.extract_groups(EVENT_CMT_RE)
@@ -401,7 +471,8 @@ def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
         bad = graph.filter(pl.col("_oor"))
         stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(), OUT_OF_RANGE)
         graph = graph.filter(~pl.col("_oor"))
-    if graph.height and graph.get_column("abs").is_null().all() and graph.get_column("rel").is_not_null().any():
+    if (graph.height and not other_abs and graph.get_column("abs").is_null().all()
+            and graph.get_column("rel").is_not_null().any()):
         stats.meta["ts_relative"] = True
     return graph.with_columns(
         event=pl.when(pl.col("kind").is_in(["entry", "leaf"])).then(pl.lit("funcgraph_entry"))
@@ -417,10 +488,10 @@ def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
 _SEQ_COLS = ["line_no", "kind", "func", "cpu", "pid", "comm", "_ind"]
 
 
-def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame, stats: ParseStats,
-            state: "_DepthState") -> pl.DataFrame:
-    """Stage 6: graph rows, tracer headers (a reset) and banners in line order, through the per-task stacks:
-    (line_no, kind, depth, _func, _pid, _comm, _unm)."""
+def _seq_rows(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame,
+              stats: ParseStats) -> pl.DataFrame:
+    """Graph rows, tracer headers (kind ``__reset``) and banners (``__switch``, func: the new task) in line
+    order: the rows the per-task stacks walk."""
     seq = graph.select(_SEQ_COLS)
     resets = other.filter(pl.col("l").str.contains(r"^#\s*tracer:")).select(
         "line_no", pl.lit("__reset").alias("kind"), pl.lit(None, pl.String).alias("func"),
@@ -434,6 +505,14 @@ def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFra
             "line_no", pl.lit("__switch").alias("kind"), pl.col("next").alias("func"), "cpu",
             pl.lit(None, pl.Int32).alias("pid"), pl.col("prev").alias("comm"),
             pl.lit(0, pl.Int64).alias("_ind"))], how="vertical_relaxed").sort("line_no")
+    return seq
+
+
+def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame, stats: ParseStats,
+            state: "_DepthState") -> pl.DataFrame:
+    """Stage 6: graph rows, tracer headers (a reset) and banners in line order, through the per-task stacks:
+    (line_no, kind, depth, _func, _pid, _comm, _unm)."""
+    seq = _seq_rows(graph, banners, other, stats)
     fast = state.run_vectorised(seq) if FAST_PATHS else None
     if fast is not None:
         return fast
@@ -504,6 +583,65 @@ def _banner_table(banners: pl.DataFrame | None, seq: pl.DataFrame) -> pa.Table |
                               pl.col("next").alias("value"))]).sort(["row", "ord"])
     bt = pa.table({c: bsw.get_column(c).to_arrow() for c in ["line_no", "cpu", "pid", "comm", "event", "payload"]})
     return bt.append_column("fields", long_to_map(bl, bsw.height))
+
+
+def _merge(tables: list) -> pa.Table | None:
+    """The tables of a chunk as one, in line order."""
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
+        return None
+    res = pa.concat_tables([conform(x) for x in tables])
+    if len(tables) > 1:
+        res = res.take(pc.sort_indices(res, [("line_no", "ascending")]))
+    return res
+
+
+# ---------------------------------------------------------------- the compiled path (ingest/native/funcgraph.c)
+
+#: kind codes of the rows the compiled walk takes from Python (4: any other graph row)
+_KIND_CODES = {"__reset": 0, "__switch": 1, "entry": 2, "exit": 3}
+
+
+class _TakenView:
+    """The source as ``iter_line_frames`` reads it, with the lines the compiled parser took emptied (their
+    newlines kept: the other lines keep their numbers, and a stack record is carried to the next chunk just
+    as in the full text, since a taken line is never a stack line). Each chunk's parse result is appended to
+    ``taken`` before the chunk is handed on."""
+
+    def __init__(self, source: TraceSource, mod, taken: list):
+        self.source, self.mod, self.taken = source, mod, taken
+
+    def chunks(self) -> Iterator[Chunk]:
+        for ch in self.source.chunks():
+            r = self.mod.parse(ch.data, ch.first_line_no)
+            self.taken.append(r)
+            yield Chunk(r[3], ch.first_line_no)
+
+
+def _native_table(c: dict) -> pa.Table:
+    """The compiled parser's rows of a chunk (Arrow buffers) as a table of the graph columns."""
+    n = c["n"]
+    buf = pa.py_buffer
+
+    def prim(typ, key):
+        v = c[key]
+        if isinstance(v, tuple):
+            return pa.Array.from_buffers(typ, n, [buf(v[0]) if v[0] is not None else None, buf(v[1])])
+        return pa.Array.from_buffers(typ, n, [None, buf(v)])
+
+    def text(key):
+        v, o, d = c[key]
+        return pa.Array.from_buffers(pa.string(), n, [buf(v) if v is not None else None, buf(o), buf(d)])
+
+    k = c["n_unmatched"]
+    fields = pa.MapArray.from_arrays(pa.Array.from_buffers(pa.int32(), n + 1, [None, buf(c["fields_offsets"])]),
+                                     pa.repeat("unmatched", k).cast(pa.string()),
+                                     pa.repeat("true", k).cast(pa.string()), type=MAP_TYPE)
+    return pa.table({
+        "line_no": prim(pa.int64(), "line_no"), "ts_ns": prim(pa.int64(), "ts_ns"), "cpu": prim(pa.int32(), "cpu"),
+        "pid": prim(pa.int32(), "pid"), "comm": text("comm"), "flags": text("flags"), "event": text("event"),
+        "func": text("func"), "depth": prim(pa.int32(), "depth"), "kind": text("kind"),
+        "duration_ns": prim(pa.int64(), "duration_ns"), "retval": text("retval"), "fields": fields})
 
 
 class _DepthState:

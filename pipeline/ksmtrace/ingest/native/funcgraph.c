@@ -1,0 +1,1064 @@
+/* ksmtrace.ingest._c_funcgraph: the common lines of function_graph text, and the per-task depth walk.
+
+   parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, line_nos)
+       Splits a chunk (bytes, whole lines) and takes every line it is sure of: printable ASCII, an optional
+       abstime column, the CPU column, an optional proc column, optional latency flags, the duration column
+       (with or without a duration) and one of the three common texts ``f();``, ``f() {`` and ``}``. Every
+       group is read the way ksmtrace.ingest.funcgraph.GRAPH_RE reads it (each optional group is taken where
+       it matches, in order). A line whose numbers would not fit the schema, a REL TIME or irq-marker column,
+       or anything else goes back to Python: ``rest`` is ``data`` with the taken lines emptied (their newline
+       kept, so the line numbers of the others stay), ``line_nos`` (int64) the numbers of the taken lines,
+       ``rows`` an opaque handle for walk(), ``n_abs`` how many taken lines have an abstime column.
+
+   new_state() -> state: the per-task open-call stacks and the CPU -> task map of the task-change banners,
+       carried across chunks (what ksmtrace.ingest.funcgraph._DepthState.run keeps).
+   walk(state, rows | None, lines, kinds, funcs, cpus, pids, inds) -> (columns | None, (depth, func, pid, comm,
+       unmatched))
+       Runs the depth rule of _DepthState.run over the taken rows and the rows Python parsed (given as lists,
+       kinds 0 tracer header reset, 1 task switch (funcs: the task's comm, pids: its pid or None), 2 entry,
+       3 exit, 4 any other graph row), merged in line order. Returns the taken rows' final columns as Arrow
+       buffers and, for the Python rows, the lists _DepthState.run returns.
+   n_unmatched(state) -> int: exits that found an empty stack so far.
+
+   Pure C11 and the CPython C API; the GIL is released while a chunk is read and while the rows are walked;
+   no global state. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INT64_MAX_ ((int64_t)0x7fffffffffffffffLL)
+#define MAX_SEC (INT64_MAX_ / 1000000000LL)
+#define MAX_SEC_FRAC (INT64_MAX_ - MAX_SEC * 1000000000LL)
+
+/* ------------------------------------------------------------------ growable byte buffer */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} buf_t;
+
+static int buf_grow(buf_t *b, size_t add) {
+    if (b->oom)
+        return -1;
+    if (b->n + add <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + add) {
+        if (cap > SIZE_MAX / 2) {
+            b->oom = 1;
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_put(buf_t *b, const void *s, size_t n) {
+    if (n == 0 || buf_grow(b, n))
+        return;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void buf_free(buf_t *b) {
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+/* ------------------------------------------------------------------ one line */
+
+enum { K_LEAF = 1, K_ENTRY = 2, K_EXIT = 3 };
+
+typedef struct {
+    int64_t line_no, ts, dur;
+    Py_ssize_t comm_off, flags_off, func_off, ret_off;
+    int32_t cpu, pid, ind;
+    int32_t comm_len, flags_len, func_len, ret_len;
+    uint8_t kind, has_ts, has_pid, has_dur, has_flags, has_func, has_ret;
+} row_t;
+
+static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline int is_flag_char(char c) {
+    return c == '.' || is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+static inline int is_mark(char c) {
+    return c == '+' || c == '!' || c == '#' || c == '*' || c == '@' || c == '$';
+}
+/* [^\s(){};/] of a printable ASCII byte */
+static inline int is_name_char(char c) {
+    return c != ' ' && c != '(' && c != ')' && c != '{' && c != '}' && c != ';' && c != '/';
+}
+
+static inline Py_ssize_t skip_spaces(const char *s, Py_ssize_t i, Py_ssize_t n) {
+    while (i < n && s[i] == ' ')
+        i++;
+    return i;
+}
+static inline Py_ssize_t skip_digits(const char *s, Py_ssize_t i, Py_ssize_t n) {
+    while (i < n && is_digit(s[i]))
+        i++;
+    return i;
+}
+
+/* decimal digits s[a:b] (at most 18 of them) -> value; -1 when there are more */
+static int64_t digits_value(const char *s, Py_ssize_t a, Py_ssize_t b) {
+    if (b - a > 18 || b <= a)
+        return -1;
+    int64_t v = 0;
+    for (Py_ssize_t i = a; i < b; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* The first k digits of s[a:b], right-padded with zeros to k digits. */
+static int64_t frac_value(const char *s, Py_ssize_t a, Py_ssize_t b, int k) {
+    int64_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = v * 10 + (a + i < b ? s[a + i] - '0' : 0);
+    return v;
+}
+
+/* t[0:tl]: the text of an exit line with a tail comment: "}", spaces, the comment opener, c, the closer at the
+   end (EXIT_RE; c without its surrounding spaces), c read by EXIT_CMT_RE: a name of bytes other than space, '=',
+   '(' and ')', an optional "()", then optionally spaces and "= " or "ret=" and a retval without spaces (func and
+   retval both NULL when c is not of that shape). 0: no such comment (the line is left to Python). */
+static int exit_comment(const char *t, Py_ssize_t tl, Py_ssize_t base, row_t *r) {
+    Py_ssize_t a = skip_spaces(t, 1, tl);
+    if (!(a + 4 <= tl && t[a] == '/' && t[a + 1] == '*' && t[tl - 2] == '*' && t[tl - 1] == '/'))
+        return 0;
+    Py_ssize_t ca = skip_spaces(t, a + 2, tl - 2), cb = tl - 2;
+    while (cb > ca && t[cb - 1] == ' ')
+        cb--;
+    Py_ssize_t fe = ca;
+    while (fe < cb && t[fe] != ' ' && t[fe] != '=' && t[fe] != '(' && t[fe] != ')')
+        fe++;
+    if (fe == ca)
+        return 1;
+    Py_ssize_t q = fe, ra = -1;
+    if (q + 2 <= cb && t[q] == '(' && t[q + 1] == ')')
+        q += 2;
+    if (q < cb) {
+        Py_ssize_t sp = skip_spaces(t, q, cb);
+        if (sp == q)
+            return 1;
+        if (sp + 2 <= cb && t[sp] == '=' && t[sp + 1] == ' ')
+            ra = sp + 2;
+        else if (sp + 4 <= cb && memcmp(t + sp, "ret=", 4) == 0)
+            ra = sp + 4;
+        else
+            return 1;
+        if (ra >= cb || memchr(t + ra, ' ', (size_t)(cb - ra)))
+            return 1;
+        r->has_ret = 1;
+        r->ret_off = base + ra;
+        r->ret_len = (int32_t)(cb - ra);
+    }
+    r->has_func = 1;
+    r->func_off = base + ca;
+    r->func_len = (int32_t)(fe - ca);
+    return 1;
+}
+
+/* s[0:n]: one line, right-stripped. 1 and *r filled when the line is one this module is sure of. */
+static int parse_line(const char *s, Py_ssize_t n, Py_ssize_t base, row_t *r) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return 0;
+    Py_ssize_t pos = 0, p, q;
+    memset(r, 0, sizeof *r);
+
+    /* abstime: \s*(\d+\.\d+)\s+\| */
+    p = skip_spaces(s, 0, n);
+    q = skip_digits(s, p, n);
+    if (q > p && q < n && s[q] == '.') {
+        Py_ssize_t fa = q + 1, fb = skip_digits(s, q + 1, n);
+        Py_ssize_t t = skip_spaces(s, fb, n);
+        if (fb > fa && t > fb && t < n && s[t] == '|') {
+            int64_t sec = digits_value(s, p, q);
+            if (sec < 0)
+                return 0;
+            int64_t f = frac_value(s, fa, fb, 9);
+            if (!(sec < MAX_SEC || (sec == MAX_SEC && f <= MAX_SEC_FRAC)))
+                return 0;
+            r->ts = sec * 1000000000LL + f;
+            r->has_ts = 1;
+            pos = t + 1;
+        }
+    }
+    /* REL TIME: \s*(\d+) us\s+\| (left to Python) */
+    p = skip_spaces(s, pos, n);
+    q = skip_digits(s, p, n);
+    if (q > p && q + 3 <= n && memcmp(s + q, " us", 3) == 0) {
+        Py_ssize_t t = skip_spaces(s, q + 3, n);
+        if (t > q + 3 && t < n && s[t] == '|')
+            return 0;
+    }
+    /* cpu: \s*(\d+)\)  (required) */
+    p = skip_spaces(s, pos, n);
+    q = skip_digits(s, p, n);
+    if (!(q > p && q + 1 < n && s[q] == ')' && s[q + 1] == ' '))
+        return 0;
+    {
+        int64_t cpu = digits_value(s, p, q);
+        if (cpu < 0 || cpu > INT32_MAX)
+            return 0;
+        r->cpu = (int32_t)cpu;
+    }
+    pos = q + 2;
+    /* proc: \s*([^|\s][^|]*?)-(\d+)\s*\| */
+    p = skip_spaces(s, pos, n);
+    if (p < n && s[p] != '|') {
+        const char *bar = memchr(s + p, '|', (size_t)(n - p));
+        if (bar) {
+            Py_ssize_t b = bar - s, j = b - 1;
+            while (j > p && s[j] != '-')
+                j--;
+            if (j > p && s[j] == '-') {
+                Py_ssize_t d = skip_digits(s, j + 1, b);
+                if (d > j + 1 && skip_spaces(s, d, b) == b) {
+                    int64_t pid = digits_value(s, j + 1, d);
+                    if (pid < 0 || pid > INT32_MAX)
+                        return 0;
+                    r->pid = (int32_t)pid;
+                    r->has_pid = 1;
+                    Py_ssize_t ce = j;
+                    while (ce > p && s[ce - 1] == ' ')
+                        ce--;
+                    r->comm_off = base + p;
+                    r->comm_len = (int32_t)(ce - p);
+                    pos = b + 1;
+                }
+            }
+        }
+    }
+    /* latency flags: \s*([.A-Za-z0-9]{4,7})\s+\| */
+    p = skip_spaces(s, pos, n);
+    q = p;
+    while (q < n && is_flag_char(s[q]))
+        q++;
+    if (q - p >= 4 && q - p <= 7) {
+        Py_ssize_t t = skip_spaces(s, q, n);
+        if (t > q && t < n && s[t] == '|') {
+            r->has_flags = 1;
+            r->flags_off = base + p;
+            r->flags_len = (int32_t)(q - p);
+            pos = t + 1;
+        }
+    }
+    /* duration column: *(?:[+!#*@$]? *(\d+(?:\.\d+)?) us|irq marker)? *\|  (required, no irq marker) */
+    p = skip_spaces(s, pos, n);
+    if (p + 11 <= n && (memcmp(s + p, "==========>", 11) == 0 || memcmp(s + p, "<==========", 11) == 0))
+        return 0;
+    q = p;
+    if (q < n && is_mark(s[q]))
+        q++;
+    q = skip_spaces(s, q, n);
+    {
+        Py_ssize_t da = q, db = skip_digits(s, q, n), fa = db, fb = db;
+        int inner = 0;
+        if (db > da) {
+            if (db + 1 < n && s[db] == '.' && is_digit(s[db + 1])) {
+                fa = db + 1;
+                fb = skip_digits(s, fa, n);
+            }
+            if (fb + 3 <= n && memcmp(s + fb, " us", 3) == 0)
+                inner = 1;
+        }
+        Py_ssize_t t = inner ? skip_spaces(s, fb + 3, n) : p;
+        if (inner && t < n && s[t] == '|') {
+            int64_t us = digits_value(s, da, db);
+            if (us < 0 || us >= INT64_MAX_ / 1000)
+                return 0;
+            r->dur = us * 1000 + frac_value(s, fa, fb, 3);
+            r->has_dur = 1;
+            pos = t + 1;
+        } else if (p < n && s[p] == '|') {
+            pos = p + 1;
+        } else {
+            return 0;
+        }
+    }
+    /* indentation and text */
+    p = skip_spaces(s, pos, n);
+    Py_ssize_t indn = p - pos, tl = n - p;
+    const char *t = s + p;
+    r->ind = (int32_t)((indn > 2 ? indn - 2 : 0) / 2);
+    if (indn > INT32_MAX)
+        return 0;
+    Py_ssize_t name = 0;
+    if (t[0] == '}') {
+        r->kind = K_EXIT;
+        return tl == 1 || exit_comment(t, tl, base + p, r);
+    } else if (tl >= 4 && memcmp(t + tl - 3, "();", 3) == 0) {
+        r->kind = K_LEAF;
+        name = tl - 3;
+    } else if (tl >= 5 && memcmp(t + tl - 4, "() {", 4) == 0) {
+        r->kind = K_ENTRY;
+        name = tl - 4;
+    } else {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < name; i++)
+        if (!is_name_char(t[i]))
+            return 0;
+    if (name > INT32_MAX)
+        return 0;
+    r->func_off = base + p;
+    r->func_len = (int32_t)name;
+    r->has_func = 1;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ parse() */
+
+typedef struct {
+    PyObject *data; /* the chunk (bytes): rows point into it */
+    row_t *rows;
+    Py_ssize_t n;
+} parsed_t;
+
+static void parsed_free(PyObject *cap) {
+    parsed_t *pr = PyCapsule_GetPointer(cap, "ksmtrace.funcgraph.rows");
+    if (!pr)
+        return;
+    Py_XDECREF(pr->data);
+    free(pr->rows);
+    free(pr);
+}
+
+static PyObject *fg_parse(PyObject *self, PyObject *args) {
+    PyObject *data;
+    long long first;
+    if (!PyArg_ParseTuple(args, "SL", &data, &first))
+        return NULL;
+    const char *s = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    PyObject *rest = PyBytes_FromStringAndSize(NULL, n + 1);
+    if (!rest)
+        return NULL;
+    char *out = PyBytes_AS_STRING(rest);
+    Py_ssize_t on = 0, nr = 0, cap = 0, n_abs = 0;
+    row_t *rows = NULL;
+    int oom = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    int64_t ln = first;
+    while (i < n) {
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t e = nl ? nl - s : n, le = e;
+        while (le > i && (s[le - 1] == ' ' || s[le - 1] == '\t' || s[le - 1] == '\r' || s[le - 1] == '\n'
+                          || s[le - 1] == '\x0b' || s[le - 1] == '\x0c'))
+            le--;
+        if (nr == cap) {
+            Py_ssize_t nc = cap ? cap * 2 : 4096;
+            row_t *nrws = realloc(rows, (size_t)nc * sizeof *rows);
+            if (!nrws) {
+                oom = 1;
+                break;
+            }
+            rows = nrws;
+            cap = nc;
+        }
+        if (parse_line(s + i, le - i, i, &rows[nr])) {
+            rows[nr].line_no = ln;
+            n_abs += rows[nr].has_ts;
+            nr++;
+            out[on++] = '\n'; /* an empty line in its place (also for a last line without a newline) */
+        } else {
+            memcpy(out + on, s + i, (size_t)(e - i));
+            on += e - i;
+            if (nl)
+                out[on++] = '\n';
+        }
+        i = e + 1;
+        ln++;
+    }
+    Py_END_ALLOW_THREADS
+    if (oom) {
+        free(rows);
+        Py_DECREF(rest);
+        return PyErr_NoMemory();
+    }
+    if (_PyBytes_Resize(&rest, on) < 0) {
+        free(rows);
+        return NULL;
+    }
+    PyObject *lines = PyBytes_FromStringAndSize(NULL, nr * (Py_ssize_t)sizeof(int64_t));
+    parsed_t *pr = malloc(sizeof *pr);
+    if (!lines || !pr) {
+        Py_XDECREF(lines);
+        Py_DECREF(rest);
+        free(rows);
+        free(pr);
+        return lines ? PyErr_NoMemory() : NULL;
+    }
+    int64_t *lp = (int64_t *)PyBytes_AS_STRING(lines);
+    for (Py_ssize_t k = 0; k < nr; k++)
+        lp[k] = rows[k].line_no;
+    pr->data = data;
+    Py_INCREF(data);
+    pr->rows = rows;
+    pr->n = nr;
+    PyObject *capo = PyCapsule_New(pr, "ksmtrace.funcgraph.rows", parsed_free);
+    if (!capo) {
+        Py_DECREF(data);
+        free(rows);
+        free(pr);
+        Py_DECREF(rest);
+        Py_DECREF(lines);
+        return NULL;
+    }
+    return Py_BuildValue("(NnnNN)", capo, nr, n_abs, rest, lines);
+}
+
+/* ------------------------------------------------------------------ depth state */
+
+typedef struct {
+    size_t start, len;
+    int isnull;
+} entry_t;
+
+typedef struct {
+    entry_t *e;
+    size_t n, cap;
+    buf_t arena; /* the names, one after another (a stack: pop truncates) */
+} stack_t_;
+
+typedef struct {
+    int64_t pid;
+    buf_t comm;
+    int set;
+} task_t;
+
+/* keys: tag 0 a pid, tag 1 a CPU (no task known on it), tag 2 no CPU; tag 3 in the task map: "last" */
+typedef struct {
+    uint8_t tag;
+    int64_t v;
+    int32_t idx; /* -1: empty slot */
+} slot_t;
+
+typedef struct {
+    slot_t *s;
+    size_t cap, used;
+} map_t;
+
+typedef struct {
+    map_t stack_map;
+    stack_t_ *stacks;
+    size_t n_stacks, cap_stacks;
+    map_t task_map;
+    task_t *tasks;
+    size_t n_tasks, cap_tasks;
+    int64_t n_unmatched;
+    int busy;
+} state_t;
+
+static uint64_t key_hash(uint8_t tag, int64_t v) {
+    uint64_t x = (uint64_t)v * 0x9E3779B97F4A7C15ULL + tag * 0xC2B2AE3D27D4EB4FULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* index of the key (inserting new -> *isnew and idx = next), -2 on no memory */
+static int32_t map_get(map_t *m, uint8_t tag, int64_t v, int32_t next, int insert) {
+    if (insert && (m->used + 1) * 2 > m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 64;
+        slot_t *ns = malloc(nc * sizeof *ns);
+        if (!ns)
+            return -2;
+        for (size_t i = 0; i < nc; i++)
+            ns[i].idx = -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->s[i].idx < 0)
+                continue;
+            size_t h = key_hash(m->s[i].tag, m->s[i].v) & (nc - 1);
+            while (ns[h].idx >= 0)
+                h = (h + 1) & (nc - 1);
+            ns[h] = m->s[i];
+        }
+        free(m->s);
+        m->s = ns;
+        m->cap = nc;
+    }
+    if (!m->cap)
+        return -1;
+    size_t h = key_hash(tag, v) & (m->cap - 1);
+    while (m->s[h].idx >= 0) {
+        if (m->s[h].tag == tag && m->s[h].v == v)
+            return m->s[h].idx;
+        h = (h + 1) & (m->cap - 1);
+    }
+    if (!insert)
+        return -1;
+    m->s[h].tag = tag;
+    m->s[h].v = v;
+    m->s[h].idx = next;
+    m->used++;
+    return next;
+}
+
+static void map_clear(map_t *m) {
+    free(m->s);
+    m->s = NULL;
+    m->cap = m->used = 0;
+}
+
+static void state_clear(state_t *st) {
+    for (size_t i = 0; i < st->n_stacks; i++) {
+        free(st->stacks[i].e);
+        buf_free(&st->stacks[i].arena);
+    }
+    free(st->stacks);
+    st->stacks = NULL;
+    st->n_stacks = st->cap_stacks = 0;
+    map_clear(&st->stack_map);
+    for (size_t i = 0; i < st->n_tasks; i++)
+        buf_free(&st->tasks[i].comm);
+    free(st->tasks);
+    st->tasks = NULL;
+    st->n_tasks = st->cap_tasks = 0;
+    map_clear(&st->task_map);
+}
+
+static void state_free(PyObject *cap) {
+    state_t *st = PyCapsule_GetPointer(cap, "ksmtrace.funcgraph.state");
+    if (!st)
+        return;
+    state_clear(st);
+    free(st);
+}
+
+static stack_t_ *get_stack(state_t *st, uint8_t tag, int64_t v) {
+    int32_t idx = map_get(&st->stack_map, tag, v, (int32_t)st->n_stacks, 1);
+    if (idx == -2)
+        return NULL;
+    if ((size_t)idx == st->n_stacks) {
+        if (st->n_stacks == st->cap_stacks) {
+            size_t nc = st->cap_stacks ? st->cap_stacks * 2 : 64;
+            stack_t_ *ns = realloc(st->stacks, nc * sizeof *ns);
+            if (!ns)
+                return NULL;
+            st->stacks = ns;
+            st->cap_stacks = nc;
+        }
+        memset(&st->stacks[st->n_stacks], 0, sizeof(stack_t_));
+        st->n_stacks++;
+    }
+    return &st->stacks[idx];
+}
+
+static task_t *get_task(state_t *st, uint8_t tag, int64_t v, int insert) {
+    int32_t idx = map_get(&st->task_map, tag, v, (int32_t)st->n_tasks, insert);
+    if (idx == -2 || idx == -1)
+        return NULL;
+    if ((size_t)idx == st->n_tasks) {
+        if (st->n_tasks == st->cap_tasks) {
+            size_t nc = st->cap_tasks ? st->cap_tasks * 2 : 16;
+            task_t *nt = realloc(st->tasks, nc * sizeof *nt);
+            if (!nt)
+                return NULL;
+            st->tasks = nt;
+            st->cap_tasks = nc;
+        }
+        memset(&st->tasks[st->n_tasks], 0, sizeof(task_t));
+        st->n_tasks++;
+    }
+    return &st->tasks[idx];
+}
+
+static int push(stack_t_ *sk, const char *s, size_t n, int isnull) {
+    if (sk->n == sk->cap) {
+        size_t nc = sk->cap ? sk->cap * 2 : 16;
+        entry_t *ne = realloc(sk->e, nc * sizeof *ne);
+        if (!ne)
+            return -1;
+        sk->e = ne;
+        sk->cap = nc;
+    }
+    entry_t *e = &sk->e[sk->n++];
+    e->start = sk->arena.n;
+    e->len = n;
+    e->isnull = isnull;
+    buf_put(&sk->arena, s, n);
+    return sk->arena.oom ? -1 : 0;
+}
+
+static inline int entry_eq(const stack_t_ *sk, const entry_t *e, const char *s, size_t n) {
+    return !e->isnull && e->len == n && (n == 0 || memcmp(sk->arena.p + e->start, s, n) == 0);
+}
+
+/* an exit whose tail comment names a call below the top of its stack: pop to it (lost exits) */
+static void resync(stack_t_ *sk, const char *f, size_t n) {
+    if (!sk->n || entry_eq(sk, &sk->e[sk->n - 1], f, n))
+        return;
+    int found = 0;
+    for (size_t k = 0; k < sk->n && !found; k++)
+        found = entry_eq(sk, &sk->e[k], f, n);
+    if (found)
+        while (sk->n && !entry_eq(sk, &sk->e[sk->n - 1], f, n)) {
+            sk->n--;
+            sk->arena.n = sk->e[sk->n].start;
+        }
+}
+
+static PyObject *fg_new_state(PyObject *self, PyObject *noargs) {
+    state_t *st = calloc(1, sizeof *st);
+    if (!st)
+        return PyErr_NoMemory();
+    PyObject *c = PyCapsule_New(st, "ksmtrace.funcgraph.state", state_free);
+    if (!c)
+        free(st);
+    return c;
+}
+
+static PyObject *fg_n_unmatched(PyObject *self, PyObject *arg) {
+    state_t *st = PyCapsule_GetPointer(arg, "ksmtrace.funcgraph.state");
+    if (!st)
+        return NULL;
+    return PyLong_FromLongLong(st->n_unmatched);
+}
+
+/* ------------------------------------------------------------------ walk() */
+
+/* a string column: int32 offsets, data, validity bitmap */
+typedef struct {
+    buf_t off, data, valid;
+    Py_ssize_t n, nulls;
+} scol_t;
+
+static void bit_set(buf_t *v, Py_ssize_t i, int on) {
+    if ((size_t)(i / 8) >= v->n) {
+        uint8_t z = 0;
+        buf_put(v, &z, 1);
+    }
+    if (on && !v->oom)
+        v->p[i / 8] |= (char)(1 << (i % 8));
+}
+
+static int scol_init(scol_t *c) {
+    memset(c, 0, sizeof *c);
+    int32_t z = 0;
+    buf_put(&c->off, &z, sizeof z);
+    return c->off.oom ? -1 : 0;
+}
+
+static void scol_add(scol_t *c, const char *s, size_t n, int isnull) {
+    if (!isnull)
+        buf_put(&c->data, s, n);
+    if (c->data.n > INT32_MAX)
+        c->data.oom = 1;
+    int32_t o = (int32_t)c->data.n;
+    buf_put(&c->off, &o, sizeof o);
+    bit_set(&c->valid, c->n, !isnull);
+    c->nulls += isnull;
+    c->n++;
+}
+
+static int scol_oom(const scol_t *c) { return c->off.oom || c->data.oom || c->valid.oom; }
+static void scol_free(scol_t *c) {
+    buf_free(&c->off);
+    buf_free(&c->data);
+    buf_free(&c->valid);
+}
+
+static PyObject *bytes_of(const buf_t *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->n); }
+
+/* (validity or None, offsets, data) */
+static PyObject *scol_tuple(const scol_t *c) {
+    PyObject *v;
+    if (c->nulls) {
+        v = bytes_of(&c->valid);
+    } else {
+        v = Py_None;
+        Py_INCREF(v);
+    }
+    return Py_BuildValue("(NNN)", v, bytes_of(&c->off), bytes_of(&c->data));
+}
+
+typedef struct {
+    int64_t line;
+    uint8_t kind;
+    const char *func;
+    Py_ssize_t func_len;
+    int func_null;
+    int64_t cpu, pid, ind;
+    int has_cpu, has_pid, has_ind;
+} xrow_t;
+
+typedef struct {
+    int64_t depth, pid;
+    int has_depth, has_pid, unm;
+    size_t func_start, func_len, comm_start, comm_len;
+    int has_func, has_comm;
+} xout_t;
+
+static int int_item(PyObject *o, int64_t *v, int *has) {
+    if (o == Py_None) {
+        *has = 0;
+        *v = 0;
+        return 0;
+    }
+    *has = 1;
+    *v = PyLong_AsLongLong(o);
+    return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* the stack of a row: its pid; else the task the last banner put on its CPU ("last": no CPU column);
+   else the CPU itself. *task: that banner's task (fills pid and comm), or NULL. */
+static stack_t_ *stack_of(state_t *st, int has_pid, int64_t pid, int has_cpu, int64_t cpu, task_t **task) {
+    *task = NULL;
+    if (has_pid)
+        return get_stack(st, 0, pid);
+    task_t *t = has_cpu ? get_task(st, 1, cpu, 0) : get_task(st, 3, 0, 0);
+    if (t && t->set) {
+        *task = t;
+        return get_stack(st, 0, t->pid);
+    }
+    return has_cpu ? get_stack(st, 1, cpu) : get_stack(st, 2, 0);
+}
+
+static PyObject *fg_walk(PyObject *self, PyObject *args) {
+    PyObject *stcap, *rcap, *l_line, *l_kind, *l_func, *l_cpu, *l_pid, *l_ind;
+    if (!PyArg_ParseTuple(args, "OOO!O!O!O!O!O!", &stcap, &rcap, &PyList_Type, &l_line, &PyList_Type, &l_kind,
+                          &PyList_Type, &l_func, &PyList_Type, &l_cpu, &PyList_Type, &l_pid, &PyList_Type, &l_ind))
+        return NULL;
+    state_t *st = PyCapsule_GetPointer(stcap, "ksmtrace.funcgraph.state");
+    if (!st)
+        return NULL;
+    parsed_t *pr = NULL;
+    if (rcap != Py_None && !(pr = PyCapsule_GetPointer(rcap, "ksmtrace.funcgraph.rows")))
+        return NULL;
+    Py_ssize_t nx = PyList_GET_SIZE(l_line);
+    if (PyList_GET_SIZE(l_kind) != nx || PyList_GET_SIZE(l_func) != nx || PyList_GET_SIZE(l_cpu) != nx
+        || PyList_GET_SIZE(l_pid) != nx || PyList_GET_SIZE(l_ind) != nx) {
+        PyErr_SetString(PyExc_ValueError, "walk: the row lists differ in length");
+        return NULL;
+    }
+    if (st->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "walk: the state is in use by another thread");
+        return NULL;
+    }
+    xrow_t *xr = calloc((size_t)(nx ? nx : 1), sizeof *xr);
+    xout_t *xo = calloc((size_t)(nx ? nx : 1), sizeof *xo);
+    if (!xr || !xo) {
+        free(xr);
+        free(xo);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nx; i++) {
+        int has, dummy;
+        int64_t kind;
+        if (int_item(PyList_GET_ITEM(l_line, i), &xr[i].line, &has) || int_item(PyList_GET_ITEM(l_kind, i), &kind, &dummy)
+            || int_item(PyList_GET_ITEM(l_cpu, i), &xr[i].cpu, &xr[i].has_cpu)
+            || int_item(PyList_GET_ITEM(l_pid, i), &xr[i].pid, &xr[i].has_pid)
+            || int_item(PyList_GET_ITEM(l_ind, i), &xr[i].ind, &xr[i].has_ind))
+            goto fail_x;
+        if (kind < 0 || kind > 4) {
+            PyErr_SetString(PyExc_ValueError, "walk: bad kind");
+            goto fail_x;
+        }
+        xr[i].kind = (uint8_t)kind;
+        PyObject *f = PyList_GET_ITEM(l_func, i);
+        if (f == Py_None) {
+            xr[i].func_null = 1;
+        } else {
+            xr[i].func = PyUnicode_AsUTF8AndSize(f, &xr[i].func_len);
+            if (!xr[i].func)
+                goto fail_x;
+        }
+    }
+
+    Py_ssize_t nr = pr ? pr->n : 0;
+    const char *data = pr ? PyBytes_AS_STRING(pr->data) : NULL;
+    const row_t *rows = pr ? pr->rows : NULL;
+    scol_t c_comm, c_func, c_event, c_kind, c_flags, c_ret, x_str;
+    int ok = scol_init(&c_comm) == 0;
+    ok &= scol_init(&c_ret) == 0;
+    ok &= scol_init(&c_func) == 0;
+    ok &= scol_init(&c_event) == 0;
+    ok &= scol_init(&c_kind) == 0;
+    ok &= scol_init(&c_flags) == 0;
+    ok &= scol_init(&x_str) == 0; /* the Python rows' popped names and comms, one after another */
+    buf_t b_pid = {0}, b_pidv = {0}, b_depth = {0}, b_map = {0}, b_ts = {0}, b_tsv = {0}, b_dur = {0}, b_durv = {0},
+          b_cpu = {0}, b_line = {0};
+    Py_ssize_t pid_nulls = 0, ts_nulls = 0, dur_nulls = 0, n_unm = 0;
+    int err = ok ? 0 : 1;
+    st->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t ri = 0, xi = 0;
+    int32_t map_off = 0;
+    if (!err)
+        buf_put(&b_map, &map_off, sizeof map_off);
+    while (!err && (ri < nr || xi < nx)) {
+        int take_row = ri < nr && (xi >= nx || rows[ri].line_no < xr[xi].line);
+        if (take_row) {
+            const row_t *r = &rows[ri++];
+            task_t *task;
+            stack_t_ *sk = stack_of(st, r->has_pid, r->pid, 1, r->cpu, &task);
+            if (!sk) {
+                err = 1;
+                break;
+            }
+            int32_t depth, pid = r->has_pid ? r->pid : (task ? (int32_t)task->pid : 0);
+            int has_pid = r->has_pid || task;
+            int unm = 0;
+            if (r->kind == K_ENTRY) {
+                depth = (int32_t)sk->n;
+                if (push(sk, data + r->func_off, (size_t)r->func_len, 0)) {
+                    err = 1;
+                    break;
+                }
+                scol_add(&c_func, data + r->func_off, (size_t)r->func_len, 0);
+            } else if (r->kind == K_EXIT) {
+                const char *f = r->has_func ? data + r->func_off : NULL;
+                size_t fl = (size_t)r->func_len;
+                if (f)
+                    resync(sk, f, fl);
+                if (sk->n) {
+                    entry_t *e = &sk->e[--sk->n];
+                    if (f) /* the tail comment's name is the row's func */
+                        scol_add(&c_func, f, fl, 0);
+                    else
+                        scol_add(&c_func, sk->arena.p + e->start, e->len, e->isnull);
+                    sk->arena.n = e->start;
+                    depth = (int32_t)sk->n;
+                } else {
+                    depth = r->ind;
+                    unm = 1;
+                    st->n_unmatched++;
+                    scol_add(&c_func, f, fl, f == NULL);
+                }
+            } else {
+                depth = (int32_t)sk->n;
+                scol_add(&c_func, data + r->func_off, (size_t)r->func_len, 0);
+            }
+            buf_put(&b_line, &r->line_no, 8);
+            buf_put(&b_ts, &r->ts, 8);
+            bit_set(&b_tsv, ri - 1, r->has_ts);
+            ts_nulls += !r->has_ts;
+            buf_put(&b_cpu, &r->cpu, 4);
+            buf_put(&b_pid, &pid, 4);
+            bit_set(&b_pidv, ri - 1, has_pid);
+            pid_nulls += !has_pid;
+            if (r->has_pid)
+                scol_add(&c_comm, data + r->comm_off, (size_t)r->comm_len, 0);
+            else if (task)
+                scol_add(&c_comm, task->comm.p, task->comm.n, 0);
+            else
+                scol_add(&c_comm, NULL, 0, 1);
+            scol_add(&c_flags, r->has_flags ? data + r->flags_off : NULL, (size_t)r->flags_len, !r->has_flags);
+            scol_add(&c_ret, r->has_ret ? data + r->ret_off : NULL, (size_t)r->ret_len, !r->has_ret);
+            if (r->kind == K_EXIT)
+                scol_add(&c_event, "funcgraph_exit", 14, 0);
+            else
+                scol_add(&c_event, "funcgraph_entry", 15, 0);
+            if (r->kind == K_EXIT)
+                scol_add(&c_kind, "exit", 4, 0);
+            else if (r->kind == K_ENTRY)
+                scol_add(&c_kind, "entry", 5, 0);
+            else
+                scol_add(&c_kind, "leaf", 4, 0);
+            buf_put(&b_depth, &depth, 4);
+            buf_put(&b_dur, &r->dur, 8);
+            bit_set(&b_durv, ri - 1, r->has_dur);
+            dur_nulls += !r->has_dur;
+            n_unm += unm;
+            map_off += unm;
+            buf_put(&b_map, &map_off, sizeof map_off);
+            if (b_line.oom || b_ts.oom || b_tsv.oom || b_cpu.oom || b_pid.oom || b_pidv.oom || b_depth.oom
+                || b_dur.oom || b_durv.oom || b_map.oom)
+                err = 1;
+            continue;
+        }
+        /* a row Python parsed: _DepthState.run's loop body */
+        const xrow_t *x = &xr[xi];
+        xout_t *o = &xo[xi++];
+        if (x->kind == 0) { /* tracer header: the stacks start again */
+            state_clear(st);
+            continue;
+        }
+        if (x->kind == 1) { /* task switch: funcs = comm, pids = pid (None: the banner names no pid) */
+            if (!x->has_pid)
+                continue;
+            /* both inserted first: a second insertion may move the first one's task */
+            task_t *t = x->has_cpu ? get_task(st, 1, x->cpu, 1) : get_task(st, 2, 0, 1);
+            task_t *last = t ? get_task(st, 3, 0, 1) : NULL;
+            t = last ? (x->has_cpu ? get_task(st, 1, x->cpu, 0) : get_task(st, 2, 0, 0)) : NULL;
+            if (!t || !last) {
+                err = 1;
+                break;
+            }
+            t->pid = last->pid = x->pid;
+            t->set = last->set = 1;
+            t->comm.n = last->comm.n = 0;
+            buf_put(&t->comm, x->func, (size_t)x->func_len);
+            buf_put(&last->comm, x->func, (size_t)x->func_len);
+            if (t->comm.oom || last->comm.oom) {
+                err = 1;
+                break;
+            }
+            o->pid = x->pid;
+            o->has_pid = 1;
+            continue;
+        }
+        task_t *task;
+        stack_t_ *sk = stack_of(st, x->has_pid, x->pid, x->has_cpu, x->cpu, &task);
+        if (!sk) {
+            err = 1;
+            break;
+        }
+        if (task) {
+            o->pid = task->pid;
+            o->has_pid = 1;
+            o->comm_start = x_str.data.n;
+            o->comm_len = task->comm.n;
+            o->has_comm = 1;
+            buf_put(&x_str.data, task->comm.p, task->comm.n);
+        }
+        if (x->kind == 2) {
+            o->depth = (int64_t)sk->n;
+            o->has_depth = 1;
+            if (push(sk, x->func, (size_t)x->func_len, x->func_null)) {
+                err = 1;
+                break;
+            }
+        } else if (x->kind == 3) {
+            if (!x->func_null)
+                resync(sk, x->func, (size_t)x->func_len);
+            if (sk->n) {
+                entry_t *e = &sk->e[--sk->n];
+                if (!e->isnull) {
+                    o->func_start = x_str.data.n;
+                    o->func_len = e->len;
+                    o->has_func = 1;
+                    buf_put(&x_str.data, sk->arena.p + e->start, e->len);
+                }
+                sk->arena.n = e->start;
+                o->depth = (int64_t)sk->n;
+            } else {
+                o->depth = x->has_ind ? x->ind : 0;
+                o->unm = 1;
+                st->n_unmatched++;
+            }
+            o->has_depth = 1;
+        } else {
+            o->depth = (int64_t)sk->n;
+            o->has_depth = 1;
+        }
+        if (x_str.data.oom)
+            err = 1;
+    }
+    Py_END_ALLOW_THREADS
+    st->busy = 0;
+    if (scol_oom(&c_comm) || scol_oom(&c_func) || scol_oom(&c_event) || scol_oom(&c_kind) || scol_oom(&c_flags)
+        || scol_oom(&c_ret))
+        err = 1;
+    PyObject *res = NULL, *cols = NULL, *xlists = NULL;
+    if (err) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (pr) {
+        PyObject *none1 = Py_None, *none2 = Py_None, *none3 = Py_None;
+        cols = Py_BuildValue(
+            "{s:n,s:N,s:(NN),s:N,s:(NN),s:N,s:N,s:N,s:N,s:N,s:N,s:(NN),s:N,s:n,s:N}", "n", nr, "line_no", bytes_of(&b_line),
+            "ts_ns", ts_nulls ? bytes_of(&b_tsv) : (Py_INCREF(none1), none1), bytes_of(&b_ts), "cpu",
+            bytes_of(&b_cpu), "pid", pid_nulls ? bytes_of(&b_pidv) : (Py_INCREF(none2), none2), bytes_of(&b_pid),
+            "comm", scol_tuple(&c_comm), "flags", scol_tuple(&c_flags), "event", scol_tuple(&c_event), "func",
+            scol_tuple(&c_func), "kind", scol_tuple(&c_kind), "depth", bytes_of(&b_depth), "duration_ns",
+            dur_nulls ? bytes_of(&b_durv) : (Py_INCREF(none3), none3), bytes_of(&b_dur), "fields_offsets",
+            bytes_of(&b_map), "n_unmatched", n_unm, "retval", scol_tuple(&c_ret));
+        if (!cols)
+            goto done;
+    } else {
+        cols = Py_None;
+        Py_INCREF(cols);
+    }
+    {
+        PyObject *ld = PyList_New(nx), *lf = PyList_New(nx), *lp = PyList_New(nx), *lc = PyList_New(nx),
+                 *lu = PyList_New(nx);
+        xlists = Py_BuildValue("(NNNNN)", ld, lf, lp, lc, lu);
+        if (!ld || !lf || !lp || !lc || !lu || !xlists)
+            goto done;
+        for (Py_ssize_t i = 0; i < nx; i++) {
+            const xout_t *o = &xo[i];
+            PyObject *d = o->has_depth ? PyLong_FromLongLong(o->depth) : (Py_INCREF(Py_None), Py_None);
+            PyObject *f = o->has_func ? PyUnicode_DecodeUTF8(x_str.data.p + o->func_start, (Py_ssize_t)o->func_len,
+                                                             "strict")
+                                      : (Py_INCREF(Py_None), Py_None);
+            PyObject *p = o->has_pid ? PyLong_FromLongLong(o->pid) : (Py_INCREF(Py_None), Py_None);
+            PyObject *c = o->has_comm ? PyUnicode_DecodeUTF8(x_str.data.p + o->comm_start, (Py_ssize_t)o->comm_len,
+                                                             "strict")
+                                      : (Py_INCREF(Py_None), Py_None);
+            PyObject *u = PyBool_FromLong(o->unm);
+            if (!d || !f || !p || !c) {
+                Py_XDECREF(d);
+                Py_XDECREF(f);
+                Py_XDECREF(p);
+                Py_XDECREF(c);
+                Py_DECREF(u);
+                goto done;
+            }
+            PyList_SET_ITEM(ld, i, d);
+            PyList_SET_ITEM(lf, i, f);
+            PyList_SET_ITEM(lp, i, p);
+            PyList_SET_ITEM(lc, i, c);
+            PyList_SET_ITEM(lu, i, u);
+        }
+    }
+    res = Py_BuildValue("(OO)", cols, xlists);
+done:
+    Py_XDECREF(cols);
+    Py_XDECREF(xlists);
+    scol_free(&c_comm);
+    scol_free(&c_func);
+    scol_free(&c_event);
+    scol_free(&c_kind);
+    scol_free(&c_flags);
+    scol_free(&c_ret);
+    scol_free(&x_str);
+    buf_free(&b_pid);
+    buf_free(&b_pidv);
+    buf_free(&b_depth);
+    buf_free(&b_map);
+    buf_free(&b_ts);
+    buf_free(&b_tsv);
+    buf_free(&b_dur);
+    buf_free(&b_durv);
+    buf_free(&b_cpu);
+    buf_free(&b_line);
+    free(xr);
+    free(xo);
+    return res;
+fail_x:
+    free(xr);
+    free(xo);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"parse", fg_parse, METH_VARARGS, "parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, line_nos)"},
+    {"new_state", fg_new_state, METH_NOARGS, "new_state() -> the depth state carried across chunks"},
+    {"walk", fg_walk, METH_VARARGS,
+     "walk(state, rows, lines, kinds, funcs, cpus, pids, inds) -> (columns, (depth, func, pid, comm, unmatched))"},
+    {"n_unmatched", fg_n_unmatched, METH_O, "n_unmatched(state) -> exits that found an empty stack"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_c_funcgraph",
+                                    "function_graph lines and depth walk (see ksmtrace.ingest.funcgraph)", -1,
+                                    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__c_funcgraph(void) { return PyModule_Create(&module); }
