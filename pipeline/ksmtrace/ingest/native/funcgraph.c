@@ -172,10 +172,25 @@ static int exit_comment(const char *t, Py_ssize_t tl, Py_ssize_t base, row_t *r)
 }
 
 /* s[0:n]: one line, right-stripped. 1 and *r filled when the line is one this module is sure of. */
-static int parse_line(const char *s, Py_ssize_t n, Py_ssize_t base, row_t *r) {
-    for (Py_ssize_t i = 0; i < n; i++)
+static int printable(const char *s, Py_ssize_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        /* a byte below 0x20, or above 0x7e (its high bit set after adding 1) */
+        if (((w - ones * 0x20) & ~w & high) | (((w + ones * 0x01) | w) & high))
+            return 0;
+    }
+    for (; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
             return 0;
+    return 1;
+}
+
+static int parse_line(const char *s, Py_ssize_t n, Py_ssize_t base, row_t *r) {
+    if (!printable(s, n))
+        return 0;
     Py_ssize_t pos = 0, p, q;
     memset(r, 0, sizeof *r);
 
@@ -463,6 +478,11 @@ typedef struct {
     size_t n_tasks, cap_tasks;
     int64_t n_unmatched;
     int busy;
+    /* the stack of the last lookup (rows of one task come in runs) */
+    int c_ok;
+    uint8_t c_tag;
+    int64_t c_v;
+    size_t c_idx;
 } state_t;
 
 static uint64_t key_hash(uint8_t tag, int64_t v) {
@@ -530,6 +550,7 @@ static void state_clear(state_t *st) {
     st->tasks = NULL;
     st->n_tasks = st->cap_tasks = 0;
     map_clear(&st->task_map);
+    st->c_ok = 0;
 }
 
 static void state_free(PyObject *cap) {
@@ -541,6 +562,8 @@ static void state_free(PyObject *cap) {
 }
 
 static stack_t_ *get_stack(state_t *st, uint8_t tag, int64_t v) {
+    if (st->c_ok && st->c_tag == tag && st->c_v == v)
+        return &st->stacks[st->c_idx];
     int32_t idx = map_get(&st->stack_map, tag, v, (int32_t)st->n_stacks, 1);
     if (idx == -2)
         return NULL;
@@ -556,6 +579,10 @@ static stack_t_ *get_stack(state_t *st, uint8_t tag, int64_t v) {
         memset(&st->stacks[st->n_stacks], 0, sizeof(stack_t_));
         st->n_stacks++;
     }
+    st->c_ok = 1;
+    st->c_tag = tag;
+    st->c_v = v;
+    st->c_idx = (size_t)idx;
     return &st->stacks[idx];
 }
 
@@ -632,60 +659,80 @@ static PyObject *fg_n_unmatched(PyObject *self, PyObject *arg) {
 
 /* ------------------------------------------------------------------ walk() */
 
-/* a string column: int32 offsets, data, validity bitmap */
+/* a string column: int32 offsets and validity bitmap (one slot per row, allocated up front as bytes objects
+   written in place), data (grows) */
 typedef struct {
-    buf_t off, data, valid;
-    Py_ssize_t n, nulls;
+    PyObject *off_b, *valid_b;
+    int32_t *off;
+    uint8_t *valid;
+    buf_t data;
+    Py_ssize_t nulls;
 } scol_t;
 
-static void bit_set(buf_t *v, Py_ssize_t i, int on) {
-    if ((size_t)(i / 8) >= v->n) {
-        uint8_t z = 0;
-        buf_put(v, &z, 1);
-    }
-    if (on && !v->oom)
-        v->p[i / 8] |= (char)(1 << (i % 8));
+/* a writable bytes object of n >= 1 bytes (n == 0 would be the shared empty one), zeroed when asked */
+static PyObject *out_bytes(Py_ssize_t n, int zero, char **p) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n > 0 ? n : 1);
+    if (!b)
+        return NULL;
+    *p = PyBytes_AS_STRING(b);
+    if (zero)
+        memset(*p, 0, (size_t)(n > 0 ? n : 1));
+    return b;
 }
 
-static int scol_init(scol_t *c) {
+static int scol_init(scol_t *c, Py_ssize_t n, size_t reserve) {
     memset(c, 0, sizeof *c);
-    int32_t z = 0;
-    buf_put(&c->off, &z, sizeof z);
-    return c->off.oom ? -1 : 0;
+    char *p;
+    if (!(c->off_b = out_bytes((n + 1) * 4, 0, &p)))
+        return -1;
+    c->off = (int32_t *)p;
+    c->off[0] = 0;
+    if (!(c->valid_b = out_bytes((n + 7) / 8, 1, &p)))
+        return -1;
+    c->valid = (uint8_t *)p;
+    return reserve ? buf_grow(&c->data, reserve) : 0;
 }
 
-static void scol_add(scol_t *c, const char *s, size_t n, int isnull) {
-    if (!isnull)
-        buf_put(&c->data, s, n);
+static inline void scol_set(scol_t *c, Py_ssize_t i, const char *s, size_t n, int isnull) {
+    if (isnull) {
+        c->nulls++;
+    } else {
+        c->valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+        if (n && !buf_grow(&c->data, n)) {
+            memcpy(c->data.p + c->data.n, s, n);
+            c->data.n += n;
+        }
+    }
     if (c->data.n > INT32_MAX)
         c->data.oom = 1;
-    int32_t o = (int32_t)c->data.n;
-    buf_put(&c->off, &o, sizeof o);
-    bit_set(&c->valid, c->n, !isnull);
-    c->nulls += isnull;
-    c->n++;
+    c->off[i + 1] = (int32_t)c->data.n;
 }
 
-static int scol_oom(const scol_t *c) { return c->off.oom || c->data.oom || c->valid.oom; }
 static void scol_free(scol_t *c) {
-    buf_free(&c->off);
+    Py_XDECREF(c->off_b);
+    Py_XDECREF(c->valid_b);
     buf_free(&c->data);
-    buf_free(&c->valid);
 }
 
 static PyObject *bytes_of(const buf_t *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->n); }
 
 /* (validity or None, offsets, data) */
-static PyObject *scol_tuple(const scol_t *c) {
-    PyObject *v;
-    if (c->nulls) {
-        v = bytes_of(&c->valid);
-    } else {
-        v = Py_None;
-        Py_INCREF(v);
-    }
-    return Py_BuildValue("(NNN)", v, bytes_of(&c->off), bytes_of(&c->data));
+static PyObject *scol_tuple(scol_t *c) {
+    PyObject *v = c->nulls ? c->valid_b : Py_None;
+    Py_INCREF(v);
+    Py_INCREF(c->off_b);
+    return Py_BuildValue("(NNN)", v, c->off_b, bytes_of(&c->data));
 }
+
+/* (validity or None, values) of a fixed-width column */
+static PyObject *fcol_tuple(PyObject *valid, Py_ssize_t nulls, PyObject *values) {
+    PyObject *v = nulls ? valid : Py_None;
+    Py_INCREF(v);
+    Py_INCREF(values);
+    return Py_BuildValue("(NN)", v, values);
+}
+
+#define BIT_SET(bm, i) ((bm)[(i) >> 3] |= (uint8_t)(1u << ((i) & 7)))
 
 typedef struct {
     int64_t line;
@@ -783,27 +830,52 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
     Py_ssize_t nr = pr ? pr->n : 0;
     const char *data = pr ? PyBytes_AS_STRING(pr->data) : NULL;
     const row_t *rows = pr ? pr->rows : NULL;
+    size_t r_comm = 0, r_func = 0, r_flags = 0;
+    for (Py_ssize_t k = 0; k < nr; k++) {
+        r_comm += (size_t)rows[k].comm_len;
+        r_func += (size_t)rows[k].func_len;
+        r_flags += (size_t)rows[k].flags_len;
+    }
     scol_t c_comm, c_func, c_event, c_kind, c_flags, c_ret, x_str;
-    int ok = scol_init(&c_comm) == 0;
-    ok &= scol_init(&c_ret) == 0;
-    ok &= scol_init(&c_func) == 0;
-    ok &= scol_init(&c_event) == 0;
-    ok &= scol_init(&c_kind) == 0;
-    ok &= scol_init(&c_flags) == 0;
-    ok &= scol_init(&x_str) == 0; /* the Python rows' popped names and comms, one after another */
-    buf_t b_pid = {0}, b_pidv = {0}, b_depth = {0}, b_map = {0}, b_ts = {0}, b_tsv = {0}, b_dur = {0}, b_durv = {0},
-          b_cpu = {0}, b_line = {0};
+    int ok = scol_init(&c_comm, nr, r_comm) == 0;
+    ok &= scol_init(&c_func, nr, r_func + 64) == 0;
+    ok &= scol_init(&c_event, nr, (size_t)nr * 15) == 0;
+    ok &= scol_init(&c_kind, nr, (size_t)nr * 5) == 0;
+    ok &= scol_init(&c_flags, nr, r_flags) == 0;
+    ok &= scol_init(&c_ret, nr, 0) == 0;
+    ok &= scol_init(&x_str, 0, 0) == 0; /* the Python rows' popped names and comms, one after another */
+    char *p = NULL;
+    PyObject *o_line = out_bytes(nr * 8, 0, &p);
+    int64_t *v_line = (int64_t *)p;
+    PyObject *o_ts = out_bytes(nr * 8, 0, &p);
+    int64_t *v_ts = (int64_t *)p;
+    PyObject *o_tsv = out_bytes((nr + 7) / 8, 1, &p);
+    uint8_t *v_tsv = (uint8_t *)p;
+    PyObject *o_cpu = out_bytes(nr * 4, 0, &p);
+    int32_t *v_cpu = (int32_t *)p;
+    PyObject *o_pid = out_bytes(nr * 4, 0, &p);
+    int32_t *v_pid = (int32_t *)p;
+    PyObject *o_pidv = out_bytes((nr + 7) / 8, 1, &p);
+    uint8_t *v_pidv = (uint8_t *)p;
+    PyObject *o_depth = out_bytes(nr * 4, 0, &p);
+    int32_t *v_depth = (int32_t *)p;
+    PyObject *o_dur = out_bytes(nr * 8, 0, &p);
+    int64_t *v_dur = (int64_t *)p;
+    PyObject *o_durv = out_bytes((nr + 7) / 8, 1, &p);
+    uint8_t *v_durv = (uint8_t *)p;
+    PyObject *o_map = out_bytes((nr + 1) * 4, 0, &p);
+    int32_t *v_map = (int32_t *)p;
+    ok &= o_line && o_ts && o_tsv && o_cpu && o_pid && o_pidv && o_depth && o_dur && o_durv && o_map;
     Py_ssize_t pid_nulls = 0, ts_nulls = 0, dur_nulls = 0, n_unm = 0;
     int err = ok ? 0 : 1;
     st->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t ri = 0, xi = 0;
-    int32_t map_off = 0;
     if (!err)
-        buf_put(&b_map, &map_off, sizeof map_off);
+        v_map[0] = 0;
     while (!err && (ri < nr || xi < nx)) {
-        int take_row = ri < nr && (xi >= nx || rows[ri].line_no < xr[xi].line);
-        if (take_row) {
+        if (ri < nr && (xi >= nx || rows[ri].line_no < xr[xi].line)) {
+            const Py_ssize_t i = ri;
             const row_t *r = &rows[ri++];
             task_t *task;
             stack_t_ *sk = stack_of(st, r->has_pid, r->pid, 1, r->cpu, &task);
@@ -811,8 +883,7 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
                 err = 1;
                 break;
             }
-            int32_t depth, pid = r->has_pid ? r->pid : (task ? (int32_t)task->pid : 0);
-            int has_pid = r->has_pid || task;
+            int32_t depth;
             int unm = 0;
             if (r->kind == K_ENTRY) {
                 depth = (int32_t)sk->n;
@@ -820,7 +891,8 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
                     err = 1;
                     break;
                 }
-                scol_add(&c_func, data + r->func_off, (size_t)r->func_len, 0);
+                scol_set(&c_func, i, data + r->func_off, (size_t)r->func_len, 0);
+                scol_set(&c_kind, i, "entry", 5, 0);
             } else if (r->kind == K_EXIT) {
                 const char *f = r->has_func ? data + r->func_off : NULL;
                 size_t fl = (size_t)r->func_len;
@@ -829,57 +901,57 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
                 if (sk->n) {
                     entry_t *e = &sk->e[--sk->n];
                     if (f) /* the tail comment's name is the row's func */
-                        scol_add(&c_func, f, fl, 0);
+                        scol_set(&c_func, i, f, fl, 0);
                     else
-                        scol_add(&c_func, sk->arena.p + e->start, e->len, e->isnull);
+                        scol_set(&c_func, i, sk->arena.p + e->start, e->len, e->isnull);
                     sk->arena.n = e->start;
                     depth = (int32_t)sk->n;
                 } else {
                     depth = r->ind;
                     unm = 1;
                     st->n_unmatched++;
-                    scol_add(&c_func, f, fl, f == NULL);
+                    scol_set(&c_func, i, f, fl, f == NULL);
                 }
+                scol_set(&c_kind, i, "exit", 4, 0);
             } else {
                 depth = (int32_t)sk->n;
-                scol_add(&c_func, data + r->func_off, (size_t)r->func_len, 0);
+                scol_set(&c_func, i, data + r->func_off, (size_t)r->func_len, 0);
+                scol_set(&c_kind, i, "leaf", 4, 0);
             }
-            buf_put(&b_line, &r->line_no, 8);
-            buf_put(&b_ts, &r->ts, 8);
-            bit_set(&b_tsv, ri - 1, r->has_ts);
-            ts_nulls += !r->has_ts;
-            buf_put(&b_cpu, &r->cpu, 4);
-            buf_put(&b_pid, &pid, 4);
-            bit_set(&b_pidv, ri - 1, has_pid);
-            pid_nulls += !has_pid;
-            if (r->has_pid)
-                scol_add(&c_comm, data + r->comm_off, (size_t)r->comm_len, 0);
-            else if (task)
-                scol_add(&c_comm, task->comm.p, task->comm.n, 0);
+            v_line[i] = r->line_no;
+            v_ts[i] = r->ts;
+            if (r->has_ts)
+                BIT_SET(v_tsv, i);
             else
-                scol_add(&c_comm, NULL, 0, 1);
-            scol_add(&c_flags, r->has_flags ? data + r->flags_off : NULL, (size_t)r->flags_len, !r->has_flags);
-            scol_add(&c_ret, r->has_ret ? data + r->ret_off : NULL, (size_t)r->ret_len, !r->has_ret);
+                ts_nulls++;
+            v_cpu[i] = r->cpu;
+            if (r->has_pid) {
+                v_pid[i] = r->pid;
+                BIT_SET(v_pidv, i);
+                scol_set(&c_comm, i, data + r->comm_off, (size_t)r->comm_len, 0);
+            } else if (task) {
+                v_pid[i] = (int32_t)task->pid;
+                BIT_SET(v_pidv, i);
+                scol_set(&c_comm, i, task->comm.p, task->comm.n, 0);
+            } else {
+                v_pid[i] = 0;
+                pid_nulls++;
+                scol_set(&c_comm, i, NULL, 0, 1);
+            }
+            scol_set(&c_flags, i, data + r->flags_off, (size_t)r->flags_len, !r->has_flags);
+            scol_set(&c_ret, i, data + r->ret_off, (size_t)r->ret_len, !r->has_ret);
             if (r->kind == K_EXIT)
-                scol_add(&c_event, "funcgraph_exit", 14, 0);
+                scol_set(&c_event, i, "funcgraph_exit", 14, 0);
             else
-                scol_add(&c_event, "funcgraph_entry", 15, 0);
-            if (r->kind == K_EXIT)
-                scol_add(&c_kind, "exit", 4, 0);
-            else if (r->kind == K_ENTRY)
-                scol_add(&c_kind, "entry", 5, 0);
+                scol_set(&c_event, i, "funcgraph_entry", 15, 0);
+            v_depth[i] = depth;
+            v_dur[i] = r->dur;
+            if (r->has_dur)
+                BIT_SET(v_durv, i);
             else
-                scol_add(&c_kind, "leaf", 4, 0);
-            buf_put(&b_depth, &depth, 4);
-            buf_put(&b_dur, &r->dur, 8);
-            bit_set(&b_durv, ri - 1, r->has_dur);
-            dur_nulls += !r->has_dur;
+                dur_nulls++;
             n_unm += unm;
-            map_off += unm;
-            buf_put(&b_map, &map_off, sizeof map_off);
-            if (b_line.oom || b_ts.oom || b_tsv.oom || b_cpu.oom || b_pid.oom || b_pidv.oom || b_depth.oom
-                || b_dur.oom || b_durv.oom || b_map.oom)
-                err = 1;
+            v_map[i + 1] = (int32_t)n_unm;
             continue;
         }
         /* a row Python parsed: _DepthState.run's loop body */
@@ -962,24 +1034,23 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     st->busy = 0;
-    if (scol_oom(&c_comm) || scol_oom(&c_func) || scol_oom(&c_event) || scol_oom(&c_kind) || scol_oom(&c_flags)
-        || scol_oom(&c_ret))
+    if (ok && (c_comm.data.oom || c_func.data.oom || c_event.data.oom || c_kind.data.oom || c_flags.data.oom
+               || c_ret.data.oom))
         err = 1;
     PyObject *res = NULL, *cols = NULL, *xlists = NULL;
     if (err) {
-        PyErr_NoMemory();
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
         goto done;
     }
     if (pr) {
-        PyObject *none1 = Py_None, *none2 = Py_None, *none3 = Py_None;
-        cols = Py_BuildValue(
-            "{s:n,s:N,s:(NN),s:N,s:(NN),s:N,s:N,s:N,s:N,s:N,s:N,s:(NN),s:N,s:n,s:N}", "n", nr, "line_no", bytes_of(&b_line),
-            "ts_ns", ts_nulls ? bytes_of(&b_tsv) : (Py_INCREF(none1), none1), bytes_of(&b_ts), "cpu",
-            bytes_of(&b_cpu), "pid", pid_nulls ? bytes_of(&b_pidv) : (Py_INCREF(none2), none2), bytes_of(&b_pid),
-            "comm", scol_tuple(&c_comm), "flags", scol_tuple(&c_flags), "event", scol_tuple(&c_event), "func",
-            scol_tuple(&c_func), "kind", scol_tuple(&c_kind), "depth", bytes_of(&b_depth), "duration_ns",
-            dur_nulls ? bytes_of(&b_durv) : (Py_INCREF(none3), none3), bytes_of(&b_dur), "fields_offsets",
-            bytes_of(&b_map), "n_unmatched", n_unm, "retval", scol_tuple(&c_ret));
+        cols = Py_BuildValue("{s:n,s:O,s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:N,s:O,s:n,s:N}", "n", nr, "line_no",
+                             o_line, "ts_ns", fcol_tuple(o_tsv, ts_nulls, o_ts), "cpu", o_cpu, "pid",
+                             fcol_tuple(o_pidv, pid_nulls, o_pid), "comm", scol_tuple(&c_comm), "flags",
+                             scol_tuple(&c_flags), "event", scol_tuple(&c_event), "func", scol_tuple(&c_func),
+                             "kind", scol_tuple(&c_kind), "depth", o_depth, "duration_ns",
+                             fcol_tuple(o_durv, dur_nulls, o_dur), "fields_offsets", o_map, "n_unmatched", n_unm,
+                             "retval", scol_tuple(&c_ret));
         if (!cols)
             goto done;
     } else {
@@ -1029,16 +1100,16 @@ done:
     scol_free(&c_flags);
     scol_free(&c_ret);
     scol_free(&x_str);
-    buf_free(&b_pid);
-    buf_free(&b_pidv);
-    buf_free(&b_depth);
-    buf_free(&b_map);
-    buf_free(&b_ts);
-    buf_free(&b_tsv);
-    buf_free(&b_dur);
-    buf_free(&b_durv);
-    buf_free(&b_cpu);
-    buf_free(&b_line);
+    Py_XDECREF(o_line);
+    Py_XDECREF(o_ts);
+    Py_XDECREF(o_tsv);
+    Py_XDECREF(o_cpu);
+    Py_XDECREF(o_pid);
+    Py_XDECREF(o_pidv);
+    Py_XDECREF(o_depth);
+    Py_XDECREF(o_dur);
+    Py_XDECREF(o_durv);
+    Py_XDECREF(o_map);
     free(xr);
     free(xo);
     return res;
