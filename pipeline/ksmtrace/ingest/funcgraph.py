@@ -23,7 +23,9 @@ over the small state columns only.
 """
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -606,16 +608,63 @@ class _TakenView:
     """The source as ``iter_line_frames`` reads it, with the lines the compiled parser took emptied (their
     newlines kept: the other lines keep their numbers, and a stack record is carried to the next chunk just
     as in the full text, since a taken line is never a stack line). Each chunk's parse result is appended to
-    ``taken`` before the chunk is handed on."""
+    ``taken`` before the chunk is handed on. The source is read and parsed one chunk ahead in a worker thread
+    (the parser and sha256 release the GIL), so that reading overlaps with the walk and the Parquet writer."""
 
     def __init__(self, source: TraceSource, mod, taken: list):
         self.source, self.mod, self.taken = source, mod, taken
 
-    def chunks(self) -> Iterator[Chunk]:
+    def _parsed(self):
         for ch in self.source.chunks():
-            r = self.mod.parse(ch.data, ch.first_line_no)
+            yield ch.first_line_no, self.mod.parse(ch.data, ch.first_line_no)
+
+    def chunks(self) -> Iterator[Chunk]:
+        for first, r in _ahead(self._parsed()):
             self.taken.append(r)
-            yield Chunk(r[3], ch.first_line_no)
+            yield Chunk(r[3], first)
+
+
+def _ahead(items: Iterator, n: int = 2) -> Iterator:
+    """``items`` produced in a worker thread, at most ``n`` ahead of the consumer; its exception re-raised here.
+    Closing the consumer stops the worker."""
+    q: queue.Queue = queue.Queue(maxsize=n)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for x in items:
+                if not put(("x", x)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer
+            put(("err", e))
+
+    th = threading.Thread(target=work, name="ksmtrace-funcgraph-read", daemon=True)
+    th.start()
+    finished = False
+    try:
+        while True:
+            kind, v = q.get()
+            if kind == "x":
+                yield v
+            else:
+                finished = True
+                if kind == "err":
+                    raise v
+                return
+    finally:
+        stop.set()
+        if finished:  # else the worker may be blocked in a read (a stalled pipe): it stops at its next item
+            th.join()
 
 
 def _native_table(c: dict) -> pa.Table:
