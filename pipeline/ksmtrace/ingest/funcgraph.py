@@ -146,27 +146,24 @@ class FuncGraphParser(Parser):
         Returns the number of unmatched exits."""
         walker = mod.new_state()
         taken: list = []
-        for df in iter_line_frames(_TakenView(source, mod, taken)):
+        view = _TakenView(source, mod, taken)
+        for df in iter_line_frames(view):
             done, taken[:] = [r for r in taken if r[1]], []
+            nos = view.real_line_nos(df.item(0, "line_no"), df.height)
+            df = df.with_columns(line_no=pl.Series(nos, dtype=pl.Int64)).filter(pl.col("line_no") >= 0)
             t = self._chunk_native(df, done, stats, counters, mod, walker)
             if t is not None and t.num_rows:
                 yield t
         return mod.n_unmatched(walker)
 
     def _chunk_native(self, df: pl.DataFrame, done: list, stats: ParseStats, counters: dict, mod, walker):
-        """``_chunk`` of a frame whose common graph lines the compiled parser took (``done``: its results of
-        the chunks this frame holds; the taken lines are empty in ``df``)."""
+        """``_chunk`` of a frame less the common graph lines the compiled parser took (``done``: its results
+        of the chunks this frame holds)."""
         if len(done) > 1:  # a frame holds the lines of one chunk (and carried stack lines without graph rows)
             raise RuntimeError("function_graph: compiled rows of two chunks in one frame")
         rows = done[0] if done else None
         n_abs = 0
         if rows is not None:
-            nos = np.frombuffer(rows[4], dtype=np.int64) - df.item(0, "line_no")
-            if nos[0] < 0 or nos[-1] >= df.height:
-                raise RuntimeError("function_graph: compiled rows outside their frame")
-            keep = np.ones(df.height, dtype=bool)
-            keep[nos] = False
-            df = df.filter(pl.Series(keep))
             self._seen_graph = True
             n_abs = rows[2]
         tables = []
@@ -605,23 +602,45 @@ _KIND_CODES = {"__reset": 0, "__switch": 1, "entry": 2, "exit": 3}
 
 
 class _TakenView:
-    """The source as ``iter_line_frames`` reads it, with the lines the compiled parser took emptied (their
-    newlines kept: the other lines keep their numbers, and a stack record is carried to the next chunk just
-    as in the full text, since a taken line is never a stack line). Each chunk's parse result is appended to
-    ``taken`` before the chunk is handed on. The source is read and parsed one chunk ahead in a worker thread
-    (the parser and sha256 release the GIL), so that reading overlaps with the walk and the Parquet writer."""
+    """The source as ``iter_line_frames`` reads it, less the lines the compiled parser took: one empty line
+    stands for each run of them, so a stack record is carried to the next chunk exactly as in the full text
+    (a taken line is never a stack line, and neither is an empty one). Its lines are numbered 1, 2, ... in
+    this view; ``real_line_nos`` gives their numbers in the input (-1: such an empty line). Each chunk's
+    parse result is appended to ``taken`` before the chunk is handed on. The source is read and parsed one
+    chunk ahead in a worker thread (the parser and sha256 release the GIL), so that reading overlaps with the
+    walk and the Parquet writer."""
 
     def __init__(self, source: TraceSource, mod, taken: list):
         self.source, self.mod, self.taken = source, mod, taken
+        self._maps: list[tuple[int, np.ndarray]] = []  # (first view line, real numbers) of chunks in flight
 
     def _parsed(self):
         for ch in self.source.chunks():
-            yield ch.first_line_no, self.mod.parse(ch.data, ch.first_line_no)
+            yield self.mod.parse(ch.data, ch.first_line_no)
 
     def chunks(self) -> Iterator[Chunk]:
-        for first, r in _ahead(self._parsed()):
+        nxt = 1
+        for r in _ahead(self._parsed()):
+            nos = np.frombuffer(r[4], dtype=np.int64)
+            self._maps.append((nxt, nos))
             self.taken.append(r)
-            yield Chunk(r[3], first)
+            yield Chunk(r[3], nxt)
+            nxt += len(nos)
+
+    def real_line_nos(self, first: int, n: int) -> np.ndarray:
+        """The input's line numbers of the view's lines first .. first + n - 1 (-1: a run of taken lines)."""
+        maps = self._maps
+        while maps and maps[0][0] + len(maps[0][1]) <= first:
+            maps.pop(0)
+        parts, end = [], first + n
+        for start, nos in maps:
+            if start >= end:
+                break
+            parts.append(nos[max(first - start, 0):end - start])
+        out = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        if len(out) != n:
+            raise RuntimeError("function_graph: a frame's lines are not those of its chunks")
+        return out
 
 
 def _ahead(items: Iterator, n: int = 2) -> Iterator:

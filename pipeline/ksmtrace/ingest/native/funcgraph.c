@@ -1,14 +1,14 @@
 /* ksmtrace.ingest._c_funcgraph: the common lines of function_graph text, and the per-task depth walk.
 
-   parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, line_nos)
+   parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, nos)
        Splits a chunk (bytes, whole lines) and takes every line it is sure of: printable ASCII, an optional
        abstime column, the CPU column, an optional proc column, optional latency flags, the duration column
        (with or without a duration) and one of the three common texts ``f();``, ``f() {`` and ``}``. Every
        group is read the way ksmtrace.ingest.funcgraph.GRAPH_RE reads it (each optional group is taken where
        it matches, in order). A line whose numbers would not fit the schema, a REL TIME or irq-marker column,
-       or anything else goes back to Python: ``rest`` is ``data`` with the taken lines emptied (their newline
-       kept, so the line numbers of the others stay), ``line_nos`` (int64) the numbers of the taken lines,
-       ``rows`` an opaque handle for walk(), ``n_abs`` how many taken lines have an abstime column.
+       or anything else goes back to Python: ``rest`` holds the other lines, verbatim, and one empty line in
+       place of each run of taken lines; ``nos`` (int64) the line number of each line of ``rest`` (-1 for those
+       empty ones); ``rows`` an opaque handle for walk(), ``n_abs`` how many taken lines have an abstime.
 
    new_state() -> state: the per-task open-call stacks and the CPU -> task map of the task-change banners,
        carried across chunks (what ksmtrace.ingest.funcgraph._DepthState.run keeps).
@@ -76,6 +76,8 @@ static void buf_free(buf_t *b) {
     b->p = NULL;
     b->n = b->cap = 0;
 }
+
+static PyObject *bytes_of(const buf_t *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->n); }
 
 /* ------------------------------------------------------------------ one line */
 
@@ -366,11 +368,13 @@ static PyObject *fg_parse(PyObject *self, PyObject *args) {
     char *out = PyBytes_AS_STRING(rest);
     Py_ssize_t on = 0, nr = 0, cap = 0, n_abs = 0;
     row_t *rows = NULL;
-    int oom = 0;
+    buf_t nos = {0};
+    int oom = 0, in_run = 0;
+    const int64_t none = -1;
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t i = 0;
     int64_t ln = first;
-    while (i < n) {
+    while (i < n && !nos.oom) {
         const char *nl = memchr(s + i, '\n', (size_t)(n - i));
         Py_ssize_t e = nl ? nl - s : n, le = e;
         while (le > i && (s[le - 1] == ' ' || s[le - 1] == '\t' || s[le - 1] == '\r' || s[le - 1] == '\n'
@@ -390,27 +394,36 @@ static PyObject *fg_parse(PyObject *self, PyObject *args) {
             rows[nr].line_no = ln;
             n_abs += rows[nr].has_ts;
             nr++;
-            out[on++] = '\n'; /* an empty line in its place (also for a last line without a newline) */
+            if (!in_run) { /* one empty line for the run (also when it ends the input without a newline) */
+                out[on++] = '\n';
+                buf_put(&nos, &none, sizeof none);
+            }
+            in_run = 1;
         } else {
             memcpy(out + on, s + i, (size_t)(e - i));
             on += e - i;
             if (nl)
                 out[on++] = '\n';
+            buf_put(&nos, &ln, sizeof ln);
+            in_run = 0;
         }
         i = e + 1;
         ln++;
     }
     Py_END_ALLOW_THREADS
-    if (oom) {
+    if (oom || nos.oom) {
         free(rows);
+        buf_free(&nos);
         Py_DECREF(rest);
         return PyErr_NoMemory();
     }
     if (_PyBytes_Resize(&rest, on) < 0) {
         free(rows);
+        buf_free(&nos);
         return NULL;
     }
-    PyObject *lines = PyBytes_FromStringAndSize(NULL, nr * (Py_ssize_t)sizeof(int64_t));
+    PyObject *lines = bytes_of(&nos);
+    buf_free(&nos);
     parsed_t *pr = malloc(sizeof *pr);
     if (!lines || !pr) {
         Py_XDECREF(lines);
@@ -419,9 +432,6 @@ static PyObject *fg_parse(PyObject *self, PyObject *args) {
         free(pr);
         return lines ? PyErr_NoMemory() : NULL;
     }
-    int64_t *lp = (int64_t *)PyBytes_AS_STRING(lines);
-    for (Py_ssize_t k = 0; k < nr; k++)
-        lp[k] = rows[k].line_no;
     pr->data = data;
     Py_INCREF(data);
     pr->rows = rows;
@@ -713,8 +723,6 @@ static void scol_free(scol_t *c) {
     Py_XDECREF(c->valid_b);
     buf_free(&c->data);
 }
-
-static PyObject *bytes_of(const buf_t *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->n); }
 
 /* (validity or None, offsets, data) */
 static PyObject *scol_tuple(scol_t *c) {
@@ -1120,7 +1128,7 @@ fail_x:
 }
 
 static PyMethodDef methods[] = {
-    {"parse", fg_parse, METH_VARARGS, "parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, line_nos)"},
+    {"parse", fg_parse, METH_VARARGS, "parse(data, first_line_no) -> (rows, n_rows, n_abs, rest, nos)"},
     {"new_state", fg_new_state, METH_NOARGS, "new_state() -> the depth state carried across chunks"},
     {"walk", fg_walk, METH_VARARGS,
      "walk(state, rows, lines, kinds, funcs, cpus, pids, inds) -> (columns, (depth, func, pid, comm, unmatched))"},
