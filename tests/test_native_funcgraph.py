@@ -66,7 +66,8 @@ TAIL = ["", "", "", " ", "\t", "  \x0b", "\x0c"]
 WHOLE = [" 1)  bash-9  =>  kcompact-33", " ------------------------------------------", " (Overruns: 12)",
          "# tracer: function_graph", "#", "", " ksm_rma-269  =>  <idle>-0", "  => foo+0x1/0x2", " => bar",
          "   bash-1     [000] ....  1.000000: <stack trace>", "   bash-1     [000] ....  1.000001: kfree: ptr=0x1",
-         "CPU:1 [LOST 3 EVENTS]", " 0)  a-1  =>  b-99999999999", "    1)  bash-9  =>  ksmd-37", "prose words"]
+         "CPU:1 [LOST 3 EVENTS]", " 0)  a-1  =>  b-99999999999", "    1)  bash-9  =>  ksmd-37", "prose words",
+         " 0)  b\u00e4sh-9  =>  k\u00f6d-37", " 12)  a b-9  =>  c d -10", " 0)  x-1  =>  y-1x", "   0)  a-1"]
 HOSTILE = ["\x00", "\u00e9", "\x1b[31m", "\u00a0", "\ufffd", "|", ")", "-", "\t", "\r", "1", "{", "}", ";"]
 
 

@@ -20,6 +20,14 @@ Depth is inferred from braces, per task: the pid when ``funcgraph-proc`` is on,
 otherwise the task that the last task-change banner put on that CPU (or the CPU
 itself before any banner). Regex extraction is vectorised; depth is a tight loop
 over the small state columns only.
+
+Compiled path (``ingest/native/funcgraph.c``, used when built and not switched off,
+see ``ksmtrace.ingest._native``): it takes the lines of each chunk it is sure of
+(printable ASCII; abstime, CPU, proc, latency-flag and duration columns read as
+GRAPH_RE reads them; ``f();``, ``f() {``, ``}`` and ``} /* f ... */``) and walks the
+depth of every graph row, in C with the GIL released; every other line goes through
+the stages below by its line number, so the rows are the same either way
+(tests/test_native_funcgraph.py compares the two on generated and real inputs).
 """
 from __future__ import annotations
 
