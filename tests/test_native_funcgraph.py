@@ -38,8 +38,8 @@ def assert_same(blob: bytes, chunk: int | None = None) -> pa.Table | None:
     if ta is not None:
         assert ta.schema == tb.schema
         assert ta.to_pylist() == tb.to_pylist()
-    assert (sa.n_malformed, sa.malformed_examples, sa.meta, sa.n_lost_events, sa.lost_unknown) == \
-        (sb.n_malformed, sb.malformed_examples, sb.meta, sb.n_lost_events, sb.lost_unknown)
+    assert (sa.n_malformed, sa.malformed_examples, list(sa.meta.items()), sa.n_lost_events, sa.lost_unknown) == \
+        (sb.n_malformed, sb.malformed_examples, list(sb.meta.items()), sb.n_lost_events, sb.lost_unknown)
     return ta
 
 
