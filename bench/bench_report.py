@@ -14,6 +14,7 @@ time, each in a fresh connection as `ksmtrace sql` and `ksmtrace report` open on
     the events by the same SQL (_walks_from_events ...), as every query did before.
 
     python bench/bench_report.py --capture-events 1600000      # ~190 MB function_graph, 1.6 M records
+    python bench/bench_report.py --real-mb 181                  # the real 6.1 capture tiled to 181 MB
 """
 from __future__ import annotations
 
@@ -62,7 +63,13 @@ def store_mode(args) -> None:
 
     with tempfile.TemporaryDirectory(prefix="ksmtrace-bench-report-") as tmp:
         cap = Path(args.capture) if args.capture else Path(tmp) / "capture.txt"
-        if not args.capture:
+        if args.real_mb:  # the real 6.1 function_graph capture, tiled in time to the size asked
+            sys.path.insert(0, str(Path(__file__).parent))
+            import _ingest_harness as h
+
+            src = Path(__file__).resolve().parent.parent / "sample_traces" / "real-6.1-fg200.funcgraph.txt.zst"
+            h.tile(h.read_capture(src), "function-graph", cap, args.real_mb)
+        elif not args.capture:
             import subprocess
 
             subprocess.run([sys.executable, str(Path(__file__).parent / "gen_large_trace.py"), "--events",
@@ -119,9 +126,11 @@ def main() -> None:
     ap.add_argument("--format", default="html", choices=["text", "lkml", "markdown", "html", "json"])
     ap.add_argument("--capture", help="store mode: a trace file to ingest as the runs before and after")
     ap.add_argument("--capture-events", type=int, help="store mode: generate a function_graph capture of N records")
+    ap.add_argument("--real-mb", type=float, help="store mode: the real 6.1 function_graph capture "
+                    "(sample_traces/real-6.1-fg200) tiled in time to this many MB")
     ap.add_argument("--store", type=Path, help="store mode: keep the store here (and reuse it when it has runs)")
     args = ap.parse_args()
-    if args.capture or args.capture_events:
+    if args.capture or args.capture_events or args.real_mb:
         return store_mode(args)
     per_run = args.walks // 2 // args.runs_per_side
 

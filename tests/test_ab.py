@@ -105,6 +105,9 @@ def test_interleaved_boots_one_run_each_and_the_report_in_dir(images, tmp_path):
     assert man["order"] == ["unpatched#1", "patched#1", "unpatched#2", "patched#2"]
     assert all(len(x["attempts"]) == 1 and x["attempts"][0]["ok"] for x in man["boots"])
     assert man["kernels"]["before"]["sha256"] != man["kernels"]["after"]["sha256"]
+    # how the guests boot is on record: TCG guests get tsc=reliable (the trace clock), KVM guests nothing
+    assert man["guest"]["accelerator"] in ("kvm", "tcg")
+    assert man["guest"]["boot_options"] == ([] if man["guest"]["accelerator"] == "kvm" else ["tsc=reliable"])
 
 
 @pytest.mark.parametrize("how", ["noboot", "cmdfail", "nowalks"])

@@ -5,7 +5,8 @@ One boot = one run: the guest runs ``ksmtrace capture --out TRACE --method M -- 
 as one run under the side's label, and at the end ``ksmtrace report`` compares the two labels with the
 run as the statistical unit. Everything stays in ``--out DIR``::
 
-    DIR/ab.json             options, kernel images (size, sha256), every boot (attempts, status, times)
+    DIR/ab.json             options, kernel images (size, sha256), how guests boot (KVM/TCG, added kernel
+                            options), every boot (attempts, status, times)
     DIR/traces/LABEL-NN.txt one trace per boot (+ .meta.json provenance, .bufstats.txt); a failed
                             attempt's files are renamed LABEL-NN.failed-K.*
     DIR/store/              the ksmtrace store the report reads (ksmtrace report --store DIR/store ...)
@@ -173,6 +174,17 @@ class _Progress:
             self.say(f"{self.prefix} guest {text}")
 
 
+def _guest_boot(kvm) -> dict:
+    """ab.json's record of how the guests boot: the accelerator and the kernel options ksmtrace adds."""
+    from .capture import vm
+
+    try:
+        use_kvm = vm.resolve_kvm(kvm)
+    except KsmtraceError as e:  # --kvm on where KVM cannot work: the first boot reports it
+        return {"accelerator": "kvm", "boot_options": vm.boot_options(True), "problem": str(e)}
+    return {"accelerator": "kvm" if use_kvm else "tcg", "boot_options": vm.boot_options(use_kvm)}
+
+
 def _rename_failed(trace: Path, attempt: int) -> list[str]:
     """Keep a failed attempt's files beside the good ones: LABEL-NN.failed-K.txt (+ sidecars)."""
     kept = []
@@ -223,6 +235,9 @@ def run(opts: AbOptions, *, run_in_vm: Callable | None = None, say: Callable[[st
         "kernels": {side: {"label": labels[side], **image_info(images[side])} for side in ("before", "after")},
         "host": {"cpus": os.cpu_count(), "kernel": os.uname().release, "kvm": vm.kvm_usable()[1]},
         "guest_command": guest_command(opts, Path("TRACE")),
+        # how the guests boot: KVM or TCG emulation, and the kernel options ksmtrace adds (tsc=reliable under
+        # TCG keeps the trace clock from stalling); the trace sidecars record the clocksource each boot had
+        "guest": _guest_boot(opts.kvm),
         "order": [f"{b.label}#{b.index}" for b in boots],
         "boots": [],
     }

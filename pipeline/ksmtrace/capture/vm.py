@@ -221,6 +221,11 @@ def guest_script(cmd: list[str], cwd: Path, status_file: Path) -> str:
             f"echo '{EXIT_MARK}'$rc; exit $rc")
 
 
+def boot_options(use_kvm: bool) -> list[str]:
+    """The kernel command-line options ksmtrace adds to a guest's boot (virtme-ng adds its own)."""
+    return [] if use_kvm else list(TCG_BOOT_OPTIONS)
+
+
 def vng_argv(vng: str, image: Path, script: str, *, memory_mb: int, cpus: int, numa_nodes: int, use_kvm: bool,
              rwdirs: list[Path]) -> list[str]:
     argv = [vng, "--run", str(image), "--user", "root", "--memory", f"{memory_mb}M", "--cpus", str(cpus)]
@@ -229,8 +234,8 @@ def vng_argv(vng: str, image: Path, script: str, *, memory_mb: int, cpus: int, n
         argv += ["--rwdir", str(d)]
     if not use_kvm:
         argv.append("--disable-kvm")
-        for opt in TCG_BOOT_OPTIONS:
-            argv += ["--append", opt]
+    for opt in boot_options(use_kvm):
+        argv += ["--append", opt]
     argv += ["--", script]
     return argv
 
