@@ -311,6 +311,8 @@ static int parse_line(const char *s, Py_ssize_t n, Py_ssize_t base, row_t *r) {
     p = skip_spaces(s, pos, n);
     Py_ssize_t indn = p - pos, tl = n - p;
     const char *t = s + p;
+    if (tl <= 0) /* no text */
+        return 0;
     r->ind = (int32_t)((indn > 2 ? indn - 2 : 0) / 2);
     if (indn > INT32_MAX)
         return 0;
