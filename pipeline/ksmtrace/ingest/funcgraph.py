@@ -24,7 +24,8 @@ over the small state columns only.
 Compiled path (``ingest/native/funcgraph.c``, used when built and not switched off,
 see ``ksmtrace.ingest._native``): it takes the lines of each chunk it is sure of
 (printable ASCII; abstime, CPU, proc, latency-flag and duration columns read as
-GRAPH_RE reads them; ``f();``, ``f() {``, ``}`` and ``} /* f ... */``) and walks the
+GRAPH_RE reads them; ``f();``, ``f() {``, ``}``, each with its common comments:
+``/* <-caller+off/size = ret */`` on calls, ``/* f = ret */`` on exits) and walks the
 depth of every graph row, in C with the GIL released; every other line goes through
 the stages below by its line number, so the rows are the same either way
 (tests/test_native_funcgraph.py compares the two on generated and real inputs).
@@ -717,7 +718,8 @@ def _native_table(c: dict) -> pa.Table:
         "line_no": prim(pa.int64(), "line_no"), "ts_ns": prim(pa.int64(), "ts_ns"), "cpu": prim(pa.int32(), "cpu"),
         "pid": prim(pa.int32(), "pid"), "comm": text("comm"), "flags": text("flags"), "event": text("event"),
         "func": text("func"), "depth": prim(pa.int32(), "depth"), "kind": text("kind"),
-        "duration_ns": prim(pa.int64(), "duration_ns"), "retval": text("retval"), "fields": fields})
+        "duration_ns": prim(pa.int64(), "duration_ns"), "retval": text("retval"),
+        "parent": text("parent"), "fields": fields})
 
 
 class _DepthState:

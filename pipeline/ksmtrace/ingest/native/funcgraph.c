@@ -85,10 +85,10 @@ enum { K_LEAF = 1, K_ENTRY = 2, K_EXIT = 3 };
 
 typedef struct {
     int64_t line_no, ts, dur;
-    Py_ssize_t comm_off, flags_off, func_off, ret_off;
+    Py_ssize_t comm_off, flags_off, func_off, ret_off, par_off;
     int32_t cpu, pid, ind;
-    int32_t comm_len, flags_len, func_len, ret_len;
-    uint8_t kind, has_ts, has_pid, has_dur, has_flags, has_func, has_ret;
+    int32_t comm_len, flags_len, func_len, ret_len, par_len;
+    uint8_t kind, has_ts, has_pid, has_dur, has_flags, has_func, has_ret, has_par;
 } row_t;
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -170,6 +170,50 @@ static int exit_comment(const char *t, Py_ssize_t tl, Py_ssize_t base, row_t *r)
     r->has_func = 1;
     r->func_off = base + ca;
     r->func_len = (int32_t)(fe - ca);
+    return 1;
+}
+
+/* c[0:n] (the text after a call's "();" or "() {": spaces, the comment opener, c, the closer at the end, as
+   CALL_RE reads it): c read by CALL_CMT_RE, an optional "<-" return address (no spaces) and an optional
+   "= " or "ret=" retval (no spaces). 0: another shape, or one where CALL_RE / CALL_CMT_RE could backtrack to
+   another reading (left to Python). An empty tail is no comment. */
+static int call_comment(const char *t, Py_ssize_t tl, Py_ssize_t base, row_t *r) {
+    if (tl == 0)
+        return 1;
+    Py_ssize_t a = skip_spaces(t, 0, tl);
+    if (!(a + 4 <= tl && t[a] == '/' && t[a + 1] == '*' && t[tl - 2] == '*' && t[tl - 1] == '/'))
+        return 0;
+    Py_ssize_t ca = skip_spaces(t, a + 2, tl - 2), cb = tl - 2;
+    while (cb > ca && t[cb - 1] == ' ')
+        cb--;
+    if (ca == cb)
+        return 1;
+    Py_ssize_t q = ca;
+    if (q + 2 <= cb && t[q] == '<' && t[q + 1] == '-') {
+        Py_ssize_t e = q + 2;
+        while (e < cb && t[e] != ' ')
+            e++;
+        if (e == q + 2 || t[e - 1] == '=') /* no address, or one a shorter match could end before "= " */
+            return 0;
+        r->has_par = 1;
+        r->par_off = base + q + 2;
+        r->par_len = (int32_t)(e - q - 2);
+        if (e == cb)
+            return 1;
+        q = skip_spaces(t, e, cb);
+    }
+    Py_ssize_t ra;
+    if (q + 2 <= cb && t[q] == '=' && t[q + 1] == ' ')
+        ra = q + 2;
+    else if (q + 4 <= cb && memcmp(t + q, "ret=", 4) == 0)
+        ra = q + 4;
+    else
+        return 0;
+    if (ra >= cb || memchr(t + ra, ' ', (size_t)(cb - ra)))
+        return 0;
+    r->has_ret = 1;
+    r->ret_off = base + ra;
+    r->ret_len = (int32_t)(cb - ra);
     return 1;
 }
 
@@ -316,22 +360,28 @@ static int parse_line(const char *s, Py_ssize_t n, Py_ssize_t base, row_t *r) {
     r->ind = (int32_t)((indn > 2 ? indn - 2 : 0) / 2);
     if (indn > INT32_MAX)
         return 0;
-    Py_ssize_t name = 0;
     if (t[0] == '}') {
         r->kind = K_EXIT;
         return tl == 1 || exit_comment(t, tl, base + p, r);
-    } else if (tl >= 4 && memcmp(t + tl - 3, "();", 3) == 0) {
+    }
+    /* a call: name, then "();" or "() {", then nothing or a comment */
+    Py_ssize_t name = 0;
+    while (name < tl && is_name_char(t[name]))
+        name++;
+    if (name == 0)
+        return 0;
+    Py_ssize_t after;
+    if (name + 3 <= tl && memcmp(t + name, "();", 3) == 0) {
         r->kind = K_LEAF;
-        name = tl - 3;
-    } else if (tl >= 5 && memcmp(t + tl - 4, "() {", 4) == 0) {
+        after = name + 3;
+    } else if (name + 4 <= tl && memcmp(t + name, "() {", 4) == 0) {
         r->kind = K_ENTRY;
-        name = tl - 4;
+        after = name + 4;
     } else {
         return 0;
     }
-    for (Py_ssize_t i = 0; i < name; i++)
-        if (!is_name_char(t[i]))
-            return 0;
+    if (!call_comment(t + after, tl - after, base + p + after, r))
+        return 0;
     if (name > INT32_MAX)
         return 0;
     r->func_off = base + p;
@@ -846,8 +896,9 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
         r_func += (size_t)rows[k].func_len;
         r_flags += (size_t)rows[k].flags_len;
     }
-    scol_t c_comm, c_func, c_event, c_kind, c_flags, c_ret, x_str;
+    scol_t c_comm, c_func, c_event, c_kind, c_flags, c_ret, c_par, x_str;
     int ok = scol_init(&c_comm, nr, r_comm) == 0;
+    ok &= scol_init(&c_par, nr, 0) == 0;
     ok &= scol_init(&c_func, nr, r_func + 64) == 0;
     ok &= scol_init(&c_event, nr, (size_t)nr * 15) == 0;
     ok &= scol_init(&c_kind, nr, (size_t)nr * 5) == 0;
@@ -950,6 +1001,7 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
             }
             scol_set(&c_flags, i, data + r->flags_off, (size_t)r->flags_len, !r->has_flags);
             scol_set(&c_ret, i, data + r->ret_off, (size_t)r->ret_len, !r->has_ret);
+            scol_set(&c_par, i, data + r->par_off, (size_t)r->par_len, !r->has_par);
             if (r->kind == K_EXIT)
                 scol_set(&c_event, i, "funcgraph_exit", 14, 0);
             else
@@ -1045,7 +1097,7 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     st->busy = 0;
     if (ok && (c_comm.data.oom || c_func.data.oom || c_event.data.oom || c_kind.data.oom || c_flags.data.oom
-               || c_ret.data.oom))
+               || c_ret.data.oom || c_par.data.oom))
         err = 1;
     PyObject *res = NULL, *cols = NULL, *xlists = NULL;
     if (err) {
@@ -1054,13 +1106,13 @@ static PyObject *fg_walk(PyObject *self, PyObject *args) {
         goto done;
     }
     if (pr) {
-        cols = Py_BuildValue("{s:n,s:O,s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:N,s:O,s:n,s:N}", "n", nr, "line_no",
+        cols = Py_BuildValue("{s:n,s:O,s:N,s:O,s:N,s:N,s:N,s:N,s:N,s:N,s:O,s:N,s:O,s:n,s:N,s:N}", "n", nr, "line_no",
                              o_line, "ts_ns", fcol_tuple(o_tsv, ts_nulls, o_ts), "cpu", o_cpu, "pid",
                              fcol_tuple(o_pidv, pid_nulls, o_pid), "comm", scol_tuple(&c_comm), "flags",
                              scol_tuple(&c_flags), "event", scol_tuple(&c_event), "func", scol_tuple(&c_func),
                              "kind", scol_tuple(&c_kind), "depth", o_depth, "duration_ns",
                              fcol_tuple(o_durv, dur_nulls, o_dur), "fields_offsets", o_map, "n_unmatched", n_unm,
-                             "retval", scol_tuple(&c_ret));
+                             "retval", scol_tuple(&c_ret), "parent", scol_tuple(&c_par));
         if (!cols)
             goto done;
     } else {
@@ -1109,6 +1161,7 @@ done:
     scol_free(&c_kind);
     scol_free(&c_flags);
     scol_free(&c_ret);
+    scol_free(&c_par);
     scol_free(&x_str);
     Py_XDECREF(o_line);
     Py_XDECREF(o_ts);
