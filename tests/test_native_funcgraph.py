@@ -89,8 +89,8 @@ def layout_line(draw, layout) -> str:
     """A line of one common layout (the shape of a real capture), with a random text."""
     a, c, p, fl = layout
     f = draw(st.sampled_from(FUNCS))
-    return "".join([a, c, p, fl, draw(st.sampled_from(DCOL[:5])), draw(st.sampled_from(IND[1:])),
-                    draw(st.sampled_from(TEXT[:8])).format(f=f)])
+    text = draw(st.sampled_from(TEXT[:8]) | st.sampled_from(TEXT))  # the common texts, then any
+    return "".join([a, c, p, fl, draw(st.sampled_from(DCOL[:5])), draw(st.sampled_from(IND[1:])), text.format(f=f)])
 
 
 @st.composite
