@@ -11,6 +11,7 @@ same columns written to Parquet with the same schema. Both run in their own chil
 time, CPU time and its peak RSS.
 
     python bench/bench_ingest_funcgraph.py --size-mb 200
+    KSMTRACE_NATIVE=0 python bench/bench_ingest_funcgraph.py --size-mb 200   # without the compiled parser
 """
 from __future__ import annotations
 
@@ -97,7 +98,10 @@ def main() -> None:
             k = tile(read_capture(SAMPLE), "function-graph", src, a.size_mb)
             print(f"input: {SAMPLE.name} tiled {k}x")
         size = src.stat().st_size / 1e6
-        print(f"function_graph, {size:.1f} MB")
+        from ksmtrace.ingest import _native
+
+        compiled = "funcgraph" in _native.built() and _native.enabled()
+        print(f"function_graph, {size:.1f} MB; compiled parser {'on' if compiled else 'off'}")
         t0 = time.perf_counter()
         naive = in_child("bench_ingest_funcgraph", "naive_parse", str(src), str(tmp / "naive.parquet"))
         ours = in_child("_ingest_harness", "ksmtrace_ingest", str(src), str(tmp / "store"), "function-graph")

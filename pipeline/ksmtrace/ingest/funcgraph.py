@@ -20,20 +20,33 @@ Depth is inferred from braces, per task: the pid when ``funcgraph-proc`` is on,
 otherwise the task that the last task-change banner put on that CPU (or the CPU
 itself before any banner). Regex extraction is vectorised; depth is a tight loop
 over the small state columns only.
+
+Compiled path (``ingest/native/funcgraph.c``, used when built and not switched off,
+see ``ksmtrace.ingest._native``): it takes the lines of each chunk it is sure of
+(printable ASCII; abstime, CPU, proc, latency-flag and duration columns read as
+GRAPH_RE reads them; ``f();``, ``f() {``, ``}``, each with its common comments:
+``/* <-caller+off/size = ret */`` on calls, ``/* f = ret */`` on exits) and walks the
+depth of every graph row, in C with the GIL released; every other line goes through
+the stages below by its line number, so the rows are the same either way
+(tests/test_native_funcgraph.py compares the two on generated and real inputs).
 """
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from typing import Iterator
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, conform, take_junk
-from .fields import fields_long, long_to_map
+from .fields import MAP_TYPE, fields_long, long_to_map
 from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
-from .source import TraceSource, is_probably_binary
+from ._native import load
+from .source import Chunk, TraceSource, is_probably_binary
 
 GRAPH_RE = (
     r"^(?:\s*(?P<abs>\d+\.\d+)\s+\|)?(?:\s*(?P<rel>\d+) us\s+\|)?"
@@ -101,15 +114,20 @@ class FuncGraphParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         counters: dict[str, int] = {}
         stats.meta.setdefault("ts_unit", "ns")
-        state = _DepthState()
-        for df in iter_line_frames(source):
-            t = self._chunk(df, stats, counters, state)
-            if t is not None and t.num_rows:
-                yield t
+        native = load("funcgraph") if FAST_PATHS else None
+        if native is not None:
+            n_unmatched = yield from self._parse_native(native, source, stats, counters)
+        else:
+            state = _DepthState()
+            for df in iter_line_frames(source):
+                t = self._chunk(df, stats, counters, state)
+                if t is not None and t.num_rows:
+                    yield t
+            n_unmatched = state.n_unmatched_exits
         for k, v in counters.items():
             stats.meta[k] = v
-        if state.n_unmatched_exits:
-            stats.meta["unmatched_exits"] = state.n_unmatched_exits
+        if n_unmatched:
+            stats.meta["unmatched_exits"] = n_unmatched
         stats.meta.setdefault("tracer", "function_graph")
         if "ts_resolution_ns" not in stats.meta and stats.meta.get("ts_unit") != "counter":
             stats.meta["ts_resolution_ns"] = 1000
@@ -128,13 +146,72 @@ class FuncGraphParser(Parser):
             ev = parse_lines(other, stats, counters, graphlike)
             if ev.height:
                 tables.append(events_to_arrow(ev))
-        tables = [t for t in tables if t is not None and t.num_rows]
-        if not tables:
-            return None
-        res = pa.concat_tables([conform(x) for x in tables])
-        if len(tables) > 1:
-            res = res.take(pc.sort_indices(res, [("line_no", "ascending")]))
-        return res
+        return _merge(tables)
+
+    # ------------------------------------------------------------------ the compiled path
+    def _parse_native(self, mod, source: TraceSource, stats: ParseStats, counters: dict):
+        """The same rows as the loop of ``parse``: the compiled module takes the common graph lines of each
+        chunk (and walks the depth of every graph row); the lines it leaves go through the stages of ``_chunk``.
+        Returns the number of unmatched exits."""
+        walker = mod.new_state()
+        taken: list = []
+        view = _TakenView(source, mod, taken)
+        for df in iter_line_frames(view):
+            done, taken[:] = [r for r in taken if r[1]], []
+            nos = view.real_line_nos(df.item(0, "line_no"), df.height)
+            df = df.with_columns(line_no=pl.Series(nos, dtype=pl.Int64)).filter(pl.col("line_no") >= 0)
+            t = self._chunk_native(df, done, stats, counters, mod, walker)
+            if t is not None and t.num_rows:
+                yield t
+        return mod.n_unmatched(walker)
+
+    def _chunk_native(self, df: pl.DataFrame, done: list, stats: ParseStats, counters: dict, mod, walker):
+        """``_chunk`` of a frame less the common graph lines the compiled parser took (``done``: its results
+        of the chunks this frame holds)."""
+        if len(done) > 1:  # a frame holds the lines of one chunk (and carried stack lines without graph rows)
+            raise RuntimeError("function_graph: compiled rows of two chunks in one frame")
+        rows = done[0] if done else None
+        n_abs = 0
+        if rows is not None:
+            self._seen_graph = True
+            n_abs = rows[2]
+        tables = []
+        seq = None
+        if df.height:
+            df = take_junk(df.with_columns(pl.col("l").str.strip_chars_end(" \t\r\n\x0b\x0c")), "l", "line_no",
+                           stats)
+            g = _text_parts(_prologue(df, True), True)
+            graph, other = self._split_graph(g)
+            banners, other, graphlike = _other_lines(other, stats, counters)
+            graph = _graph_rows(graph, stats, other_abs=n_abs > 0)
+            seq = _seq_rows(graph, banners, other, stats)
+        if seq is not None and seq.height:
+            codes = seq.get_column("kind").replace_strict(_KIND_CODES, default=4, return_dtype=pl.Int64).to_list()
+            funcs = seq.get_column("func").to_list()
+            pids = seq.get_column("pid").to_list()
+            for i, k in enumerate(codes):
+                if k == 1:  # a task switch: the walk takes the new task's pid and comm
+                    m = _COMM_PID.match(funcs[i] or "")
+                    pids[i], funcs[i] = (int(m.group(2)), m.group(1).strip()) if m else (None, None)
+            cols, (depth, ofunc, opid, ocomm, unm) = mod.walk(
+                walker, rows[0] if rows else None, seq.get_column("line_no").to_list(), codes, funcs,
+                seq.get_column("cpu").to_list(), pids, seq.get_column("_ind").to_list())
+            seq = seq.select("line_no", "kind").with_columns(
+                depth=pl.Series(depth, dtype=pl.Int32), _func=pl.Series(ofunc, dtype=pl.String),
+                _pid=pl.Series(opid, dtype=pl.Int32), _comm=pl.Series(ocomm, dtype=pl.String),
+                _unm=pl.Series(unm, dtype=pl.Boolean))
+            tables += [_graph_table(graph, seq), _banner_table(banners, seq)]
+        elif rows is not None:
+            cols, _ = mod.walk(walker, rows[0], [], [], [], [], [], [])
+        else:
+            cols = None
+        if cols is not None:
+            tables.append(_native_table(cols))
+        if df.height and other.height:
+            ev = parse_lines(other, stats, counters, graphlike)
+            if ev.height:
+                tables.append(events_to_arrow(ev))
+        return _merge(tables)
 
     def _split_graph(self, g: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Stage 3: graph lines (a call or exit, a comment with graph columns, an irq marker) and the others
@@ -359,9 +436,10 @@ def _other_lines(other: pl.DataFrame, stats: ParseStats, counters: dict):
 
 # ---------------------------------------------------------------- stage 5: graph rows
 
-def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
+def _graph_rows(graph: pl.DataFrame, stats: ParseStats, other_abs: bool = False) -> pl.DataFrame:
     """Stage 5: kind, func, retval, parent, times and the schema's typed columns of the graph lines; a line
-    whose numbers do not fit the schema is malformed (never a row with a NULL or wrapped value)."""
+    whose numbers do not fit the schema is malformed (never a row with a NULL or wrapped value).
+    ``other_abs``: other graph rows of the chunk (the compiled parser's) have an abstime column."""
     cc = pl.col("c_cmt").str.extract_groups(CALL_CMT_RE)
     xc = pl.col("x_cmt").str.extract_groups(EXIT_CMT_RE)
     ec = pl.col("cm_c").str.extract_groups(EVENT_CMT_RE)
@@ -401,7 +479,8 @@ def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
         bad = graph.filter(pl.col("_oor"))
         stats.malformed_many(bad.get_column("line_no").to_list(), bad.get_column("l").to_list(), OUT_OF_RANGE)
         graph = graph.filter(~pl.col("_oor"))
-    if graph.height and graph.get_column("abs").is_null().all() and graph.get_column("rel").is_not_null().any():
+    if (graph.height and not other_abs and graph.get_column("abs").is_null().all()
+            and graph.get_column("rel").is_not_null().any()):
         stats.meta["ts_relative"] = True
     return graph.with_columns(
         event=pl.when(pl.col("kind").is_in(["entry", "leaf"])).then(pl.lit("funcgraph_entry"))
@@ -417,10 +496,10 @@ def _graph_rows(graph: pl.DataFrame, stats: ParseStats) -> pl.DataFrame:
 _SEQ_COLS = ["line_no", "kind", "func", "cpu", "pid", "comm", "_ind"]
 
 
-def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame, stats: ParseStats,
-            state: "_DepthState") -> pl.DataFrame:
-    """Stage 6: graph rows, tracer headers (a reset) and banners in line order, through the per-task stacks:
-    (line_no, kind, depth, _func, _pid, _comm, _unm)."""
+def _seq_rows(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame,
+              stats: ParseStats) -> pl.DataFrame:
+    """Graph rows, tracer headers (kind ``__reset``) and banners (``__switch``, func: the new task) in line
+    order: the rows the per-task stacks walk."""
     seq = graph.select(_SEQ_COLS)
     resets = other.filter(pl.col("l").str.contains(r"^#\s*tracer:")).select(
         "line_no", pl.lit("__reset").alias("kind"), pl.lit(None, pl.String).alias("func"),
@@ -434,6 +513,14 @@ def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFra
             "line_no", pl.lit("__switch").alias("kind"), pl.col("next").alias("func"), "cpu",
             pl.lit(None, pl.Int32).alias("pid"), pl.col("prev").alias("comm"),
             pl.lit(0, pl.Int64).alias("_ind"))], how="vertical_relaxed").sort("line_no")
+    return seq
+
+
+def _depths(graph: pl.DataFrame, banners: pl.DataFrame | None, other: pl.DataFrame, stats: ParseStats,
+            state: "_DepthState") -> pl.DataFrame:
+    """Stage 6: graph rows, tracer headers (a reset) and banners in line order, through the per-task stacks:
+    (line_no, kind, depth, _func, _pid, _comm, _unm)."""
+    seq = _seq_rows(graph, banners, other, stats)
     fast = state.run_vectorised(seq) if FAST_PATHS else None
     if fast is not None:
         return fast
@@ -504,6 +591,135 @@ def _banner_table(banners: pl.DataFrame | None, seq: pl.DataFrame) -> pa.Table |
                               pl.col("next").alias("value"))]).sort(["row", "ord"])
     bt = pa.table({c: bsw.get_column(c).to_arrow() for c in ["line_no", "cpu", "pid", "comm", "event", "payload"]})
     return bt.append_column("fields", long_to_map(bl, bsw.height))
+
+
+def _merge(tables: list) -> pa.Table | None:
+    """The tables of a chunk as one, in line order."""
+    tables = [t for t in tables if t is not None and t.num_rows]
+    if not tables:
+        return None
+    res = pa.concat_tables([conform(x) for x in tables])
+    if len(tables) > 1:
+        res = res.take(pc.sort_indices(res, [("line_no", "ascending")]))
+    return res
+
+
+# ---------------------------------------------------------------- the compiled path (ingest/native/funcgraph.c)
+
+#: kind codes of the rows the compiled walk takes from Python (4: any other graph row)
+_KIND_CODES = {"__reset": 0, "__switch": 1, "entry": 2, "exit": 3}
+
+
+class _TakenView:
+    """The source as ``iter_line_frames`` reads it, less the lines the compiled parser took: one empty line
+    stands for each run of them, so a stack record is carried to the next chunk exactly as in the full text
+    (a taken line is never a stack line, and neither is an empty one). Its lines are numbered 1, 2, ... in
+    this view; ``real_line_nos`` gives their numbers in the input (-1: such an empty line). Each chunk's
+    parse result is appended to ``taken`` before the chunk is handed on. The source is read and parsed one
+    chunk ahead in a worker thread (the parser and sha256 release the GIL), so that reading overlaps with the
+    walk and the Parquet writer."""
+
+    def __init__(self, source: TraceSource, mod, taken: list):
+        self.source, self.mod, self.taken = source, mod, taken
+        self._maps: list[tuple[int, np.ndarray]] = []  # (first view line, real numbers) of chunks in flight
+
+    def _parsed(self):
+        for ch in self.source.chunks():
+            yield self.mod.parse(ch.data, ch.first_line_no)
+
+    def chunks(self) -> Iterator[Chunk]:
+        nxt = 1
+        for r in _ahead(self._parsed()):
+            nos = np.frombuffer(r[4], dtype=np.int64)
+            self._maps.append((nxt, nos))
+            self.taken.append(r)
+            yield Chunk(r[3], nxt)
+            nxt += len(nos)
+
+    def real_line_nos(self, first: int, n: int) -> np.ndarray:
+        """The input's line numbers of the view's lines first .. first + n - 1 (-1: a run of taken lines)."""
+        maps = self._maps
+        while maps and maps[0][0] + len(maps[0][1]) <= first:
+            maps.pop(0)
+        parts, end = [], first + n
+        for start, nos in maps:
+            if start >= end:
+                break
+            parts.append(nos[max(first - start, 0):end - start])
+        out = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        if len(out) != n:
+            raise RuntimeError("function_graph: a frame's lines are not those of its chunks")
+        return out
+
+
+def _ahead(items: Iterator, n: int = 2) -> Iterator:
+    """``items`` produced in a worker thread, at most ``n`` ahead of the consumer; its exception re-raised here.
+    Closing the consumer stops the worker."""
+    q: queue.Queue = queue.Queue(maxsize=n)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for x in items:
+                if not put(("x", x)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer
+            put(("err", e))
+
+    th = threading.Thread(target=work, name="ksmtrace-funcgraph-read", daemon=True)
+    th.start()
+    finished = False
+    try:
+        while True:
+            kind, v = q.get()
+            if kind == "x":
+                yield v
+            else:
+                finished = True
+                if kind == "err":
+                    raise v
+                return
+    finally:
+        stop.set()
+        if finished:  # else the worker may be blocked in a read (a stalled pipe): it stops at its next item
+            th.join()
+
+
+def _native_table(c: dict) -> pa.Table:
+    """The compiled parser's rows of a chunk (Arrow buffers) as a table of the graph columns."""
+    n = c["n"]
+    buf = pa.py_buffer
+
+    def prim(typ, key):
+        v = c[key]
+        if isinstance(v, tuple):
+            return pa.Array.from_buffers(typ, n, [buf(v[0]) if v[0] is not None else None, buf(v[1])])
+        return pa.Array.from_buffers(typ, n, [None, buf(v)])
+
+    def text(key):
+        v, o, d = c[key]
+        return pa.Array.from_buffers(pa.string(), n, [buf(v) if v is not None else None, buf(o), buf(d)])
+
+    k = c["n_unmatched"]
+    fields = pa.MapArray.from_arrays(pa.Array.from_buffers(pa.int32(), n + 1, [None, buf(c["fields_offsets"])]),
+                                     pa.repeat("unmatched", k).cast(pa.string()),
+                                     pa.repeat("true", k).cast(pa.string()), type=MAP_TYPE)
+    return pa.table({
+        "line_no": prim(pa.int64(), "line_no"), "ts_ns": prim(pa.int64(), "ts_ns"), "cpu": prim(pa.int32(), "cpu"),
+        "pid": prim(pa.int32(), "pid"), "comm": text("comm"), "flags": text("flags"), "event": text("event"),
+        "func": text("func"), "depth": prim(pa.int32(), "depth"), "kind": text("kind"),
+        "duration_ns": prim(pa.int64(), "duration_ns"), "retval": text("retval"),
+        "parent": text("parent"), "fields": fields})
 
 
 class _DepthState:
