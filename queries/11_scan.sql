@@ -60,8 +60,9 @@ with_roles AS (
                      ELSE 'other' END)::_fn_role
            END AS fn_role
     FROM classified WHERE ev_kind IS NOT NULL
-)
+),
 -- rk = hash(run_id): an integer run key for the sorts (20_walks.sql maps it back to run_id and label)
+scanned AS (
 SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
        -- comm and event only where a kind reads them (walk-defining rows), NULL elsewhere (cheap to carry)
        CASE WHEN ev_kind NOT IN ('funcgraph', 'probe') OR fn_role = 'walker' THEN comm END AS comm,
@@ -110,7 +111,29 @@ SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
        CASE WHEN ev_kind = 'summary' THEN TRY_CAST(lf['walk_ns'] AS BIGINT) END AS walk_ns,
        CASE WHEN ev_kind = 'summary' THEN lf['cb'] END AS cb,
        CASE WHEN ev_kind = 'lost' THEN TRY_CAST(fields['lost'] AS BIGINT) END AS lost
-FROM with_roles;
+FROM with_roles
+)
+-- Performance: the values of the kinds other than funcgraph and probe (the kinds with many rows) are one
+-- list column x of one struct, NULL in funcgraph and probe rows: a column of the materialised _ev costs its
+-- full width in every row, NULL or not (39 columns: 499 MB for the 2.2 M rows of a 200 MB function_graph
+-- capture, more than the compute memory limit, so _ev and every sort after it spilled), where a NULL list
+-- costs its offset only (255 MB). _ev_rare() below gives those rows with x unpacked into columns.
+SELECT rk, line_no, ts_ns, cpu, pid, comm, ev_kind, fn_role, rec_kind, wfunc, depth, duration_ns, rz, parent,
+       ret, item_addr, vm_start, vm_end, probe_off,
+       CASE WHEN ev_kind NOT IN ('funcgraph', 'probe') THEN
+           [{'event': event, 'folio': folio, 'rwc': rwc, 'tp_page_type': tp_page_type,
+             'tp_duration_ns': tp_duration_ns, 'tp_caller': tp_caller, 'cc_walker': cc_walker,
+             'cc_caller': cc_caller, 'addr': addr, 'pte': pte, 'hold_ns': hold_ns, 'iterations': iterations,
+             'skip_addr': skip_addr, 'skip_mm': skip_mm, 'rmap_one': rmap_one, 'invalid': invalid,
+             'walk_ns': walk_ns, 'cb': cb, 'lost': lost}]
+       END AS x
+FROM scanned;
 
 -- stand-in for the CTE `_ev` of _walk_parts (see above)
 CREATE OR REPLACE VIEW _ev AS SELECT * FROM _ev_scan;
+
+-- the rows of `_ev` of the kinds other than funcgraph and probe, with the values of x as columns (event,
+-- folio, rwc, tp_page_type, tp_duration_ns, tp_caller, cc_walker, cc_caller, addr, pte, hold_ns, iterations,
+-- skip_addr, skip_mm, rmap_one, invalid, walk_ns, cb, lost); a macro, so that `_ev` is the caller's
+CREATE OR REPLACE MACRO _ev_rare() AS TABLE
+SELECT * EXCLUDE (x), unnest(x[1]) FROM _ev WHERE ev_kind NOT IN ('funcgraph', 'probe');

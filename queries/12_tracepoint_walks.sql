@@ -20,8 +20,8 @@ WITH tp_rows AS (
            e.tp_page_type AS page_type, e.tp_duration_ns,
            -- caller: from the event's callchain (perf -g), or from its ftrace <stack trace> record
            coalesce(e.tp_caller, st.tp_caller) AS caller
-    FROM _ev e
-    LEFT JOIN (SELECT rk, _stack_host_line(line_no) AS host_line, pid, tp_caller FROM _ev WHERE ev_kind = 'stack') st
+    FROM _ev_rare() e
+    LEFT JOIN (SELECT rk, _stack_host_line(line_no) AS host_line, pid, tp_caller FROM _ev_rare() WHERE ev_kind = 'stack') st
            ON st.rk = e.rk AND st.host_line = e.line_no AND st.pid = e.pid
     WHERE e.ev_kind = 'tracepoint'
 ), _lifo_in AS (

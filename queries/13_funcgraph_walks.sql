@@ -4,7 +4,13 @@
 --
 -- Nesting is tracked per task (run, pid), never per CPU (a walk may move CPUs in cond_resched()), in file
 -- order (line_no): the order in which the tracer printed the task's calls. Performance: three sorts in
--- all (task order for membership, walk order twice for the children), no self-joins.
+-- all (task order for membership, by an ASOF join; walk order twice for the children), no self-joins.
+-- "The last non-NULL x so far" is written max(x) when x is the line number itself and arg_max(x, line_no)
+-- otherwise (line_no is unique in a run, arg_max skips a NULL x): running aggregates DuckDB computes with a
+-- segment tree, where last_value(x IGNORE NULLS) searches back row by row (5x slower here); over every row
+-- of a task, where the marks are few (walker entries), an ASOF join to the marks costs half as much again.
+-- "The next non-NULL x" is lead(x IGNORE NULLS), where arg_min(x, line_no) over the following rows costs
+-- twice as much. Same rules in 14_probe_walks.sql and 15_callchain_walks.sql.
 
 -- a hold clamped at 0 (NULL stays NULL: greatest() would turn it into 0): start_ns is the trylock's whole-µs
 -- entry plus its printed sub-µs duration, end_ns the up_read's whole-µs timestamp, so a hold shorter than the
@@ -19,25 +25,28 @@ fg_rows AS MATERIALIZED (
     FROM _ev WHERE ev_kind = 'funcgraph'
 ),
 -- (1) task order: the walk each row lies in = the task's last walker entry, when no walker exit came after
--- it (the parser names the function on every closing line, from the braces or the tail comment)
--- Performance: "the last non-NULL x so far" is written max(x) when x is the line number itself and
--- arg_max(x, line_no) otherwise (line_no is unique in a run, arg_max skips a NULL x): running aggregates
--- DuckDB computes with a segment tree, where last_value(x IGNORE NULLS) searches back row by row (5x
--- slower here). Same rule in 14_probe_walks.sql and 15_callchain_walks.sql.
+-- it (the parser names the function on every closing line, from the braces or the tail comment): the latest
+-- walker entry or exit row of the task at or before the row (an ASOF join), when it is an entry. The walk's
+-- depth: that of the task's last walker entry with a depth (a trace-cmd record may lack it). A trace without
+-- the proc column has pid NULL: one task, as in a window's PARTITION BY (the key coalesce(pid, -2^40) lies
+-- outside the INTEGER range).
+walker_marks AS (
+    SELECT rk, coalesce(pid, -1099511627776) AS tk, line_no AS w_line, rec_kind AS w_rec,
+           arg_max(CASE WHEN rec_kind = 'entry' THEN depth END, line_no)
+               OVER (PARTITION BY rk, pid ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS w_depth
+    FROM fg_rows WHERE fn_role = 'walker' AND rec_kind IN ('entry', 'exit')
+),
 in_task_order AS (
-    SELECT *,
-           max(CASE WHEN fn_role = 'walker' AND rec_kind = 'entry' THEN line_no END) OVER t AS cw_line,
-           arg_max(CASE WHEN fn_role = 'walker' AND rec_kind = 'entry' THEN depth END, line_no) OVER t AS cw_depth,
-           max(CASE WHEN fn_role = 'walker' AND rec_kind = 'exit' THEN line_no END) OVER t AS cx_line
-    FROM fg_rows
-    WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    SELECT r.*, w.w_line AS cw_line, w.w_depth AS cw_depth
+    FROM fg_rows r
+    ASOF JOIN walker_marks w ON w.rk = r.rk AND w.tk = coalesce(r.pid, -1099511627776) AND w.w_line <= r.line_no
+    WHERE w.w_rec = 'entry'
 ),
 -- children (depth = walk depth + 1) with the closing lines of nested children; deeper rows are ignored
 walk_children AS (
     SELECT rk, cw_line AS walk_id, line_no, ts_ns, fn_role, rec_kind, duration_ns, rz
     FROM in_task_order
-    WHERE cw_line IS NOT NULL AND line_no > cw_line AND (cx_line IS NULL OR cx_line < cw_line)
-      AND depth = cw_depth + 1
+    WHERE line_no > cw_line AND depth = cw_depth + 1
 ),
 -- (2) walk order: what follows each child. A nested child's entry is followed by its own closing line.
 children_next AS (
@@ -45,10 +54,8 @@ children_next AS (
            lead(rec_kind) OVER k AS nxt_rec, lead(ts_ns) OVER k AS nxt_ts, lead(rz) OVER k AS nxt_rz,
            lead(fn_role) OVER k AS nxt_role, lead(fn_role, 2) OVER k AS nxt2_role,
            -- next child that is a callback, an iterator or up_read (decides an invalid_vma without retval)
-           arg_min(CASE WHEN rec_kind <> 'exit' AND fn_role IN ('up_read', 'iterator', 'rmap_one')
-                        THEN fn_role END, line_no)
-               OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
-               AS next_key_role
+           lead(CASE WHEN rec_kind <> 'exit' AND fn_role IN ('up_read', 'iterator', 'rmap_one') THEN fn_role END
+                IGNORE NULLS) OVER k AS next_key_role
     FROM walk_children
     WINDOW k AS (PARTITION BY rk, walk_id ORDER BY line_no)
 ),

@@ -16,12 +16,12 @@ WITH cc_rows AS (
                ((CASE WHEN pk.invert THEN ~e.pte ELSE e.pte END) >> pk.shift) & (((1::UBIGINT) << pk.bits) - 1)
            END AS page_key,
            false AS breaker
-    FROM _ev e JOIN _rmap_walkers w ON w.func = e.cc_walker
+    FROM _ev_rare() e JOIN _rmap_walkers w ON w.func = e.cc_walker
     LEFT JOIN _pte_page_keys pk ON pk.event = e.event
     WHERE e.ev_kind = 'callchain'
     UNION ALL BY NAME
     SELECT rk, line_no, ts_ns, pid, event, true AS breaker
-    FROM _ev WHERE ev_kind = 'breaker' AND pid IS NOT NULL
+    FROM _ev_rare() WHERE ev_kind = 'breaker' AND pid IS NOT NULL
 ), task_order AS (
     -- (1) per (run, pid) in ts order, with the walk breakers: a new walk starts at a selected event when the
     -- previous row is a breaker (another migrate / compaction event of the task), or when caller, page_type,

@@ -19,9 +19,9 @@ SELECT rk, line_no, ts_ns, cpu, pid, comm,
        -- validation (docs/walk-rules.md (e)): skip_addr + skip_mm + rmap_one (+ invalid) = iterations
        CASE WHEN skip_addr IS NOT NULL AND skip_mm IS NOT NULL AND rmap_one IS NOT NULL AND iterations IS NOT NULL
             THEN skip_addr + skip_mm + rmap_one + coalesce(invalid, 0) = iterations END AS counters_consistent
-FROM _ev WHERE ev_kind = 'counter';
+FROM _ev_rare() WHERE ev_kind = 'counter';
 
 -- summary lines "ksm_walk: walk_ns=... windows=... cb=..." printed at the end of a walk by the bpftrace
 -- recipe of `ksmtrace capture --print` (docs/walk-rules.md (e))
 CREATE OR REPLACE MACRO _counter_summaries() AS TABLE
-SELECT rk, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev WHERE ev_kind = 'summary';
+SELECT rk, line_no, ts_ns, cpu, pid, comm, walk_ns, cb FROM _ev_rare() WHERE ev_kind = 'summary';

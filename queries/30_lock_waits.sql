@@ -4,7 +4,9 @@
 -- (_stack_host_line, 10_helpers.sql)
 CREATE OR REPLACE VIEW _stacks AS
 SELECT run_id, _stack_host_line(line_no) AS host_line, pid, callchain FROM events
-WHERE event = 'kernel_stack' AND callchain IS NOT NULL;
+-- (callchain IS NOT NULL written so that the Parquet scan does not take it as a filter of its own: it would
+-- read every event's callchain to test it, where now it reads the callchains of kernel_stack rows only)
+WHERE event = 'kernel_stack' AND (callchain IS NOT NULL OR event IS NULL);
 
 -- contention_begin / contention_end rows with their fields (lock_addr, flags / ret). lock_waits reads
 -- them once (a MATERIALIZED CTE named _lock_rows that the macro _lock_pairs() below then reads; the view
