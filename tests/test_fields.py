@@ -119,6 +119,21 @@ def test_template_fast_path_matches_generic(monkeypatch):
     assert fast[200][2] == ("prev_state", "R") and fast[200][3] == ("next_comm", "b")
 
 
+def test_a_value_ending_in_a_tab_reads_the_same_in_a_big_event_group_and_alone(monkeypatch):
+    """A row's fields do not depend on how many rows its event has in the chunk: the template path (32+ rows)
+    ends a value as the generic rule does (trailing tabs, one comma, trailing tabs)."""
+    import sys
+
+    F = sys.modules[parse_fields.__module__]
+    pays = [f"a=x{i}\t, b={i}\t c=z" if i % 3 == 0 else f"a=x{i} b={i} c=z" for i in range(60)]
+    p, e = pl.Series(pays), pl.Series(["ev"] * 60)
+    big = parse_fields(p, e).to_pylist()
+    monkeypatch.setattr(F, "TEMPLATE_MIN_ROWS", 10**9)
+    assert big == parse_fields(p, e).to_pylist()
+    assert big[0] == [("a", "x0"), ("b", "0"), ("c", "z")]
+    assert [parse_fields(pl.Series([x]), pl.Series(["ev"])).to_pylist()[0] for x in pays] == big
+
+
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
                                                                  HealthCheck.data_too_large])
 @given(st.lists(KEY, min_size=1, max_size=5, unique=True),

@@ -187,8 +187,10 @@ def _template_long(payload: pl.Series, rows: pl.Series, keys: list[str | None]) 
         if key is None:
             continue
         v = pl.col(f"field_{i}").str.slice(len(key) + 1)
-        if good.get_column(f"field_{i}").str.ends_with(",").any():
-            v = v.str.strip_suffix(",")
+        col = good.get_column(f"field_{i}")
+        if col.str.ends_with(",").any() or col.str.contains("\t", literal=True).any():
+            # the generic rule's value end: trailing tabs, one ",", trailing tabs (a value has no space here)
+            v = v.str.strip_chars_end(" \t").str.strip_suffix(",").str.strip_chars_end(" \t")
         longs.append(good.select(
             "row", pl.lit(i, pl.UInt32).alias("ord"), pl.lit(key, pl.String).alias("key"), v.alias("value")))
     return (pl.concat(longs) if longs else _EMPTY_LONG.clone()), bad_rows

@@ -8,8 +8,8 @@
  * its Python rules (so the maps are the same as the pure path's for every row). Unsure are:
  *  - rows of a per-event pattern with a non-ASCII byte (the regex classes \S and \d are Unicode there);
  *  - rows whose "name: k=v" prefix would hold a non-ASCII character (\s is Unicode in the prefix rule);
- *  - rows with a value that ends in a tab (before its trailing comma): fields.py's template path strips a
- *    trailing comma only, the generic rule also tabs, and which path a row takes depends on its event group.
+ *  - rows with a value that ends in a tab (before its trailing comma): rare, and left to the Python rules,
+ *    whose template and generic paths end such a value the same way (tabs, one comma, tabs).
  * Everything else follows the generic rule exactly (byte-wise, which is exact on UTF-8: the rule only looks
  * at ASCII bytes), or the pattern of PATTERNS below, each written from the regex in PATTERN_REGEX (fields.py
  * checks that those are still its EVENT_PATTERNS and does not use this module otherwise).
