@@ -189,11 +189,22 @@ class PerfScriptParser(Parser):
             stats.meta["ts_resolution_ns"] = self.resolution
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
-        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers).
+        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers)."""
+        parts, carry, carry_no = self._block_parts(lines, nos, stats, final)
+        if parts is None:
+            return [], carry, carry_no
+        cols, is_rec, rec_rows, callchain, first_frac = parts
+        if self.resolution is None and first_frac is not None:
+            self.resolution = first_frac[1]
+        return [_records_table(cols, is_rec, rec_rows, callchain)], carry, carry_no
+
+    def _block_parts(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
+        """``_block`` up to the fields map: (parts or None, carried lines, carried line numbers), parts =
+        (columns, is_rec, rec_rows, callchain, first_frac).
 
         Stages, top to bottom: classify every line, keep the record still open at the end for the next chunk,
         count the non-event lines, parse the ``PERF_RECORD_*`` lines, drop the records with numbers that do not
-        fit (their frames with them), then the event columns, the callchains and the table."""
+        fit (their frames with them), then the event columns and the callchains."""
         lines, nos = drop_junk(lines, nos, stats)
         df = self._classify(lines, nos, stats)
         carry = carry_no = None
@@ -201,17 +212,18 @@ class PerfScriptParser(Parser):
             starts = df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy()
             split = cut_open_record(df, lines, nos, starts, attached=bool(df.get_column("frame").any()))
             if split is None:
-                return [], lines, nos  # no record start in this block: all of it waits for the next chunk
+                return None, lines, nos  # no record start in this block: all of it waits for the next chunk
             df, carry, carry_no = split
         _count_non_events(df, stats)
         rec_rows, bad_recs = self._perf_records(df, stats)
         df = _drop_bad_records(df, bad_recs, stats)
         evs = df.filter(pl.col("ev") | pl.col("perfrec"))
         if evs.height == 0:
-            return [], carry, carry_no
-        g = self._event_columns(evs)
+            return None, carry, carry_no
+        g, first_frac = self._event_columns(evs)
         callchain = _callchains(df, g, evs.height, stats)
-        return [_records_table(g, evs.get_column("perfrec").to_numpy(), rec_rows, callchain)], carry, carry_no
+        is_rec = evs.get_column("perfrec").to_numpy()
+        return (_record_columns(g, is_rec, rec_rows), is_rec, rec_rows, callchain, first_frac), carry, carry_no
 
     def _classify(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats) -> pl.DataFrame:
         """Stage 1: every line is a TAB frame, blank, ``#`` header, ``PERF_RECORD_*``, event or frame (the
@@ -264,9 +276,10 @@ class PerfScriptParser(Parser):
                                  OUT_OF_RANGE)
         return rec_rows, bad_recs
 
-    def _event_columns(self, evs: pl.DataFrame) -> pl.DataFrame:
+    def _event_columns(self, evs: pl.DataFrame) -> tuple[pl.DataFrame, tuple[int, int] | None]:
         """Stage 6: the schema's columns of the record lines (EVENT_RE): exact ns timestamps, pid/tgid from
-        ``pid/tid``, ``sys:event`` split into system and event (sample events keep their name whole)."""
+        ``pid/tid``, ``sys:event`` split into system and event (sample events keep their name whole); and,
+        while the resolution is not known yet, (line number, resolution) of the first event with a fraction."""
         t = pl.col("t")
         g = evs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "perfrec").unnest("g")
         evname = pl.col("ev")
@@ -284,11 +297,12 @@ class PerfScriptParser(Parser):
             event=pl.when(has_sys).then(evname.str.replace(r"^[^:]*:", "")).otherwise(evname),
             payload=pl.col("payload").fill_null(""),
         )
+        first_frac = None  # (line number, resolution) of the first event with a fraction of a second
         if self.resolution is None:
-            fr = g.filter(pl.col("frac").is_not_null()).get_column("frac").head(1)
-            if len(fr):
-                self.resolution = 10 ** max(0, 9 - len(fr[0]))
-        return g
+            fr = g.filter(pl.col("frac").is_not_null()).select("no", "frac").head(1)
+            if fr.height:
+                first_frac = (int(fr.item(0, "no")), 10 ** max(0, 9 - len(fr.item(0, "frac"))))
+        return g, first_frac
 
     def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict | None:
         """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...); None when one of its
@@ -397,8 +411,9 @@ def _callchains(df: pl.DataFrame, g: pl.DataFrame, n_rec: int, stats: ParseStats
     return build_callchain(n_rec, frames_all.get_column("rid").to_numpy(), frames_struct(frames_all))
 
 
-def _records_table(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict], callchain: pa.Array) -> pa.Table:
-    """Stage 8: the Arrow table; the rows of ``PERF_RECORD_*`` lines replace the regex result."""
+def _record_columns(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict]) -> dict[str, pl.Series]:
+    """Stage 8a: the record columns (less fields and callchain); the rows of ``PERF_RECORD_*`` lines replace
+    the regex result."""
     cols = {
         "line_no": g.get_column("no"),
         "ts_ns": g.get_column("ts_ns"),
@@ -417,14 +432,27 @@ def _records_table(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict], ca
             for i, row in zip(idx, rec_rows):
                 s[i] = row.get(k)
             cols[k] = pl.Series(k, s, dtype=cols[k].dtype)
-    tbl = pl.DataFrame(cols).to_arrow()
-    fields = fields_for(cols["payload"], cols["event"])
-    if is_rec.any():
+    return cols
+
+
+def _with_fields(tbl: pa.Table, payload: pl.Series, event: pl.Series, rec_at: np.ndarray, rec_rows: list[dict],
+                 callchain) -> pa.Table:
+    """Stage 8b: the fields map of every row (the ``PERF_RECORD_*`` rows at ``rec_at`` get their own), then
+    the callchain."""
+    fields = fields_for(payload, event)
+    if len(rec_at):
         fl = fields.to_pylist()
-        for i, row in zip(idx, rec_rows):
+        for i, row in zip(rec_at, rec_rows):
             fl[i] = row.get("fields") or []
         fields = pa.array(fl, type=fields.type)
     return tbl.append_column("fields", fields).append_column("callchain", callchain)
+
+
+def _records_table(cols: dict[str, pl.Series], is_rec: np.ndarray, rec_rows: list[dict],
+                   callchain: pa.Array) -> pa.Table:
+    """Stage 8: the Arrow table of one block's records."""
+    return _with_fields(pl.DataFrame(cols).to_arrow(), cols["payload"], cols["event"], np.flatnonzero(is_rec),
+                        rec_rows, callchain)
 
 
 PARSERS = [PerfScriptParser]
