@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from conftest import ROOT, examples
 from ksmtrace.ingest import _native, detect
 from ksmtrace.ingest.base import ParseStats, conform
-from ksmtrace.ingest.perf_script import _PMU_BYTES, PerfScriptParser
+from ksmtrace.ingest.perf_script import PMU_EVENTS, PerfScriptParser
 from ksmtrace.ingest.source import Chunk, TraceSource
+
+#: what PerfScriptParser passes the module: the PMU event names, one a line
+_PMU_BYTES = "\n".join(PMU_EVENTS).encode()
 
 pytestmark = pytest.mark.skipif("perf_script" not in _native.built(),
                                 reason="the compiled perf-script module is not built (no C compiler)")
