@@ -15,6 +15,11 @@ Event line (builtin-script.c)::
 ``sys:event`` is split into ``system`` and ``event``; sample events
 (``cycles:uppp``) keep their name whole in ``event``.  ``pid/tid`` gives
 ``tgid``/``pid``; a single number is the tid (perf's default field).
+
+Where the compiled module ``native/perf_script.c`` is built (and not switched
+off, ``KSMTRACE_NATIVE=0``), it parses the records of the common layouts and
+hands every other record, by line number, to the rules below: same rows either
+way (see the comment above ``_native_blocks``).
 """
 from __future__ import annotations
 
