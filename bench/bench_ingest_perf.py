@@ -16,6 +16,7 @@ line, the records with their callchains written to Parquet with the same schema.
 child process that reports wall time, CPU time and peak RSS.
 
     python bench/bench_ingest_perf.py --size-mb 200
+    python bench/bench_ingest_perf.py --size-mb 200 --native both   # compiled parser on, then off
 """
 from __future__ import annotations
 
@@ -154,9 +155,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=200.0, help="size of each input [200]")
     ap.add_argument("--mix", choices=MIXES + ["all"], default="all")
+    ap.add_argument("--native", choices=["env", "both"], default="env",
+                    help="env: one ksmtrace run as KSMTRACE_NATIVE says; both: one with the compiled parser and "
+                         "one without (KSMTRACE_NATIVE=0), against the same naive run [env]")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ksmtrace-bench-perf-"))
     results = []
+    env_native = os.environ.get("KSMTRACE_NATIVE")
     try:
         for mix in (MIXES if args.mix == "all" else [args.mix]):
             trace = tmp / f"{mix}.txt"
@@ -167,9 +172,19 @@ def main() -> int:
             size = os.path.getsize(trace) / 1e6
             print(f"perf script mix {mix}: {size:.1f} MB ({what})")
             naive = in_child("bench_ingest_perf", "naive_parse", str(trace), str(tmp / "naive.parquet"))
-            ours = in_child("_ingest_harness", "ksmtrace_ingest", str(trace), str(tmp / f"store-{mix}"),
-                            "perf-script")
-            results.append(report(mix, size, naive, ours))
+            for native in ([None] if args.native == "env" else ["1", "0"]):
+                name = mix
+                if native is not None:
+                    os.environ["KSMTRACE_NATIVE"] = native  # read by the spawned child
+                    name = f"{mix} native={'on' if native == '1' else 'off'}"
+                    print(f" {name}:")
+                ours = in_child("_ingest_harness", "ksmtrace_ingest", str(trace), str(tmp / f"store-{name}"),
+                                "perf-script")
+                results.append(report(name, size, naive, ours))
+            if env_native is None:
+                os.environ.pop("KSMTRACE_NATIVE", None)
+            else:
+                os.environ["KSMTRACE_NATIVE"] = env_native
             trace.unlink()
         print("summary: " + "; ".join(f"{r['name']} {r['mbps']:.0f} MB/s ingest ({r['ratio']:.1f}x naive), "
                                       f"{r['parse_mbps']:.0f} MB/s parse ({r['parse_ratio']:.1f}x), "

@@ -107,9 +107,11 @@ def _blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table
         yield from out
 
 
-def run_blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
-    """``_blocks`` in a worker thread, one table ahead, so that parsing the next chunk overlaps with the
-    consumer writing the previous one (polars and pyarrow release the GIL)."""
+def run_blocks(parser, source: TraceSource, stats: ParseStats, blocks=None) -> Iterator[pa.Table]:
+    """``_blocks`` (or ``blocks(parser, source, stats)``, a format's own generator of tables) in a worker
+    thread, one table ahead, so that parsing the next chunk overlaps with the consumer writing the previous
+    one (polars and pyarrow release the GIL)."""
+    blocks = blocks or _blocks
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -124,7 +126,7 @@ def run_blocks(parser, source: TraceSource, stats: ParseStats) -> Iterator[pa.Ta
 
     def work() -> None:
         try:
-            for t in _blocks(parser, source, stats):
+            for t in blocks(parser, source, stats):
                 if not put(("t", t)):
                     return
             put(("done", None))

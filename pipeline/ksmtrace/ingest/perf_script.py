@@ -15,6 +15,11 @@ Event line (builtin-script.c)::
 ``sys:event`` is split into ``system`` and ``event``; sample events
 (``cycles:uppp``) keep their name whole in ``event``.  ``pid/tid`` gives
 ``tgid``/``pid``; a single number is the tid (perf's default field).
+
+Where the compiled module ``native/perf_script.c`` is built (and not switched
+off, ``KSMTRACE_NATIVE=0``), it parses the records of the common layouts and
+hands every other record, by line number, to the rules below: same rows either
+way (see the comment above ``_native_blocks``).
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ..schema import FRAME
-from ._records import build_callchain, cut_open_record, drop_junk, fields_for, run_blocks, ts_ns_expr
+from ..schema import FRAME, PARSED_SCHEMA
+from ._native import load
+from ._records import build_callchain, cut_open_record, drop_junk, fields_for, lines_of, run_blocks, ts_ns_expr
 from .base import INT32_MAX, INT64_MAX, OUT_OF_RANGE, Parser, ParseStats, add_count, int_in
 from .source import CHUNK_BYTES, TraceSource, is_binary_trace
 
@@ -184,16 +190,28 @@ class PerfScriptParser(Parser):
     def parse(self, source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
         stats.meta.setdefault("tracer", "perf")
         stats.meta.setdefault("ts_unit", "ns")
-        yield from run_blocks(self, source, stats)
+        native = load("perf_script")
+        yield from run_blocks(self, source, stats, None if native is None else _native_blocks(native))
         if self.resolution is not None:
             stats.meta["ts_resolution_ns"] = self.resolution
 
     def _block(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
-        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers).
+        """Classify and parse ``lines``; returns (tables, carried lines, carried line numbers)."""
+        parts, carry, carry_no = self._block_parts(lines, nos, stats, final)
+        if parts is None:
+            return [], carry, carry_no
+        cols, is_rec, rec_rows, callchain, first_frac = parts
+        if self.resolution is None and first_frac is not None:
+            self.resolution = first_frac[1]
+        return [_records_table(cols, is_rec, rec_rows, callchain)], carry, carry_no
+
+    def _block_parts(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats, final: bool):
+        """``_block`` up to the fields map: (parts or None, carried lines, carried line numbers), parts =
+        (columns, is_rec, rec_rows, callchain, first_frac).
 
         Stages, top to bottom: classify every line, keep the record still open at the end for the next chunk,
         count the non-event lines, parse the ``PERF_RECORD_*`` lines, drop the records with numbers that do not
-        fit (their frames with them), then the event columns, the callchains and the table."""
+        fit (their frames with them), then the event columns and the callchains."""
         lines, nos = drop_junk(lines, nos, stats)
         df = self._classify(lines, nos, stats)
         carry = carry_no = None
@@ -201,17 +219,73 @@ class PerfScriptParser(Parser):
             starts = df.get_column("ev").to_numpy() | df.get_column("perfrec").to_numpy()
             split = cut_open_record(df, lines, nos, starts, attached=bool(df.get_column("frame").any()))
             if split is None:
-                return [], lines, nos  # no record start in this block: all of it waits for the next chunk
+                return None, lines, nos  # no record start in this block: all of it waits for the next chunk
             df, carry, carry_no = split
         _count_non_events(df, stats)
         rec_rows, bad_recs = self._perf_records(df, stats)
         df = _drop_bad_records(df, bad_recs, stats)
         evs = df.filter(pl.col("ev") | pl.col("perfrec"))
         if evs.height == 0:
-            return [], carry, carry_no
-        g = self._event_columns(evs)
+            return None, carry, carry_no
+        g, first_frac = self._event_columns(evs)
         callchain = _callchains(df, g, evs.height, stats)
-        return [_records_table(g, evs.get_column("perfrec").to_numpy(), rec_rows, callchain)], carry, carry_no
+        is_rec = evs.get_column("perfrec").to_numpy()
+        return (_record_columns(g, is_rec, rec_rows), is_rec, rec_rows, callchain, first_frac), carry, carry_no
+
+    def _native_block(self, mod, data: bytes, first: int, carry, carry_no, stats: ParseStats, final: bool):
+        """One block through the compiled module: (tables, lines and line numbers the Python rules carry, the
+        bytes and first line number of the sure record still open)."""
+        r = mod.parse(data, first, final, _PMU_BYTES)
+        if r is None:  # the module cannot take this block (int32 offsets): the Python rules take it all
+            lines = lines_of(data.decode("utf-8", "replace"))
+            nos = np.arange(first, first + len(lines), dtype=np.int64)
+            if carry is not None:
+                lines, nos = pl.concat([carry, lines]), np.concatenate([carry_no, nos])
+            out, carry, carry_no = self._block(lines, nos, stats, final)
+            return out, carry, carry_no, b"", 0
+        raw, raw_no = b"", 0
+        if r["carry_line"] >= 0:
+            raw, raw_no = data[r["carry_byte"]:], first + r["carry_line"]
+        if r["n_handed"]:
+            lines = lines_of(r["handed_text"].decode("utf-8", "replace"))
+            nos = np.frombuffer(r["handed_nos"], dtype=np.int64)
+            if carry is not None:
+                lines, nos = pl.concat([carry, lines]), np.concatenate([carry_no, nos])
+        else:
+            lines, nos = carry, carry_no
+        parts = None
+        carry = carry_no = None
+        if lines is not None and len(lines):
+            # the Python rules cut the block themselves unless its open record is the module's
+            parts, carry, carry_no = self._block_parts(lines, nos, stats, final or bool(raw))
+        add_count(stats, "n_blank_lines", r["n_blank"])
+        add_count(stats, "n_callchain_frame_lines", r["n_frames"])
+        ct = _c_table(r)
+        if parts is None:
+            pt, rec_rows, rec_at, py_frac = None, [], np.zeros(0, np.int64), None
+        else:
+            cols, is_rec, rec_rows, callchain, py_frac = parts
+            pt = _py_table(cols, callchain)
+            rec_at = np.flatnonzero(is_rec)
+        if self.resolution is None:
+            cands = [py_frac] if py_frac is not None else []
+            if r["n_events"]:
+                cands.append((int(np.frombuffer(r["line_no"], np.int64, 1)[0]),
+                              10 ** max(0, 9 - r["first_frac_len"])))
+            if cands:
+                self.resolution = min(cands)[1]
+        if pt is not None:
+            tbl, where = _merge(ct, pt)
+            rec_at = where[rec_at]
+        else:
+            tbl = ct
+        if tbl.num_rows == 0:
+            return [], carry, carry_no, raw, raw_no
+        callchain = tbl.column("callchain")
+        tbl = tbl.drop_columns(["callchain"])
+        out = _with_fields(tbl, _series(tbl.column("payload"), "payload"), _series(tbl.column("event"), "event"),
+                           rec_at, rec_rows, callchain)
+        return [out], carry, carry_no, raw, raw_no
 
     def _classify(self, lines: pl.Series, nos: np.ndarray, stats: ParseStats) -> pl.DataFrame:
         """Stage 1: every line is a TAB frame, blank, ``#`` header, ``PERF_RECORD_*``, event or frame (the
@@ -264,9 +338,10 @@ class PerfScriptParser(Parser):
                                  OUT_OF_RANGE)
         return rec_rows, bad_recs
 
-    def _event_columns(self, evs: pl.DataFrame) -> pl.DataFrame:
+    def _event_columns(self, evs: pl.DataFrame) -> tuple[pl.DataFrame, tuple[int, int] | None]:
         """Stage 6: the schema's columns of the record lines (EVENT_RE): exact ns timestamps, pid/tgid from
-        ``pid/tid``, ``sys:event`` split into system and event (sample events keep their name whole)."""
+        ``pid/tid``, ``sys:event`` split into system and event (sample events keep their name whole); and,
+        while the resolution is not known yet, (line number, resolution) of the first event with a fraction."""
         t = pl.col("t")
         g = evs.select(t.str.extract_groups(EVENT_RE).alias("g"), "no", "perfrec").unnest("g")
         evname = pl.col("ev")
@@ -284,11 +359,12 @@ class PerfScriptParser(Parser):
             event=pl.when(has_sys).then(evname.str.replace(r"^[^:]*:", "")).otherwise(evname),
             payload=pl.col("payload").fill_null(""),
         )
+        first_frac = None  # (line number, resolution) of the first event with a fraction of a second
         if self.resolution is None:
-            fr = g.filter(pl.col("frac").is_not_null()).get_column("frac").head(1)
-            if len(fr):
-                self.resolution = 10 ** max(0, 9 - len(fr[0]))
-        return g
+            fr = g.filter(pl.col("frac").is_not_null()).select("no", "frac").head(1)
+            if fr.height:
+                first_frac = (int(fr.item(0, "no")), 10 ** max(0, 9 - len(fr.item(0, "frac"))))
+        return g, first_frac
 
     def _perf_record(self, no: int, txt: str, stats: ParseStats) -> dict | None:
         """A ``PERF_RECORD_*`` line (``--show-lost-events``, ``--show-task-events`` ...); None when one of its
@@ -397,8 +473,9 @@ def _callchains(df: pl.DataFrame, g: pl.DataFrame, n_rec: int, stats: ParseStats
     return build_callchain(n_rec, frames_all.get_column("rid").to_numpy(), frames_struct(frames_all))
 
 
-def _records_table(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict], callchain: pa.Array) -> pa.Table:
-    """Stage 8: the Arrow table; the rows of ``PERF_RECORD_*`` lines replace the regex result."""
+def _record_columns(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict]) -> dict[str, pl.Series]:
+    """Stage 8a: the record columns (less fields and callchain); the rows of ``PERF_RECORD_*`` lines replace
+    the regex result."""
     cols = {
         "line_no": g.get_column("no"),
         "ts_ns": g.get_column("ts_ns"),
@@ -417,14 +494,118 @@ def _records_table(g: pl.DataFrame, is_rec: np.ndarray, rec_rows: list[dict], ca
             for i, row in zip(idx, rec_rows):
                 s[i] = row.get(k)
             cols[k] = pl.Series(k, s, dtype=cols[k].dtype)
-    tbl = pl.DataFrame(cols).to_arrow()
-    fields = fields_for(cols["payload"], cols["event"])
-    if is_rec.any():
+    return cols
+
+
+def _with_fields(tbl: pa.Table, payload: pl.Series, event: pl.Series, rec_at: np.ndarray, rec_rows: list[dict],
+                 callchain) -> pa.Table:
+    """Stage 8b: the fields map of every row (the ``PERF_RECORD_*`` rows at ``rec_at`` get their own), then
+    the callchain."""
+    fields = fields_for(payload, event)
+    if len(rec_at):
         fl = fields.to_pylist()
-        for i, row in zip(idx, rec_rows):
+        for i, row in zip(rec_at, rec_rows):
             fl[i] = row.get("fields") or []
         fields = pa.array(fl, type=fields.type)
     return tbl.append_column("fields", fields).append_column("callchain", callchain)
+
+
+def _records_table(cols: dict[str, pl.Series], is_rec: np.ndarray, rec_rows: list[dict],
+                   callchain: pa.Array) -> pa.Table:
+    """Stage 8: the Arrow table of one block's records."""
+    return _with_fields(pl.DataFrame(cols).to_arrow(), cols["payload"], cols["event"], np.flatnonzero(is_rec),
+                        rec_rows, callchain)
+
+
+# -- the compiled fast path (native/perf_script.c) ------------------------------------------------------------
+#
+# The C module takes a block's bytes and returns the records it is sure of as Arrow buffers, and every other line
+# (the lines of a record it is not sure of, from its event line on, and the lines before the block's first sure
+# event line) with its line number. Those lines, after the lines the Python rules carried from the last block,
+# go through PerfScriptParser._block_parts, which so sees the same record boundaries, malformed lines and
+# counters as without the module; both row sets are merged in line order and the fields map is parsed over
+# the merged rows, as the pure path parses it over a block's rows. A sure record still open at the end of a
+# block waits, as bytes, for the next chunk.
+
+_PMU_BYTES = "\n".join(PMU_EVENTS).encode()
+_C_COLUMNS = ["line_no", "ts_ns", "cpu", "pid", "tgid", "comm", "system", "event", "payload", "callchain"]
+_C_SCHEMA = pa.schema([PARSED_SCHEMA.field(c) for c in _C_COLUMNS])
+
+
+def _native_blocks(mod):
+    def blocks(parser: "PerfScriptParser", source: TraceSource, stats: ParseStats) -> Iterator[pa.Table]:
+        raw, raw_no = b"", 0  # the sure record still open at the end of the last block, as bytes
+        carry = carry_no = None  # the lines the Python rules carried from the last block
+        for chunk in source.chunks(parser.chunk_bytes):
+            data, first = chunk.data, chunk.first_line_no
+            if raw:
+                data, first = raw + data, raw_no
+            out, carry, carry_no, raw, raw_no = parser._native_block(mod, data, first, carry, carry_no, stats,
+                                                                     final=False)
+            yield from out
+        if raw:
+            out, _, _, _, _ = parser._native_block(mod, raw, raw_no, carry, carry_no, stats, final=True)
+            yield from out
+        elif carry is not None and len(carry):
+            out, _, _ = parser._block(carry, carry_no, stats, final=True)
+            yield from out
+    return blocks
+
+
+def _buf(b: bytes | None):
+    return None if b is None else pa.py_buffer(b)
+
+
+def _c_strings(r: dict, name: str, n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.string(), n, [_buf(r[name + "_valid"]), _buf(r[name + "_off"]),
+                                                  _buf(r[name + "_data"])], null_count=r[name + "_nulls"])
+
+
+def _c_ints(r: dict, name: str, typ: pa.DataType, n: int) -> pa.Array:
+    valid = r.get(name + "_valid")
+    return pa.Array.from_buffers(typ, n, [_buf(valid), _buf(r[name])], null_count=r.get(name + "_nulls", 0))
+
+
+def _c_table(r: dict) -> pa.Table:
+    """The sure records of one ``parse`` result as a table of _C_SCHEMA."""
+    n, nf = r["n_events"], r["n_frames"]
+    frames = pa.StructArray.from_arrays([_c_strings(r, c, nf) for c in ("addr", "sym", "off", "dso")],
+                                        fields=list(FRAME))
+    chain = pa.Array.from_buffers(pa.list_(FRAME), n, [_buf(r["chain_valid"]), _buf(r["chain_off"])],
+                                  null_count=r["chain_nulls"], children=[frames])
+    cols = [_c_ints(r, "line_no", pa.int64(), n), _c_ints(r, "ts_ns", pa.int64(), n),
+            _c_ints(r, "cpu", pa.int32(), n), _c_ints(r, "pid", pa.int32(), n), _c_ints(r, "tgid", pa.int32(), n),
+            _c_strings(r, "comm", n), _c_strings(r, "system", n), _c_strings(r, "event", n),
+            _c_strings(r, "payload", n), chain]
+    return pa.Table.from_arrays(cols, schema=_C_SCHEMA)
+
+
+def _py_table(cols: dict[str, pl.Series], callchain: pa.Array) -> pa.Table:
+    t = pl.DataFrame(cols).to_arrow()
+    arrays = [t.column(c).cast(_C_SCHEMA.field(c).type) for c in _C_COLUMNS[:-1]]
+    return pa.Table.from_arrays(arrays + [callchain], schema=_C_SCHEMA)
+
+
+def _merge(ct: pa.Table, pt: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """``ct`` and ``pt`` (each in line order) merged in line order; and where each row of ``pt`` went."""
+    if pt.num_rows == 0:
+        return ct, np.zeros(0, np.int64)
+    if ct.num_rows == 0:
+        return pt, np.arange(pt.num_rows)
+    c_no = ct.column("line_no").to_numpy()
+    p_no = pt.column("line_no").to_numpy()
+    if p_no[-1] < c_no[0]:
+        return pa.concat_tables([pt, ct]), np.arange(pt.num_rows)
+    if p_no[0] > c_no[-1]:
+        return pa.concat_tables([ct, pt]), ct.num_rows + np.arange(pt.num_rows)
+    order = np.argsort(np.concatenate([c_no, p_no]), kind="stable")
+    where = np.empty(len(order), np.int64)
+    where[order] = np.arange(len(order))
+    return pa.concat_tables([ct, pt]).take(pa.array(order)), where[ct.num_rows:]
+
+
+def _series(col: pa.ChunkedArray, name: str) -> pl.Series:
+    return pl.Series(name, col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
 
 
 PARSERS = [PerfScriptParser]
