@@ -682,7 +682,7 @@ def _native_table(res: dict, py_ev: pl.DataFrame | None) -> pa.Table:
         cols = {c: merge(cols[c], p[c]) for c in _EVENT_COLS}
         if "_k" in py_ev.columns and py_ev.get_column("_k").is_not_null().any():
             mk = py_ev.get_column("_k").is_not_null().to_arrow()
-            marker = merge(pa.nulls(n, pa.bool_()).fill_null(False), mk)
+            marker = merge(pa.repeat(False, n), mk)
             kvs = py_ev.select(pl.when(pl.col("_k").is_not_null())
                                .then(pl.concat_list([pl.struct(key=pl.col("_k"), value=pl.col("_v"))]))
                                .alias("x")).get_column("x")
