@@ -116,6 +116,17 @@ def _dict_columns() -> list[str]:
     return [sch.column(i).path for i in range(len(sch)) if sch.column(i).path not in _DELTA_COLUMNS]
 
 
+def _repeat_str(value: str, n: int) -> pa.Array:
+    """A string array of ``value`` n times, from its two buffers (numpy offsets, the bytes repeated)."""
+    import numpy as np
+
+    b = value.encode()
+    if (n + 1) * len(b) >= 2 ** 31:
+        return pa.repeat(value, n).cast(pa.string())
+    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32) if b else np.zeros(n + 1, np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b * n)])
+
+
 class _Writer:
     """Writes parsed tables as Parquet in a background thread (pyarrow releases the GIL), so that
     parsing the next chunk and compressing this one use both cores. Small tables are batched into
@@ -181,8 +192,7 @@ class _Writer:
         have = getattr(self, "_const", None)
         if have is None or len(have[0]) < n:
             size = max(n, 2 * len(have[0]) if have is not None else n)
-            have = self._const = (pa.repeat(self.run_id, size).cast(pa.string()),
-                                  pa.repeat(self.label, size).cast(pa.string()))
+            have = self._const = (_repeat_str(self.run_id, size), _repeat_str(self.label, size))
         return have[0].slice(0, n), have[1].slice(0, n)
 
     def _write_now(self, t: pa.Table) -> None:
