@@ -12,8 +12,6 @@ Neither format imports the other.
 """
 from __future__ import annotations
 
-import queue
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -21,7 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..schema import FRAME
-from .base import ParseStats, count_junk, exact_ns, junk_reason, junk_text
+from .base import ParseStats, ahead, count_junk, exact_ns, junk_reason, junk_text
 from .source import TraceSource
 
 
@@ -111,43 +109,4 @@ def run_blocks(parser, source: TraceSource, stats: ParseStats, blocks=None) -> I
     """``_blocks`` (or ``blocks(parser, source, stats)``, a format's own generator of tables) in a worker
     thread, one table ahead, so that parsing the next chunk overlaps with the consumer writing the previous
     one (polars and pyarrow release the GIL)."""
-    blocks = blocks or _blocks
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for t in blocks(parser, source, stats):
-                if not put(("t", t)):
-                    return
-            put(("done", None))
-        except BaseException as e:  # handed to the consumer
-            put(("err", e))
-
-    th = threading.Thread(target=work, name="ksmtrace-parse", daemon=True)
-    th.start()
-    finished = False
-    try:
-        while True:
-            kind, v = q.get()
-            if kind == "t":
-                yield v
-            elif kind == "done":
-                finished = True
-                return
-            else:
-                finished = True
-                raise v
-    finally:
-        stop.set()
-        if finished:
-            th.join()
+    yield from ahead((blocks or _blocks)(parser, source, stats), 2, "ksmtrace-parse")

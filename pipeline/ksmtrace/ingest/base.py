@@ -29,7 +29,9 @@ Shared rules for every text parser (helpers below):
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -180,3 +182,47 @@ def conform(table: pa.Table) -> pa.Table:
         else:
             cols.append(pa.nulls(n, f.type))
     return pa.Table.from_arrays(cols, schema=PARSED_SCHEMA)
+
+
+def ahead(items: Iterator, n: int = 2, name: str = "ksmtrace-ahead") -> Iterator:
+    """``items`` produced in a worker thread, at most ``n`` ahead of the consumer; its exception re-raised here.
+    Closing the consumer stops the worker. The formats run their reading or parsing one step ahead of the
+    consumer with it (polars, pyarrow, hashlib and the compiled parsers release the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=n)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for x in items:
+                if not put(("x", x)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the consumer
+            put(("err", e))
+
+    th = threading.Thread(target=work, name=name, daemon=True)
+    th.start()
+    finished = False
+    try:
+        while True:
+            kind, v = q.get()
+            if kind == "x":
+                yield v
+            else:
+                finished = True
+                if kind == "err":
+                    raise v
+                return
+    finally:
+        stop.set()
+        if finished:  # else the worker may be blocked in a read (a stalled pipe): it stops at its next item
+            th.join()

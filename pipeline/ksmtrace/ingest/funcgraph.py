@@ -32,9 +32,7 @@ the stages below by its line number, so the rows are the same either way
 """
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from typing import Iterator
 
 import numpy as np
@@ -42,7 +40,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, conform, take_junk
+from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, ahead, conform, take_junk
 from .fields import MAP_TYPE, fields_long, long_to_map
 from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from ._native import load
@@ -629,7 +627,7 @@ class _TakenView:
 
     def chunks(self) -> Iterator[Chunk]:
         nxt = 1
-        for r in _ahead(self._parsed()):
+        for r in ahead(self._parsed()):
             nos = np.frombuffer(r[4], dtype=np.int64)
             self._maps.append((nxt, nos))
             self.taken.append(r)
@@ -650,49 +648,6 @@ class _TakenView:
         if len(out) != n:
             raise RuntimeError("function_graph: a frame's lines are not those of its chunks")
         return out
-
-
-def _ahead(items: Iterator, n: int = 2) -> Iterator:
-    """``items`` produced in a worker thread, at most ``n`` ahead of the consumer; its exception re-raised here.
-    Closing the consumer stops the worker."""
-    q: queue.Queue = queue.Queue(maxsize=n)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for x in items:
-                if not put(("x", x)):
-                    return
-            put(("done", None))
-        except BaseException as e:  # handed to the consumer
-            put(("err", e))
-
-    th = threading.Thread(target=work, name="ksmtrace-funcgraph-read", daemon=True)
-    th.start()
-    finished = False
-    try:
-        while True:
-            kind, v = q.get()
-            if kind == "x":
-                yield v
-            else:
-                finished = True
-                if kind == "err":
-                    raise v
-                return
-    finally:
-        stop.set()
-        if finished:  # else the worker may be blocked in a read (a stalled pipe): it stops at its next item
-            th.join()
 
 
 def _native_table(c: dict) -> pa.Table:
