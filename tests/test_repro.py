@@ -209,7 +209,9 @@ def test_region_mapped_prot_none_is_not_merged_into_an_anonymous_neighbour():
     from ksmtrace.capture.repro import PAGE, PROT_NONE, _Libc
 
     lib = _Libc()
-    area = lib.mmap(8 * PAGE, None, prot=PROT_NONE)        # a free stretch of 8 pages
+    # a free stretch of 8 pages with a PROT_NONE guard page above it that stays mapped: without it, the
+    # neighbour (the top 4 pages) would merge with whatever read-write mapping lay right above the stretch
+    area = lib.mmap(9 * PAGE, None, prot=PROT_NONE)
     lib.c.munmap(area, 8 * PAGE)
     nb = lib.mmap(4 * PAGE, area + 4 * PAGE)
     ctypes.memset(nb, 1, 4 * PAGE)                        # the neighbour has an anon_vma
@@ -222,3 +224,4 @@ def test_region_mapped_prot_none_is_not_merged_into_an_anonymous_neighbour():
         lib.c.munmap(none, 3 * PAGE)
     finally:
         lib.c.munmap(nb, 4 * PAGE)
+        lib.c.munmap(area + 8 * PAGE, PAGE)
