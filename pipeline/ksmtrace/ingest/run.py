@@ -144,6 +144,7 @@ class _Writer:
         self.w: pq.ParquetWriter | None = None
         self.first_ts = None
         self.last_ts = None
+        self._const: tuple[pa.Array, pa.Array] | None = None  # see _constant_columns
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._q: queue.Queue = queue.Queue(maxsize=1)
@@ -189,7 +190,7 @@ class _Writer:
         """run_id and label for n rows: slices of arrays built once per writer (and grown by doubling).
         Building them per row group (fill_null over pa.nulls) cost 0.2 s per 400k rows in the writer thread,
         most of it waiting for the GIL the parsers hold."""
-        have = getattr(self, "_const", None)
+        have = self._const
         if have is None or len(have[0]) < n:
             size = max(n, 2 * len(have[0]) if have is not None else n)
             have = self._const = (_repeat_str(self.run_id, size), _repeat_str(self.label, size))
