@@ -7,7 +7,7 @@
 -- row (a narrow running max in task order, which groups the iterator leaves into runs), then sorts of the
 -- few other rows only: in a counting trace nearly every row is an iterator leaf (200 MB of a real 6.1
 -- capture: 2.17 M of 2.2 M rows), and the row-by-row form (every leaf its own child through an ASOF join
--- and two window passes) took 2.1 s there where this takes 0.7 s; tests/test_fg_runs_equiv.py checks
+-- and two window passes) took 2.1 s there where this takes 0.7 s; tests/test_walks_rowwise_equiv.py checks
 -- the two agree. No self-joins.
 -- "The last non-NULL x so far" is written max(x) when x is the line number itself and arg_max(x, line_no)
 -- otherwise (line_no is unique in a run, arg_max skips a NULL x): running aggregates DuckDB computes with a

@@ -7,7 +7,7 @@
 -- A fetched return value is a field named ret, retval or arg1 (fprobe's default name), or $retval.
 
 CREATE OR REPLACE MACRO _pr_out() AS TABLE
-WITH probe_rows AS MATERIALIZED (
+WITH probe_rows AS (
     SELECT rk, line_no, ts_ns, cpu, pid, comm, fn_role, rec_kind, wfunc, parent, ret, item_addr AS addr,
            vm_start, vm_end, probe_off
     FROM _ev WHERE ev_kind = 'probe'
@@ -25,59 +25,79 @@ _lifo_in AS (
     WHERE r.rec_kind = 'return' OR r.probe_off IS NULL OR r.probe_off <= 16
 ),
 walker_pairs AS MATERIALIZED (SELECT * FROM _lifo_pairs()),
-with_walk_entry AS (
-    SELECT r.*, p.line_no IS NOT NULL AS w_entry, p.end_line AS w_end_line
-    FROM probe_rows r
-    LEFT JOIN (SELECT rk, line_no, CASE WHEN nxt_d = -1 THEN nxt_v.line_no END AS end_line
-               FROM walker_pairs WHERE d = 1) p
-           ON p.rk = r.rk AND p.line_no = r.line_no
+walk_starts AS (
+    SELECT rk, line_no, CASE WHEN nxt_d = -1 THEN nxt_v.line_no END AS end_line FROM walker_pairs WHERE d = 1
 ),
--- (1) task order: rows inside a walk of the same pid (after its entry, before its return; an entry without
--- return keeps the rows up to the pid's next walk entry); the last rmap_item address seen (ksm_item probe)
-in_task_order AS (
-    SELECT *,
-           -- the last non-NULL value so far: max / arg_max by line_no (see 13_funcgraph_walks.sql, Performance)
-           max(CASE WHEN w_entry THEN line_no END) OVER t AS cw_line,
-           arg_max(CASE WHEN w_entry THEN coalesce(w_end_line, 9223372036854775807) END, line_no) OVER t AS cw_end,
-           arg_max(CASE WHEN rec_kind = 'entry' AND addr IS NOT NULL THEN {'a': addr, 'l': line_no} END, line_no)
-               OVER t AS item
-    FROM with_walk_entry
-    WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+-- (1) task order, one pass over every probe row (rwsem probes fire in every task, so most rows lie outside
+-- any walk: 1.5 M rows in a 200 MB kprobes capture), narrow: what a row means for the walk as booleans (a
+-- fetched return value counts when it is present and non-zero), and three running maxima of line numbers
+-- (see 13_funcgraph_walks.sql, Performance): the task's last walk entry (cw_line), its last entry probe
+-- with an rmap_item address (item_l, the ksm_item probe) and its last mark (m_line). Marks are the rows
+-- other than iterator returns: in a counting trace nearly every row inside a walk is an iterator return.
+task_order AS (
+    FROM (
+    SELECT r.rk, r.pid, r.line_no, r.ts_ns, r.vm_start AS vs, r.vm_end AS ve,
+           r.fn_role = 'trylock' AND r.rec_kind = 'return' AND r.ret IS NOT NULL AND NOT _is_zero(r.ret) AS try_ok,
+           r.fn_role = 'trylock' AND r.rec_kind = 'return' AND r.ret IS NOT NULL AND _is_zero(r.ret) AS try_fail,
+           r.fn_role = 'down_read' AND r.rec_kind = 'return' AS dr_ret,
+           r.fn_role = 'up_read' AND r.rec_kind = 'entry' AS is_up,
+           r.fn_role = 'iterator' AND r.rec_kind = 'return' AS is_iter,
+           r.fn_role = 'iterator' AND r.rec_kind = 'return' AND r.ret IS NOT NULL AND NOT _is_zero(r.ret) AS iter_hit,
+           r.fn_role = 'rmap_one' AND r.rec_kind = 'entry' AS is_cb,
+           r.fn_role = 'invalid_vma' AND r.rec_kind = 'return' AND r.ret IS NOT NULL AND NOT _is_zero(r.ret) AS inv_yes,
+           max(CASE WHEN s.line_no IS NOT NULL THEN r.line_no END) OVER t AS cw_line,
+           max(CASE WHEN r.rec_kind = 'entry' AND r.addr IS NOT NULL THEN r.line_no END) OVER t AS item_l,
+           max(CASE WHEN NOT (r.fn_role = 'iterator' AND r.rec_kind = 'return') THEN r.line_no END) OVER t AS m_line
+    FROM probe_rows r LEFT JOIN walk_starts s ON s.rk = r.rk AND s.line_no = r.line_no
+    WINDOW t AS (PARTITION BY r.rk, r.pid ORDER BY r.line_no ROWS UNBOUNDED PRECEDING)
+    ) WHERE cw_line IS NOT NULL  -- (rows before the task's first walk entry lie in no walk)
 ),
-walk_rows AS (
-    SELECT rk, cw_line AS walk_id, line_no, ts_ns, ret,
-           CASE WHEN item.l > cw_line THEN item.a END AS item_addr,
-           vm_start AS vs, vm_end AS ve,
-           -- a fetched return value counts when it is present and non-zero
-           fn_role = 'trylock' AND rec_kind = 'return' AND ret IS NOT NULL AND NOT _is_zero(ret) AS try_ok,
-           fn_role = 'trylock' AND rec_kind = 'return' AND ret IS NOT NULL AND _is_zero(ret) AS try_fail,
-           fn_role = 'down_read' AND rec_kind = 'return' AS dr_ret,
-           fn_role = 'up_read' AND rec_kind = 'entry' AS is_up,
-           fn_role = 'iterator' AND rec_kind = 'return' AS is_iter,
-           fn_role = 'rmap_one' AND rec_kind = 'entry' AS is_cb,
-           fn_role = 'invalid_vma' AND rec_kind = 'return' AND ret IS NOT NULL AND NOT _is_zero(ret) AS inv_yes
-    FROM in_task_order WHERE cw_line IS NOT NULL AND line_no > cw_line AND line_no < cw_end
+-- the marks inside a walk of the same pid (after its entry, before its return; an entry without return
+-- keeps the rows up to the pid's next walk entry), and the walk's entry row itself (line_no = walk_id),
+-- which starts nothing and is not counted below; the last rmap_item address seen in the walk (item_l)
+walk_marks AS (
+    SELECT m.rk, m.cw_line AS walk_id, m.line_no, m.ts_ns, m.try_ok, m.try_fail, m.dr_ret, m.is_up, m.is_cb,
+           m.inv_yes, CASE WHEN m.item_l > m.cw_line THEN m.item_l END AS item_l
+    FROM task_order m JOIN walk_starts s ON s.rk = m.rk AND s.line_no = m.cw_line
+    WHERE NOT m.is_iter AND m.line_no < coalesce(s.end_line, 9223372036854775807)
 ),
--- (2) walk order: windows. Start = a successful trylock return or a down_read return, end = the next
--- up_read entry; wno = running count of starts; inside = no up_read between the start and the row
+-- (2) walk order, over the marks: windows. Start = a successful trylock return or a down_read return, end =
+-- the next up_read entry; wno = running count of starts; inside = no up_read between the start and the row;
+-- the window's rmap_item address: the last one seen in the walk before its start (w_item)
 window_marks AS (
     SELECT *,
-           is_iter AND ret IS NOT NULL AND NOT _is_zero(ret) AS iter_hit,
            try_ok OR dr_ret AS win_start,
            sum(CASE WHEN try_ok OR dr_ret THEN 1 ELSE 0 END) OVER k AS wno,
            max(CASE WHEN try_ok OR dr_ret THEN line_no END) OVER k AS ws_line,
-           -- the rmap_item address of the window: the last one seen in the walk before its start
-           arg_max(CASE WHEN try_ok OR dr_ret THEN {'a': item_addr} END, line_no) OVER k AS w_item,
+           arg_max(CASE WHEN try_ok OR dr_ret THEN {'l': item_l} END, line_no) OVER k AS w_item,
            max(CASE WHEN is_up THEN line_no END)
                OVER (PARTITION BY rk, walk_id ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                AS up_before
-    FROM walk_rows
+    FROM walk_marks
     WINDOW k AS (PARTITION BY rk, walk_id ORDER BY line_no ROWS UNBOUNDED PRECEDING)
 ),
-row_windows AS MATERIALIZED (
-    SELECT *, wno > 0 AND line_no > ws_line AND (up_before IS NULL OR up_before < ws_line) AS inside,
-           _hex(w_item.a) AS a
-    FROM window_marks
+mark_windows AS MATERIALIZED (
+    SELECT w.*, w.wno > 0 AND w.line_no > w.ws_line AND (w.up_before IS NULL OR w.up_before < w.ws_line) AS inside,
+           -- inside, for the rows after this mark and before the next one (an up_read mark closes the window)
+           w.wno > 0 AND NOT w.is_up AND (w.up_before IS NULL OR w.up_before < w.ws_line) AS inside_after,
+           _hex(i.addr) AS a
+    FROM window_marks w LEFT JOIN probe_rows i ON i.rk = w.rk AND i.line_no = w.w_item.l
+),
+-- the iterator returns of a walk: each lies in the window of the task's last mark before it (no walk entry,
+-- lock call or window start lies in between: those are marks), and is inside it as the mark leaves it
+iter_rows AS (
+    SELECT i.rk, m.walk_id, m.wno, i.line_no, i.iter_hit, i.vs, i.ve, m.inside_after AS inside, m.a
+    FROM task_order i JOIN mark_windows m ON m.rk = i.rk AND m.line_no = i.m_line
+    WHERE i.is_iter
+),
+row_windows AS (
+    SELECT rk, walk_id, wno, line_no, ts_ns, win_start, is_up, inside, false AS iter_hit, false AS is_iter, is_cb,
+           inv_yes, dr_ret, try_fail, NULL::BIGINT AS vs, NULL::BIGINT AS ve, a
+    FROM mark_windows WHERE line_no > walk_id
+    UNION ALL BY NAME
+    SELECT rk, walk_id, wno, line_no, NULL::BIGINT AS ts_ns, false AS win_start, false AS is_up, inside, iter_hit,
+           true AS is_iter, false AS is_cb, false AS inv_yes, false AS dr_ret, false AS try_fail, vs, ve, a
+    FROM iter_rows
 ),
 windows AS MATERIALIZED (
     SELECT rk, walk_id, wno AS window_no,

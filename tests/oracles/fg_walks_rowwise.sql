@@ -1,6 +1,6 @@
 -- Test oracle, not part of ksmtrace's SQL: queries/13_funcgraph_walks.sql as it was at commit 45f8237, the
 -- row-by-row form (every iterator leaf its own child row through three window passes), with its macro
--- renamed _fg_out_rowwise. tests/test_fg_runs_equiv.py checks that the current _fg_out (runs of iterator
+-- renamed _fg_out_rowwise. tests/test_walks_rowwise_equiv.py checks that the current _fg_out (runs of iterator
 -- leaves as one child row each) gives the same rows on generated traces. Never edit it to make a test pass.
 
 -- ksmtrace walk reconstruction, evidence (b): function_graph with rmap_walk_ksm (or rmap_walk_anon /
