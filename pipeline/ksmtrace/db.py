@@ -235,13 +235,62 @@ def _spill_dir() -> str:
     return os.path.join(tempfile.gettempdir(), f"ksmtrace-duckdb-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
+#: connections being made ahead of use by warm_compute_connection: requesting thread -> (thread, result box)
+_pending: dict[int, tuple[threading.Thread, dict]] = {}
+
+
+def warm_compute_connection() -> None:
+    """Start making this thread's computing connection in the background, unless it has one: defining the views
+    is ~0.4 s of DuckDB parsing and binding (and pyarrow's first conversion imports pandas, another 0.2 s),
+    which ingest thereby overlaps with reading and parsing its input. The thread's next
+    ``_compute_connection`` takes the connection over; a failure there is left for it to raise."""
+    me = threading.get_ident()
+    con = getattr(_local, "con", None)
+    if (con is not None and getattr(_local, "key", None) == (os.getpid(), stamp())) or me in _pending:
+        return
+    box: dict = {}
+
+    def make() -> None:
+        import shutil
+        import tempfile
+
+        root = Path(tempfile.mkdtemp(prefix="ksmtrace-views-"))
+        try:
+            for table, name, schema in (("events", "events-00000.parquet", EVENTS_SCHEMA),
+                                        ("runs", "run.parquet", RUNS_SCHEMA)):
+                d = root / partition(table, "_warm", "_warm")
+                d.mkdir(parents=True)
+                pq.write_table(schema.empty_table(), d / name)
+            box["con"] = _new_compute_connection(root)
+        except BaseException:  # noqa: BLE001 - the synchronous path raises it properly
+            pass
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    t = threading.Thread(target=make, name="ksmtrace-views", daemon=True)
+    _pending[me] = (t, box)
+    t.start()
+
+
 def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
-    """One connection per process and thread with the computing views (defining them costs ~0.2 s)."""
+    """One connection per process and thread with the computing views (made ahead by
+    ``warm_compute_connection``, or here)."""
     key = (os.getpid(), stamp())
     con = getattr(_local, "con", None)
-    if con is not None and getattr(_local, "key", None) == key:
-        con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
-        return con
+    if con is None or getattr(_local, "key", None) != key:
+        con = None
+        pending = _pending.pop(threading.get_ident(), None)
+        if pending is not None:
+            pending[0].join()
+            con = pending[1].get("con")
+        if con is None:
+            con = _new_compute_connection(root)
+        _local.con, _local.key = con, key
+    con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
+    return con
+
+
+def _new_compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     # ingest's peak memory is bounded at any input size: DuckDB spills what does not fit (sorts, window
@@ -255,7 +304,6 @@ def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     con.execute("SET preserve_insertion_order = false")  # every COPY below has its own ORDER BY
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
     _run_files(con, compute_files())
-    _local.con, _local.key = con, key
     return con
 
 

@@ -184,6 +184,18 @@ def conform(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=PARSED_SCHEMA)
 
 
+def repeat_str(value: str, n: int) -> pa.Array:
+    """A string array of ``value`` n times, from its two buffers (numpy offsets, the bytes repeated): unlike
+    ``pa.repeat`` it does not make pyarrow import pandas (a quarter of a second, on the ingest's critical path)."""
+    import numpy as np
+
+    b = value.encode()
+    if (n + 1) * len(b) >= 2 ** 31:
+        return pa.repeat(value, n).cast(pa.string())
+    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32) if b else np.zeros(n + 1, np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b * n)])
+
+
 def ahead(items: Iterator, n: int = 2, name: str = "ksmtrace-ahead") -> Iterator:
     """``items`` produced in a worker thread, at most ``n`` ahead of the consumer; its exception re-raised here.
     Closing the consumer stops the worker. The formats run their reading or parsing one step ahead of the

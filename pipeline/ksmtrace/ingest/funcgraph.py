@@ -40,7 +40,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, ahead, conform, take_junk
+from .base import INT64_MAX, OUT_OF_RANGE, TRACER_HEADER_RE, Parser, ParseStats, ahead, conform, repeat_str, take_junk
 from .fields import MAP_TYPE, fields_long, long_to_map
 from ._ftrace_lines import events_to_arrow, iter_line_frames, parse_lines, ts_to_ns
 from ._native import load
@@ -667,8 +667,7 @@ def _native_table(c: dict) -> pa.Table:
 
     k = c["n_unmatched"]
     fields = pa.MapArray.from_arrays(pa.Array.from_buffers(pa.int32(), n + 1, [None, buf(c["fields_offsets"])]),
-                                     pa.repeat("unmatched", k).cast(pa.string()),
-                                     pa.repeat("true", k).cast(pa.string()), type=MAP_TYPE)
+                                     repeat_str("unmatched", k), repeat_str("true", k), type=MAP_TYPE)
     return pa.table({
         "line_no": prim(pa.int64(), "line_no"), "ts_ns": prim(pa.int64(), "ts_ns"), "cpu": prim(pa.int32(), "cpu"),
         "pid": prim(pa.int32(), "pid"), "comm": text("comm"), "flags": text("flags"), "event": text("event"),

@@ -21,7 +21,7 @@ from ..errors import BadInput
 from ..schema import EVENTS_SCHEMA, RUNS_SCHEMA
 from ..store import Store, encode_label, make_run_id
 from . import detect, get
-from .base import ParseStats, conform
+from .base import ParseStats, conform, repeat_str
 from .source import TraceSource
 
 ROWS_PER_FILE = 4_000_000
@@ -110,21 +110,10 @@ _DELTA_COLUMNS = {"line_no": "DELTA_BINARY_PACKED", "ts_ns": "DELTA_BINARY_PACKE
 def _dict_columns() -> list[str]:
     """Parquet leaf column paths of EVENTS_SCHEMA (``fields.key_value.key``...), less the delta-encoded ones."""
     buf = io.BytesIO()
-    pq.write_table(EVENTS_SCHEMA.empty_table(), buf)
+    pq.ParquetWriter(buf, EVENTS_SCHEMA).close()  # (pq.write_table would make pyarrow import pandas)
     buf.seek(0)
     sch = pq.ParquetFile(buf).schema
     return [sch.column(i).path for i in range(len(sch)) if sch.column(i).path not in _DELTA_COLUMNS]
-
-
-def _repeat_str(value: str, n: int) -> pa.Array:
-    """A string array of ``value`` n times, from its two buffers (numpy offsets, the bytes repeated)."""
-    import numpy as np
-
-    b = value.encode()
-    if (n + 1) * len(b) >= 2 ** 31:
-        return pa.repeat(value, n).cast(pa.string())
-    offsets = np.arange(0, (n + 1) * len(b), len(b), dtype=np.int32) if b else np.zeros(n + 1, np.int32)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(b * n)])
 
 
 class _Writer:
@@ -193,7 +182,7 @@ class _Writer:
         have = self._const
         if have is None or len(have[0]) < n:
             size = max(n, 2 * len(have[0]) if have is not None else n)
-            have = self._const = (_repeat_str(self.run_id, size), _repeat_str(self.label, size))
+            have = self._const = (repeat_str(self.run_id, size), repeat_str(self.label, size))
         return have[0].slice(0, n), have[1].slice(0, n)
 
     def _write_now(self, t: pa.Table) -> None:
@@ -261,6 +250,9 @@ def ingest_one(path: str, store: Store, label: str, fmt: str = "auto", force: bo
             parser_cls = get(fmt)
         parser = parser_cls()
         stats = ParseStats()
+        from .. import db
+
+        db.warm_compute_connection()  # the views for the derived tables, defined while the input is parsed
         created_root = not store.root.exists()
         staging = None
         try:
