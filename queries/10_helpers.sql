@@ -107,7 +107,8 @@ WINDOW same_level AS (PARTITION BY k, level ORDER BY o1, o2);
 -- few rows or none: (1) per key, the ends before its first begin (on an empty stack: unmatched) and the
 -- begins after its last end (never closed) are dropped; (2) a begin whose next row of the key is an end
 -- pairs with it (the top of the stack), and taking such adjacent pairs out (as "()" out of a bracket
--- string) leaves the pairing of the rest unchanged; _lifo_pairs pairs the rest.
+-- string) leaves the pairing of the rest unchanged; _lifo_pairs pairs the rest. (o1, o2) is unique within a
+-- key, as in every caller (a line number in it): the order of tied rows, and so their pairing, is undefined.
 -- Performance: the key is hashed once (GROUP BY k, which also numbers the keys): the window then sorts on
 -- that BIGINT, not on k (a STRUCT of text, twice as slow); one window pass where _lifo_pairs takes four.
 CREATE OR REPLACE MACRO _lifo_matched() AS TABLE

@@ -8,9 +8,9 @@ SELECT run_id, _stack_host_line(line_no) AS host_line, pid, callchain FROM event
 -- read every event's callchain to test it, where now it reads the callchains of kernel_stack rows only)
 WHERE event = 'kernel_stack' AND (callchain IS NOT NULL OR event IS NULL);
 
--- contention_begin / contention_end rows with their fields (lock_addr, flags / ret), without callchains:
--- lock_waits reads them once (a MATERIALIZED CTE named _lock_rows that the macro _lock_pairs() below then
--- reads; the view _lock_rows stands in elsewhere), so the events are scanned once for the pairing.
+-- contention_begin / contention_end rows with their fields (lock_addr, flags / ret), without callchains
+-- (_lock_waits_from_events reads those for the runs with a wait only). The macro _lock_pairs() below reads
+-- them as `_lock_rows`: the view of that name, or a caller's CTE that shadows it.
 CREATE OR REPLACE VIEW _lock_rows_scan AS
 SELECT e.run_id, e.label, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event,
        e.fields['lock_addr'] AS lock_addr, e.fields['flags'] AS flags, TRY_CAST(e.fields['ret'] AS INTEGER) AS ret,
@@ -20,16 +20,11 @@ WHERE e.event IN ('contention_begin', 'contention_end') AND coalesce(e.system, '
 
 CREATE OR REPLACE VIEW _lock_rows AS SELECT * FROM _lock_rows_scan;
 
--- the callchain of each contention_begin: perf -g, or its ftrace <stack trace> record (_stacks)
-CREATE OR REPLACE VIEW _lock_begin_callchains AS
-SELECT e.run_id, e.label, e.line_no, e.pid, e.comm, coalesce(e.callchain, s.callchain) AS callchain
-FROM events e
-LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
-WHERE e.event = 'contention_begin' AND coalesce(e.system, 'lock') = 'lock';
-
 -- Pairing: per (run, pid) an end closes the most recent open begin with the same lock_addr, i.e. a LIFO
 -- stack per (run, pid, lock_addr) in (ts, line_no) order (_lifo_pairs, 10_helpers.sql); nested spinlock
--- waits inside an rwsem slow path have another address.
+-- waits inside an rwsem slow path have another address. _lock_pairs() gives every row with its level (what
+-- _lock_waits_unpaired counts); _lock_waits_from_events takes the same pairs from _lifo_matched (the pairs
+-- only, 10_helpers.sql) over the same key and order.
 CREATE OR REPLACE MACRO _lock_pairs() AS TABLE
 WITH _lifo_in AS (
     SELECT {'run_id': run_id, 'pid': pid, 'lock_addr': lock_addr} AS k, ts_ns AS o1, line_no AS o2, d,
@@ -95,20 +90,27 @@ read_begins AS (
 primitives AS (SELECT list(prefix) AS prefixes FROM _lock_primitive_prefixes),
 begins AS MATERIALIZED (
     -- the contention_begins of the runs with a wait: whether it has a callchain; for the waits' own begins
-    -- their label, comm and callchain; for those and read_begins the first frame outside the locking primitives
-    SELECT c.run_id, c.line_no, w.line_no IS NOT NULL AS is_wait, r.lock_addr AS read_lock_addr,
-           c.callchain IS NOT NULL AND len(c.callchain) > 0 AS has_callchain,
+    -- their label, comm and callchain; for those and read_begins the first frame outside the locking
+    -- primitives. A begin's callchain is its own (perf -g) or else its ftrace <stack trace> record's
+    -- (_stacks), coalesce(e.callchain, s.callchain), written out in the CASE branches so that the lists
+    -- are copied only for the rows that need them.
+    SELECT e.run_id, e.line_no, w.line_no IS NOT NULL AS is_wait, r.lock_addr AS read_lock_addr,
+           CASE WHEN e.callchain IS NOT NULL THEN len(e.callchain) > 0 ELSE coalesce(len(s.callchain) > 0, false)
+           END AS has_callchain,
            CASE WHEN w.line_no IS NOT NULL OR r.line_no IS NOT NULL
-                THEN _first_frame_outside(c.callchain, pr.prefixes) END AS first_frame,
-           CASE WHEN w.line_no IS NOT NULL THEN c.label END AS label,
-           CASE WHEN w.line_no IS NOT NULL THEN c.comm END AS comm,
-           CASE WHEN w.line_no IS NOT NULL THEN c.callchain END AS callchain
-    FROM _lock_begin_callchains c
+                THEN _first_frame_outside(CASE WHEN e.callchain IS NOT NULL THEN e.callchain ELSE s.callchain END,
+                                          pr.prefixes) END AS first_frame,
+           CASE WHEN w.line_no IS NOT NULL THEN e.label END AS label,
+           CASE WHEN w.line_no IS NOT NULL THEN e.comm END AS comm,
+           CASE WHEN w.line_no IS NOT NULL THEN coalesce(e.callchain, s.callchain) END AS callchain
+    FROM events e
+    LEFT JOIN _stacks s ON s.run_id = e.run_id AND s.host_line = e.line_no AND s.pid = e.pid
     CROSS JOIN primitives pr
     -- (line_no: unique in a run)
-    LEFT JOIN waits w ON w.run_id = c.run_id AND w.line_no = c.line_no
-    LEFT JOIN read_begins r ON r.run_id = c.run_id AND r.line_no = c.line_no
-    WHERE c.run_id IN (SELECT run_id FROM waits)
+    LEFT JOIN waits w ON w.run_id = e.run_id AND w.line_no = e.line_no
+    LEFT JOIN read_begins r ON r.run_id = e.run_id AND r.line_no = e.line_no
+    WHERE e.event = 'contention_begin' AND coalesce(e.system, 'lock') = 'lock'
+      AND e.run_id IN (SELECT run_id FROM waits)
 ),
 walker_locks AS (
     -- addresses a KSM walker itself blocked on (docs/walk-rules.md (f)). Choice: the READ contention whose
