@@ -2,7 +2,8 @@
 
 * `_lifo_matched()` (10_helpers.sql: the pairs only, after dropping the rows that cannot pair and taking
   adjacent pairs out) pairs as a plain stack does, and as `_lifo_pairs()` does, on random begin/end sequences
-  of several keys (NULL lock addresses, equal timestamps ordered by line, nesting, unmatched ends and begins).
+  of several keys (NULL lock addresses and timestamps, equal timestamps ordered by line, nesting,
+  unmatched ends and begins).
 * The callchains are read only for the runs with a wait; what they give still comes from every
   contention_begin of the run: a walker's READ begin whose end the trace lost still marks its lock an
   anon_vma lock, and a run whose only callchain is on such a begin is a run with callchains. Stored
@@ -32,10 +33,11 @@ def con(tmp_path_factory):
 
 
 def stack_pairs(rows):
-    """rows: (line, ts, pid, addr, d); in (ts, line) order an end closes the latest open begin of (pid, addr)."""
+    """rows: (line, ts, pid, addr, d); in (ts, line) order (a NULL ts after all others, as the SQL orders it)
+    an end closes the latest open begin of (pid, addr)."""
     stacks: dict = {}
     pairs = []
-    for line, _ts, pid, addr, d in sorted(rows, key=lambda r: (r[1], r[0])):
+    for line, _ts, pid, addr, d in sorted(rows, key=lambda r: (r[1] is None, r[1] or 0, r[0])):  # NULLs last
         s = stacks.setdefault((pid, addr), [])
         if d == 1:
             s.append(line)
@@ -44,7 +46,7 @@ def stack_pairs(rows):
     return sorted(pairs)
 
 
-rows_st = st.lists(st.tuples(st.integers(0, 6), st.integers(1, 2), st.sampled_from(["a", "b", None]),
+rows_st = st.lists(st.tuples(st.one_of(st.integers(0, 6), st.none()), st.integers(1, 2), st.sampled_from(["a", "b", None]),
                              st.sampled_from([1, -1])), min_size=0, max_size=60)
 
 LIFO_IN = ("WITH _lifo_in AS (SELECT {'run_id': 'r', 'pid': pid, 'lock_addr': lock_addr} AS k, ts_ns AS o1, "
@@ -58,7 +60,7 @@ def test_lifo_matched_pairs_as_a_stack(con, evs):
     df = pd.DataFrame({"line_no": [r[0] for r in rows], "ts_ns": [r[1] for r in rows],
                        "pid": [r[2] for r in rows], "lock_addr": [r[3] for r in rows], "d": [r[4] for r in rows]},
                       columns=["line_no", "ts_ns", "pid", "lock_addr", "d"]).astype(
-        {"line_no": "int64", "ts_ns": "int64", "pid": "int32", "lock_addr": "object", "d": "int32"})
+        {"line_no": "int64", "ts_ns": "Int64", "pid": "int32", "lock_addr": "object", "d": "int32"})
     con.register("lr_df", df)
     try:
         matched = con.execute(LIFO_IN + "SELECT line_no, nxt_v.line FROM _lifo_matched()").fetchall()
