@@ -70,7 +70,8 @@ FROM _lock_pairs() GROUP BY run_id;
 -- with a wait: without one, the semi-join on `waits` is empty and ends that scan at its first rows. The
 -- locking-primitive prefixes are one list column of one row (a cross product, not a join condition) and
 -- the first frame outside them is evaluated only for the begins that need it: the waits themselves, and the
--- READ begins on a lock address some wait has.
+-- READ begins on a lock address some wait has. What is left is mostly the decoding of `fields` (Parquet
+-- decodes that MAP column whole wherever contention rows are spread: ~0.15 s for 1.7 M events).
 CREATE OR REPLACE VIEW _lock_waits_from_events AS
 WITH _lifo_in AS MATERIALIZED (
     SELECT {'run_id': run_id, 'pid': pid, 'lock_addr': lock_addr} AS k, ts_ns AS o1, line_no AS o2, d,
