@@ -100,3 +100,36 @@ WITH running_sum AS (
 SELECT *, lead(d) OVER same_level AS nxt_d, lead(v) OVER same_level AS nxt_v, lag(d) OVER same_level AS prv_d
 FROM levelled
 WINDOW same_level AS (PARTITION BY k, level ORDER BY o1, o2);
+
+-- LIFO pairing, matched pairs only: the begins an end closes, each with the columns of `_lifo_in` plus
+-- `nxt_v` (v of its end); the same pairs as `_lifo_pairs() WHERE d = 1 AND nxt_d = -1`. Two reductions
+-- that keep every other pair as it is come first, so that the stack levels of _lifo_pairs are computed for
+-- few rows or none: (1) per key, the ends before its first begin (on an empty stack: unmatched) and the
+-- begins after its last end (never closed) are dropped; (2) a begin whose next row of the key is an end
+-- pairs with it (the top of the stack), and taking such adjacent pairs out (as "()" out of a bracket
+-- string) leaves the pairing of the rest unchanged; _lifo_pairs pairs the rest. (o1, o2) is unique within a
+-- key, as in every caller (a line number in it): the order of tied rows, and so their pairing, is undefined.
+-- Performance: the key is hashed once (GROUP BY k, which also numbers the keys): the window then sorts on
+-- that BIGINT, not on k (a STRUCT of text, twice as slow); one window pass where _lifo_pairs takes four.
+CREATE OR REPLACE MACRO _lifo_matched() AS TABLE
+WITH _lifo_keys AS (
+    SELECT k, row_number() OVER () AS _kn,
+           min({'o1': o1, 'o2': o2}) FILTER (WHERE d = 1) AS _first_b,
+           max({'o1': o1, 'o2': o2}) FILTER (WHERE d = -1) AS _last_e
+    FROM _lifo_in GROUP BY k HAVING _first_b < _last_e
+), _lifo_cand AS (
+    -- (struct comparison orders as the windows do: field by field, NULLs last)
+    SELECT i.*, c._kn FROM _lifo_in i JOIN _lifo_keys c ON c.k = i.k
+    WHERE CASE WHEN i.d = 1 THEN {'o1': i.o1, 'o2': i.o2} < c._last_e ELSE {'o1': i.o1, 'o2': i.o2} > c._first_b END
+), _lifo_adj AS MATERIALIZED (
+    SELECT *, lead(d) OVER w AS _nxt_d, lead(v) OVER w AS _nxt_v, lag(d) OVER w AS _prv_d
+    FROM _lifo_cand WINDOW w AS (PARTITION BY _kn ORDER BY o1, o2)
+), _lifo_rest AS (
+    SELECT * EXCLUDE (_nxt_d, _nxt_v, _prv_d) RENAME (k AS _k, _kn AS k) FROM _lifo_adj
+    WHERE NOT (d = 1 AND _nxt_d IS NOT DISTINCT FROM -1) AND NOT (d = -1 AND _prv_d IS NOT DISTINCT FROM 1)
+)
+SELECT * EXCLUDE (_kn, _nxt_d, _prv_d) RENAME (_nxt_v AS nxt_v) FROM _lifo_adj WHERE d = 1 AND _nxt_d = -1
+UNION ALL BY NAME
+SELECT * EXCLUDE (k, level, nxt_d, prv_d) RENAME (_k AS k)
+FROM (WITH _lifo_in AS (SELECT * FROM _lifo_rest) SELECT * FROM _lifo_pairs())
+WHERE d = 1 AND nxt_d = -1;
