@@ -7,7 +7,7 @@
 -- A fetched return value is a field named ret, retval or arg1 (fprobe's default name), or $retval.
 
 CREATE OR REPLACE MACRO _pr_out() AS TABLE
-WITH probe_rows AS (
+WITH probe_rows AS NOT MATERIALIZED (  -- (each reader scans its own columns of _ev)
     SELECT rk, line_no, ts_ns, cpu, pid, comm, fn_role, rec_kind, wfunc, parent, ret, item_addr AS addr,
            vm_start, vm_end, probe_off
     FROM _ev WHERE ev_kind = 'probe'
