@@ -1,9 +1,9 @@
 -- ksmtrace walk reconstruction: the one scan of `events` that every evidence kind reads.
 --
 -- Performance: reading the events costs more than the reconstruction itself, and DuckDB inlines a view
--- wherever it is referenced. So the walk views read `events` once: _ev_scan keeps only the rows some kind
--- needs, with the few values each kind uses already extracted (narrow, typed columns; the nested fields and
--- callchain columns are decoded once). The per-kind logic (12_* .. 16_*) is written as table macros over
+-- wherever it is referenced. So the walk views read `events` once, through _ev_scan: it keeps only the rows
+-- some kind needs, with the few values each kind uses already extracted (narrow, typed columns; the nested
+-- fields and callchain columns are decoded once). The per-kind logic (12_* .. 16_*) is written as table macros over
 -- the relation `_ev`; _walk_parts (20_walks.sql) computes `_ev` once as a MATERIALIZED CTE named `_ev`,
 -- which the macros then read (a CTE shadows the view of the same name); ingest materialises it once as a
 -- temp table `_ev` instead (ksmtrace.db.SHARED, 20_walks.sql). Elsewhere the view `_ev` below stands in,
@@ -15,6 +15,12 @@
 --
 -- Performance: the scan costs per row and per expression, and most rows are function_graph or probe rows
 -- (2.2 M in a 200 MB capture), so every expression is shaped for those rows:
+--   * function_graph rows (event funcgraph_entry / funcgraph_exit) are read by a scan of their own, UNION ALL
+--     a scan of every other row. Both filters are on the event column alone, so DuckDB applies them inside
+--     the Parquet scan, before it decodes the other columns: the function_graph scan never reads payload,
+--     fields or callchain (the nested columns, ~0.1 s for 2.2 M rows even when empty), and the other scan
+--     skips the function_graph rows' nested columns. On a capture without function_graph rows the first
+--     scan reads the event column only (~0.01 s per 1.5 M rows);
 --   * the ENUM values are typed constants ('probe'::_ev_kind) in each CASE branch: a CASE over strings cast
 --     to the ENUM afterwards costs a string->ENUM lookup per row (~30 ns; ~0.2 s over the three ENUMs);
 --   * the values of the other kinds are computed inside the one CASE that builds x, so a funcgraph or probe
@@ -28,6 +34,17 @@
 -- What is left is mostly the Parquet decoding of the columns read (fields and callchain of every row: any row
 -- may be a counter or a callchain row) and the append of the 20 columns to the temp table.
 
+-- fn_role of a function_graph or probe row's function (the lists are those of config_lists below)
+CREATE OR REPLACE MACRO _ev_fn_role(func, iters, cbs, invs, walkers) AS
+    CASE WHEN func = 'down_read_trylock' THEN 'trylock'::_fn_role
+         WHEN func = 'down_read' THEN 'down_read'::_fn_role
+         WHEN func = 'up_read' THEN 'up_read'::_fn_role
+         WHEN list_contains(iters, func) THEN 'iterator'::_fn_role
+         WHEN list_contains(cbs, func) THEN 'rmap_one'::_fn_role
+         WHEN list_contains(invs, func) THEN 'invalid_vma'::_fn_role
+         WHEN list_contains(walkers, func) THEN 'walker'::_fn_role
+         ELSE 'other'::_fn_role END;
+
 CREATE OR REPLACE VIEW _ev_scan AS
 WITH config_lists AS (
     SELECT (SELECT list(func) FROM _rmap_walkers) AS walkers,
@@ -38,12 +55,18 @@ WITH config_lists AS (
            (SELECT list(func) FROM _rmap_one_callbacks) AS cbs,
            (SELECT list(func) FROM _rmap_invalid_vma_funcs) AS invs
 ),
+-- (b) function_graph rows (the first test of the kinds below), in a scan of their own: see Performance above
+fg_rows AS (
+    SELECT e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.func, e.parent, e.depth, e.kind, e.duration_ns,
+           e.retval, _ev_fn_role(e.func, c.iters, c.cbs, c.invs, c.walkers) AS fn_role
+    FROM events e, config_lists c
+    WHERE e.event IN ('funcgraph_entry', 'funcgraph_exit') AND e.kind IN ('entry', 'leaf', 'exit')
+),
+-- every other row, and its kind; the tests are in order, the first that holds decides
 classified AS (
     SELECT e.run_id, e.line_no, e.ts_ns, e.cpu, e.pid, e.comm, e.event, e.payload, e.fields, e.func, e.parent,
            e.depth, e.kind, e.duration_ns, e.retval, e.callchain,
            CASE
-               WHEN e.event IN ('funcgraph_entry', 'funcgraph_exit') THEN
-                   CASE WHEN e.kind IN ('entry', 'leaf', 'exit') THEN 'funcgraph'::_ev_kind END
                WHEN e.kind IN ('entry', 'return') THEN
                    CASE WHEN e.func IS NOT NULL AND e.event <> 'function' THEN 'probe'::_ev_kind END
                WHEN e.event IN ('rmap_walk_start', 'rmap_walk_end', 'rmap_walk') THEN
@@ -75,33 +98,38 @@ classified AS (
            END AS ev_kind,
            c.walkers, c.dispatch, c.fam, c.iters, c.cbs, c.invs
     FROM events e, config_lists c
+    WHERE e.event IS NULL OR e.event NOT IN ('funcgraph_entry', 'funcgraph_exit')
 ),
 with_roles AS (
     SELECT *, CASE WHEN ev_kind IN ('counter', 'summary') THEN _lower_keys(fields) END AS lf,
-           CASE WHEN ev_kind IN ('funcgraph', 'probe') THEN
-               CASE WHEN func = 'down_read_trylock' THEN 'trylock'::_fn_role
-                    WHEN func = 'down_read' THEN 'down_read'::_fn_role
-                    WHEN func = 'up_read' THEN 'up_read'::_fn_role
-                    WHEN list_contains(iters, func) THEN 'iterator'::_fn_role
-                    WHEN list_contains(cbs, func) THEN 'rmap_one'::_fn_role
-                    WHEN list_contains(invs, func) THEN 'invalid_vma'::_fn_role
-                    WHEN list_contains(walkers, func) THEN 'walker'::_fn_role
-                    ELSE 'other'::_fn_role END
-           END AS fn_role
+           CASE WHEN ev_kind = 'probe' THEN _ev_fn_role(func, iters, cbs, invs, walkers) END AS fn_role
     FROM classified WHERE ev_kind IS NOT NULL
 )
 -- rk = hash(run_id): an integer run key for the sorts (20_walks.sql maps it back to run_id and label)
 SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
        -- comm only where a kind reads it (walk-defining rows), NULL elsewhere (cheap to carry)
-       CASE WHEN ev_kind NOT IN ('funcgraph', 'probe') OR fn_role = 'walker' THEN comm END AS comm,
+       CASE WHEN fn_role = 'walker' THEN comm END AS comm,
+       'funcgraph'::_ev_kind AS ev_kind, fn_role,
+       CASE kind WHEN 'leaf' THEN 'leaf'::_rec_kind WHEN 'entry' THEN 'entry'::_rec_kind
+                 WHEN 'exit' THEN 'exit'::_rec_kind END AS rec_kind,
+       CASE WHEN fn_role = 'walker' THEN func END AS wfunc,
+       depth, duration_ns,
+       -- rz: the printed retval is zero (true), non-zero (false) or absent (NULL)
+       _is_zero(retval) AS rz,
+       -- callers: the funcgraph-retaddr comment of an entry
+       CASE WHEN fn_role = 'walker' THEN parent END AS parent,
+       NULL AS ret, NULL AS item_addr, NULL AS vm_start, NULL AS vm_end, NULL AS probe_off, NULL AS x
+FROM fg_rows
+UNION ALL
+SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
+       CASE WHEN ev_kind <> 'probe' OR fn_role = 'walker' THEN comm END AS comm,
        ev_kind, fn_role,
        CASE kind WHEN 'leaf' THEN 'leaf'::_rec_kind WHEN 'entry' THEN 'entry'::_rec_kind
                  WHEN 'exit' THEN 'exit'::_rec_kind WHEN 'return' THEN 'return'::_rec_kind END AS rec_kind,
        CASE WHEN fn_role = 'walker' THEN func END AS wfunc,
        depth, duration_ns,
-       -- rz: the printed retval is zero (true), non-zero (false) or absent (NULL)
-       _is_zero(CASE WHEN ev_kind = 'funcgraph' THEN retval END) AS rz,
-       -- callers: the funcgraph-retaddr comment of an entry, the "(caller+off/size <- sym)" of a probe return
+       NULL::BOOLEAN AS rz,
+       -- callers: the "(caller+off/size <- sym)" of a probe return
        CASE WHEN fn_role = 'walker' THEN parent END AS parent,
        -- (c) probe fetch arguments; the return value is a field named ret, retval or arg1
        CASE WHEN ev_kind = 'probe' THEN coalesce(fields['ret'], fields['retval'], fields['arg1'], fields['$retval'])
@@ -118,7 +146,7 @@ SELECT hash(run_id) AS rk, line_no, ts_ns, cpu, pid,
        -- function_graph capture, more than the compute memory limit, so _ev and every sort after it spilled),
        -- where a NULL list costs its offset only (255 MB). _ev_rare() below gives those rows with x unpacked
        -- into columns. Each value is computed here, inside the one CASE, for those rows only.
-       CASE WHEN ev_kind NOT IN ('funcgraph', 'probe') THEN [{
+       CASE WHEN ev_kind <> 'probe' THEN [{
            'event': CASE WHEN ev_kind IN ('tracepoint', 'callchain', 'breaker') THEN event END,
            -- (a) tracepoint fields
            'folio': CASE WHEN ev_kind = 'tracepoint' THEN fields['folio'] END,
