@@ -1,12 +1,13 @@
--- ksmtrace walk reconstruction: the one scan of `events` that every evidence kind reads.
+-- ksmtrace walk reconstruction: the one view over `events` that every evidence kind reads (two Parquet scans
+-- of disjoint rows inside it: see Performance below).
 --
 -- Performance: reading the events costs more than the reconstruction itself, and DuckDB inlines a view
 -- wherever it is referenced. So the walk views read `events` once, through _ev_scan: it keeps only the rows
 -- some kind needs, with the few values each kind uses already extracted (narrow, typed columns; the nested
--- fields and callchain columns are decoded once). The per-kind logic (12_* .. 16_*) is written as table macros over
--- the relation `_ev`; _walk_parts (20_walks.sql) computes `_ev` once as a MATERIALIZED CTE named `_ev`,
--- which the macros then read (a CTE shadows the view of the same name); ingest materialises it once as a
--- temp table `_ev` instead (ksmtrace.db.SHARED, 20_walks.sql). Elsewhere the view `_ev` below stands in,
+-- fields and callchain columns are decoded once). The per-kind logic (12_* .. 16_*) is written as table
+-- macros over the relation `_ev`; _walk_parts (20_walks.sql) computes `_ev` once as a MATERIALIZED CTE named
+-- `_ev`, which the macros then read (a CTE shadows the view of the same name); ingest materialises it once as
+-- a temp table `_ev` instead (ksmtrace.db.SHARED, 20_walks.sql). Elsewhere the view `_ev` below stands in,
 -- so `SELECT * FROM _fg_out()` also works on its own.
 --
 -- ev_kind (ENUM _ev_kind of 10_helpers.sql) says which kind a row is for; fn_role (_fn_role) what its
@@ -31,8 +32,10 @@
 --     lower() of it (see classified below);
 --   * the callchain test asks, frame by frame, whether the sym is a walker, instead of building the list of
 --     syms first (list_has_any): one lambda pass and no intermediate list per row.
--- What is left is mostly the Parquet decoding of the columns read (fields and callchain of every row: any row
--- may be a counter or a callchain row) and the append of the 20 columns to the temp table.
+-- What is left is mostly the Parquet decoding of the columns read (fields and callchain of every row but the
+-- function_graph ones: any such row may be a counter or a callchain row; a filter on two columns is not
+-- applied inside the Parquet scan, and the scan decodes a nested column for a whole vector of rows), the map
+-- lookups of the probe values, and the append of the 20 columns to the temp table (~0.3 s per 2 M rows).
 
 -- fn_role of a function_graph or probe row's function (the lists are those of config_lists below)
 CREATE OR REPLACE MACRO _ev_fn_role(func, iters, cbs, invs, walkers) AS
