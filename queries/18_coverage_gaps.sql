@@ -53,10 +53,31 @@ gaps AS (
            9223372036854775807 FROM rc
 ),
 sg AS (SELECT rk, hi, min(lo) OVER (PARTITION BY rk ORDER BY hi DESC) AS min_lo FROM gaps),
--- CPU changes of a task (function_graph rows, in the task's file order; only runs the rule applies to)
+-- CPU changes of a task (function_graph rows, in the task's file order; only runs the rule applies to).
+-- Performance: a hole needs the task's previous row before the first event of the CPU it moved to, so
+-- before m = the latest first event of any CPU of the run; such previous rows lie at or before line l
+-- (the last row with ts < m), and every row after l is later than m. So the pairs are found among the
+-- rows up to l and each task's first row after l (its successor there), not in a window over every row.
+fg_task_rows AS (
+    SELECT rk, pid, cpu, line_no, ts_ns
+    FROM _ev WHERE ev_kind = 'funcgraph' AND ts_ns IS NOT NULL AND cpu IS NOT NULL
+               AND rk IN (SELECT rk FROM rc WHERE cross_rule)
+),
+early_end AS (
+    SELECT f.rk, max(f.line_no) AS l
+    FROM fg_task_rows f
+    JOIN (SELECT rc.rk, max(cc.first_ts_ns) AS m FROM rc JOIN cpu_coverage cc ON cc.run_id = rc.run_id
+          GROUP BY rc.rk) c ON c.rk = f.rk
+    WHERE f.ts_ns < c.m
+    GROUP BY f.rk
+),
 tk AS (
     SELECT rk, pid, cpu, lag(cpu) OVER t AS pcpu, lag(ts_ns) OVER t AS pts
-    FROM _ev WHERE ev_kind = 'funcgraph' AND ts_ns IS NOT NULL AND cpu IS NOT NULL AND rk IN (SELECT rk FROM rc WHERE cross_rule)
+    FROM (SELECT f.* FROM fg_task_rows f JOIN early_end e ON e.rk = f.rk WHERE f.line_no <= e.l
+          UNION ALL
+          SELECT f.rk, f.pid, arg_min(f.cpu, f.line_no), min(f.line_no), arg_min(f.ts_ns, f.line_no)
+          FROM fg_task_rows f JOIN early_end e ON e.rk = f.rk WHERE f.line_no > e.l
+          GROUP BY f.rk, f.pid)
     WINDOW t AS (PARTITION BY rk, pid ORDER BY line_no)
 ),
 holes AS (
