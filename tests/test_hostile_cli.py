@@ -661,3 +661,15 @@ def test_report_reads_the_store_read_only(small_store, monkeypatch):
     assert seen == [True]
     assert r.code == 0, r.err
     assert json.loads(r.out)["mode"] == "aa"
+
+
+def test_refused_input_exits_cleanly_while_the_views_are_made(tmp_path):
+    """An input refused after detection (no trace lines) leaves while ingest's background thread is still
+    defining the views in DuckDB (db.warm_compute_connection): one line and exit 2, every time. A daemon
+    thread stopped inside DuckDB at exit aborted the process (exit 134, "terminate called ...")."""
+    bad = tmp_path / "notrace.txt"
+    bad.write_text("# tracer: nop\n#\n# entries-in-buffer/entries-written: 0/0   #P:2\n")
+    for i in range(3):
+        r = run_cli("ingest", str(bad), "--store", str(tmp_path / f"st{i}"))
+        assert (r.code, r.err.count("\n")) == (2, 1), r
+        assert "no trace lines" in r.err and "terminate" not in r.err

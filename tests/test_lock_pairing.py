@@ -7,15 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ksmtrace import db
-from ksmtrace.store import Store
+from walks_support import empty_store_connection
 
 
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("pairing") / "store")
-    store.ensure()
-    c = db.connect(store)
+    c = empty_store_connection(tmp_path_factory, "pairing")
     yield c
     c.close()
 

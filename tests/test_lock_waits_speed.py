@@ -16,18 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ksmtrace import db
-from ksmtrace.store import Store
 
 from conftest import examples
-from walks_support import ev, frames, one_run, query
+from walks_support import empty_store_connection, ev, frames, one_run, query
 
 
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("matched") / "store")
-    store.ensure()
-    c = db.connect(store)
+    c = empty_store_connection(tmp_path_factory, "matched")
     yield c
     c.close()
 

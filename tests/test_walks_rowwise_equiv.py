@@ -12,18 +12,15 @@ swapped, pid NULL), and wholly random rows.
 """
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, examples
-from ksmtrace import db
 from ksmtrace.schema import EVENTS_SCHEMA
-from ksmtrace.store import Store
 
-from walks_support import COLS
+from walks_support import COLS, empty_store_connection
 
 ORACLES = [ROOT / "tests" / "oracles" / f for f in ("fg_walks_rowwise.sql", "probe_walks_rowwise.sql")]
 WALKERS = ["rmap_walk_ksm", "rmap_walk_anon"]
@@ -36,11 +33,7 @@ RETVALS = [None, "0", "0x0", "1", "0xffff8881", "-11"]
 
 @pytest.fixture(scope="module")
 def con(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("store"))
-    store.ensure()  # the empty store files the views of queries/ read
-    c = duckdb.connect()
-    c.execute("SET VARIABLE ksmtrace_store = ?", [str(store.root)])
-    db._run_files(c, db.compute_files())
+    c = empty_store_connection(tmp_path_factory, "rowwise")
     for f in ORACLES:
         c.execute(f.read_text())
     return c

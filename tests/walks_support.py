@@ -94,6 +94,14 @@ def add_run(store: Store, label: str, rows: list[dict], **run: object) -> str:
 _CONS: dict[str, object] = {}
 
 
+def empty_store_connection(tmp_path_factory, name: str):
+    """A connection with every view of queries/ over a new, empty store: the module-scoped ``con`` fixture of
+    the SQL tests that feed the views rows of their own (a temp table ``events`` shadows the view)."""
+    store = Store(tmp_path_factory.mktemp(name) / "store")
+    store.ensure()
+    return db.connect(store)
+
+
 def connection(store: Store):
     """One connection per store (defining the views costs ~1 s; tests reuse it)."""
     key = str(Path(store.root).resolve())

@@ -267,7 +267,9 @@ def warm_compute_connection() -> None:
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
-    t = threading.Thread(target=make, name="ksmtrace-views", daemon=True)
+    # not a daemon: an interpreter that exits (a refused input) waits for it, where a daemon thread stopped
+    # inside DuckDB at exit aborts the process ("terminate called after throwing an instance of ...")
+    t = threading.Thread(target=make, name="ksmtrace-views", daemon=False)
     _pending[me] = (t, box)
     t.start()
 
