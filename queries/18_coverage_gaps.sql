@@ -58,6 +58,10 @@ sg AS (SELECT rk, hi, min(lo) OVER (PARTITION BY rk ORDER BY hi DESC) AS min_lo 
 -- before m = the latest first event of any CPU of the run; such previous rows lie at or before line l
 -- (the last row with ts < m), and every row after l is later than m. So the pairs are found among the
 -- rows up to l and each task's first row after l (its successor there), not in a window over every row.
+-- the first event of each CPU of those runs (cpu_coverage, computed once for both readers below)
+cross_cpus AS MATERIALIZED (
+    SELECT rc.rk, cc.cpu, cc.first_ts_ns FROM rc JOIN cpu_coverage cc ON cc.run_id = rc.run_id WHERE rc.cross_rule
+),
 fg_task_rows AS (
     SELECT rk, pid, cpu, line_no, ts_ns
     FROM _ev WHERE ev_kind = 'funcgraph' AND ts_ns IS NOT NULL AND cpu IS NOT NULL
@@ -66,8 +70,7 @@ fg_task_rows AS (
 early_end AS (
     SELECT f.rk, max(f.line_no) AS l
     FROM fg_task_rows f
-    JOIN (SELECT rc.rk, max(cc.first_ts_ns) AS m FROM rc JOIN cpu_coverage cc ON cc.run_id = rc.run_id
-          GROUP BY rc.rk) c ON c.rk = f.rk
+    JOIN (SELECT rk, max(first_ts_ns) AS m FROM cross_cpus GROUP BY rk) c ON c.rk = f.rk
     WHERE f.ts_ns < c.m
     GROUP BY f.rk
 ),
@@ -82,7 +85,7 @@ tk AS (
 ),
 holes AS (
     SELECT tk.rk, tk.pid, tk.pts AS lo, cc.first_ts_ns AS hi
-    FROM tk JOIN rc ON rc.rk = tk.rk JOIN cpu_coverage cc ON cc.run_id = rc.run_id AND cc.cpu = tk.cpu
+    FROM tk JOIN cross_cpus cc ON cc.rk = tk.rk AND cc.cpu = tk.cpu
     WHERE tk.cpu <> tk.pcpu AND cc.first_ts_ns > tk.pts
 ),
 w AS (SELECT * FROM _walk_rows_all WHERE start_ns IS NOT NULL AND end_ns IS NOT NULL)

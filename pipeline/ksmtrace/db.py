@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from .errors import StoreError
 from .schema import EVENTS_SCHEMA, RUNS_SCHEMA
-from .store import MANIFEST, RunEntry, Store, partition
+from .store import MANIFEST, RunEntry, Store, partition, write_empty_run
 
 #: derived table -> (the private view that computes it from events, the order its rows are stored in)
 DERIVED: dict[str, tuple[str, str]] = {
@@ -256,11 +256,7 @@ def warm_compute_connection() -> None:
 
         root = Path(tempfile.mkdtemp(prefix="ksmtrace-views-"))
         try:
-            for table, name, schema in (("events", "events-00000.parquet", EVENTS_SCHEMA),
-                                        ("runs", "run.parquet", RUNS_SCHEMA)):
-                d = root / partition(table, "_warm", "_warm")
-                d.mkdir(parents=True)
-                pq.write_table(schema.empty_table(), d / name)
+            write_empty_run(root)
             box["con"] = _new_compute_connection(root)
         except BaseException:  # noqa: BLE001 - the synchronous path raises it properly
             pass

@@ -93,6 +93,16 @@ def _empty_partition(table: str) -> Path:
     return partition(table, EMPTY, EMPTY)
 
 
+def write_empty_run(root: Path, label: str = EMPTY, run_id: str = EMPTY) -> None:
+    """An empty events file and an empty run row as the partitions of one run under ``root``: the least a
+    directory needs for the views of queries/ to be defined over it (their Parquet globs must match a file)."""
+    for table, name, schema in (("events", "events-00000.parquet", EVENTS_SCHEMA),
+                                ("runs", "run.parquet", RUNS_SCHEMA)):
+        d = root / partition(table, label, run_id)
+        d.mkdir(parents=True)
+        pq.write_table(schema.empty_table(), d / name)
+
+
 @dataclass
 class RunEntry:
     """One published run, as its runs partition and manifest describe it."""
@@ -188,14 +198,8 @@ class Store:
 
         tmp = self.new_staging()
         try:
-            run_id = EMPTY
-            events = tmp / _empty_partition("events")
-            events.mkdir(parents=True)
-            pq.write_table(EVENTS_SCHEMA.empty_table(), events / "events-00000.parquet")
-            runs = tmp / _empty_partition("runs")
-            runs.mkdir(parents=True)
-            pq.write_table(RUNS_SCHEMA.empty_table(), runs / "run.parquet")
-            db.compute_derived(tmp, EMPTY, run_id)
+            write_empty_run(tmp)
+            db.compute_derived(tmp, EMPTY, EMPTY)
             for table in BASE_TABLES + tuple(db.DERIVED):
                 src, dst = tmp / _empty_partition(table), self.root / _empty_partition(table)
                 dst.parent.mkdir(parents=True, exist_ok=True)
