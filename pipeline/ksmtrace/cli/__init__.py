@@ -40,7 +40,25 @@ def entry() -> None:
     # the command is done and its output written: a Ctrl-C now, while the interpreter shuts down (thread
     # pools of duckdb and pyarrow), would kill it silently with SIGINT instead of the exit code given here
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if rc == 130:
+        _forget_embedded_interrupt()
     sys.exit(rc)
+
+
+def _forget_embedded_interrupt() -> None:
+    """Make the exit code 130 stick after a Ctrl-C that was caught.
+
+    CPython sets a process-wide flag when a KeyboardInterrupt leaves code run through ``PyRun_String``
+    (extension modules run snippets that way while they import, e.g. Cython's registration with
+    collections.abc) and, at exit, kills the process with SIGINT whatever code ``sys.exit`` gave, even
+    though the interrupt was caught and handled here. Each ``PyRun_*`` call resets that flag first, so
+    one run of an empty statement clears it. Nothing to do on interpreters without ``ctypes.pythonapi``."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"pass")
+    except Exception:  # noqa: BLE001 - not CPython, or no ctypes: the exit code may read as SIGINT
+        pass
 
 
 def __getattr__(name: str):
