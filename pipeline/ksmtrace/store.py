@@ -179,8 +179,10 @@ class Store:
             raise StoreError(f"{r} has the layout of ksmtrace 0.1 (runs/<run_id>/); migrate it with "
                              f"'ksmtrace rebuild --store {r}'")
 
-    def ensure(self) -> None:
-        """Create the layout, with the zero-row files that keep the views' globs valid."""
+    def ensure(self, like: tuple[Path, str, str] | None = None) -> None:
+        """Create the layout, with the zero-row files that keep the views' globs valid. ``like`` (staging
+        directory, label, run id) names a run whose derived tables were just computed by the current SQL: the
+        empty derived files then take their columns from its files instead of running the views once more."""
         self.check_usable(write=True)
         from . import db
 
@@ -191,15 +193,18 @@ class Store:
         with self.locked():
             m = self.marker()
             if m is None or m.get("layout") != LAYOUT or m.get("stamp") != stamp:
-                self._write_empty(stamp)
+                self._write_empty(stamp, like)
 
-    def _write_empty(self, stamp: str) -> None:
+    def _write_empty(self, stamp: str, like: tuple[Path, str, str] | None = None) -> None:
         from . import db
 
         tmp = self.new_staging()
         try:
             write_empty_run(tmp)
-            db.compute_derived(tmp, EMPTY, EMPTY)
+            if like is not None:
+                db.empty_derived_like(tmp, EMPTY, EMPTY, *like)
+            else:
+                db.compute_derived(tmp, EMPTY, EMPTY)
             for table in BASE_TABLES + tuple(db.DERIVED):
                 src, dst = tmp / _empty_partition(table), self.root / _empty_partition(table)
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +354,7 @@ class Store:
         manifest["tables"].update(db.compute_derived(staging, label, run_id))
         _write_json(staging / partition("runs", label, run_id) / MANIFEST, manifest)
         with self.locked():
-            self.ensure()
+            self.ensure(like=(staging, label, run_id))
             self.clean_stale()
             old = self.find_run(sha, label)
             if old and not force:
