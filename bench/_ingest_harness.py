@@ -47,9 +47,14 @@ def ksmtrace_ingest(path: str, store_dir: str, fmt: str = "auto"):
     """The real ingest (what ``ksmtrace ingest PATH`` runs): (events, malformed, format, seconds spent in the
     run's derived tables (walk views, DuckDB), seconds of imports)."""
     t0 = time.perf_counter()
-    from ksmtrace import db
-    from ksmtrace.ingest.run import ingest_one
-    from ksmtrace.store import Store
+    # as the ksmtrace command starts (ksmtrace.cli.entry): OpenBLAS single-threaded, imports without the GC
+    from ksmtrace.cli import imports_without_gc, prepare_process
+
+    prepare_process()
+    with imports_without_gc():
+        from ksmtrace import db
+        from ksmtrace.ingest.run import ingest_one
+        from ksmtrace.store import Store
 
     t_imp = time.perf_counter() - t0
     spent = [0.0]

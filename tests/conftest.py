@@ -31,6 +31,17 @@ def examples(n: int) -> int:
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "pipeline"))
 
+# the cached catalog of the computing views (ksmtrace.db._cached_catalog) goes to a directory of this test
+# session, not the user's ~/.cache; the CLI subprocesses of the tests inherit it
+if "KSMTRACE_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="ksmtrace-test-cache-")
+    os.environ["KSMTRACE_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
+
 
 def _native_is_current() -> None:
     """The tests import ksmtrace from the checkout (pipeline/), so its compiled parsers must be built in place

@@ -19,6 +19,7 @@ of the stamp without any change here; a new derived table is one entry in ``DERI
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -288,7 +289,7 @@ def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _new_compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
+def _new_compute_connection(root: Path, catalog: bool = True) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     # ingest's peak memory is bounded at any input size: DuckDB spills what does not fit (sorts, window
@@ -301,8 +302,130 @@ def _new_compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     con.execute("SET temp_directory = ?", [_spill_dir()])
     con.execute("SET preserve_insertion_order = false")  # every COPY below has its own ORDER BY
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
-    _run_files(con, compute_files())
-    return con
+    files = compute_files()
+    path = _cached_catalog(files) if catalog else None
+    if path is None:
+        _run_files(con, files)
+        return con
+    try:
+        con.execute(f"ATTACH '{_sql_lit(path)}' AS {CATALOG_NAME} (READ_ONLY)")
+        con.execute(f"USE {CATALOG_NAME}")
+        return con
+    except duckdb.Error:  # a damaged or unreadable file: define the views here, and write it again next time
+        con.close()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return _new_compute_connection(root, catalog=False)
+
+
+# -- the cached catalog of the computing views ------------------------------------------------------------
+# Defining the computing views costs ~0.7 s of DuckDB parsing and binding per connection, every ingest.
+# DuckDB keeps view, macro, type and table definitions in a database file and reads them back in ~0.03 s
+# (a view is bound again when a query uses it, over whatever ksmtrace_store then names, as when it is defined
+# in memory). So the first computing connection of a given SQL writes its catalog to a file of the user's
+# cache directory, named by a hash of the SQL files, the canonical schemas and the DuckDB version, and every
+# later one attaches that file read-only. The file is written under a temporary name and renamed into place
+# (concurrent ingests each write their own, the last rename wins, readers keep the file they opened).
+# Anything that goes wrong with it (no writable cache directory, a damaged file, another user's directory)
+# falls back to defining the views in the connection; KSMTRACE_VIEW_CACHE=0 switches it off.
+
+#: the name of the attached catalog (the connection's default database while it computes)
+CATALOG_NAME = "ksmtrace_views"
+#: bump when the cached catalog's form changes without a change of the SQL
+CATALOG_FORMAT = "1"
+
+
+def _sql_lit(p: Path | str) -> str:
+    return str(p).replace("'", "''")
+
+
+def view_cache_dir() -> Path | None:
+    """Where cached catalogs go (KSMTRACE_CACHE_DIR, else $XDG_CACHE_HOME/ksmtrace, else ~/.cache/ksmtrace);
+    None when KSMTRACE_VIEW_CACHE=0."""
+    if os.environ.get("KSMTRACE_VIEW_CACHE", "1").strip() in ("0", "no", "off", "false"):
+        return None
+    d = os.environ.get("KSMTRACE_CACHE_DIR")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "ksmtrace")
+    return Path(d)
+
+
+def _catalog_key(files: list[Path]) -> str:
+    h = hashlib.sha256(f"ksmtrace-catalog {CATALOG_FORMAT} duckdb {duckdb.__version__}\n{EVENTS_SCHEMA}\n"
+                       f"{RUNS_SCHEMA}\n".encode())
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:20]
+
+
+def _cached_catalog(files: list[Path]) -> Path | None:
+    """The cached catalog file of ``files``, written now if it is not there; None when there is no usable cache
+    directory. A broken SQL file raises StoreError, as defining the views in a connection does."""
+    d = view_cache_dir()
+    if d is None:
+        return None
+    path = d / f"views-{_catalog_key(files)}.duckdb"
+    try:
+        if path.is_file():
+            return path if _owned(d) and _owned(path) else None
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _owned(d):
+            return None
+    except OSError:
+        return None
+    import tempfile
+    import uuid
+
+    tmp = d / f".views-{uuid.uuid4().hex}.duckdb.tmp"
+    root = None
+    try:
+        root = Path(tempfile.mkdtemp(prefix="ksmtrace-catalog-"))
+        write_empty_run(root)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
+            _run_files(con, files)  # (closes con and raises StoreError on a broken file)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+        _prune_catalogs(d, keep=path)
+        return path
+    except (OSError, duckdb.Error):
+        return None
+    finally:
+        import shutil
+
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+#: cached catalogs kept (other SQL versions, other DuckDB versions), the most recently written first
+CATALOGS_KEPT = 8
+
+
+def _prune_catalogs(d: Path, keep: Path) -> None:
+    """Remove all but the CATALOGS_KEPT newest catalogs of ``d`` (a process still reading one keeps its open file)."""
+    try:
+        old = sorted((p for p in d.glob("views-*.duckdb") if p != keep), key=lambda p: p.stat().st_mtime,
+                     reverse=True)
+    except OSError:
+        return
+    for p in old[CATALOGS_KEPT - 1:]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _owned(p: Path) -> bool:
+    """True when ``p`` belongs to this user (a catalog is code: never one another user could have written)."""
+    try:
+        return not hasattr(os, "geteuid") or p.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def compute_derived(root: Path, label: str, run_id: str) -> dict[str, dict]:
