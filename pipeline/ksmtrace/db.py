@@ -80,11 +80,16 @@ def stamp() -> str:
     return h.hexdigest()[:16]
 
 
+def _sql_lit(p: Path | str) -> str:
+    """A path or text as the body of a SQL string literal ('' for ')."""
+    return str(p).replace("'", "''")
+
+
 def views_sql(store: Store | None = None) -> str:
     """All view definitions as one script, runnable in the duckdb CLI."""
     parts = []
     if store is not None:
-        root = str(Path(store.root).resolve()).replace("'", "''")
+        root = _sql_lit(Path(store.root).resolve())
         parts.append(f"SET VARIABLE ksmtrace_store = '{root}';\n")
     for f in sql_files():
         parts.append(f"-- ==== {f.name} ====\n" + f.read_text())
@@ -290,7 +295,7 @@ def _compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _new_compute_connection(root: Path, catalog: bool = True) -> duckdb.DuckDBPyConnection:
+def _new_compute_connection(root: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     # ingest's peak memory is bounded at any input size: DuckDB spills what does not fit (sorts, window
@@ -304,19 +309,17 @@ def _new_compute_connection(root: Path, catalog: bool = True) -> duckdb.DuckDBPy
     con.execute("SET preserve_insertion_order = false")  # every COPY below has its own ORDER BY
     con.execute("SET VARIABLE ksmtrace_store = ?", [str(root.resolve())])
     files = compute_files()
-    path = _cached_catalog(files) if catalog else None
-    if path is None:
-        _run_files(con, files)
-        return con
-    try:
-        con.execute(f"ATTACH '{_sql_lit(path)}' AS {CATALOG_NAME} (READ_ONLY)")
-        con.execute(f"USE {CATALOG_NAME}")
-        return con
-    except duckdb.Error:  # a damaged or unreadable file: define the views here, and write it again next time
-        con.close()
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return _new_compute_connection(root, catalog=False)
+    path = _cached_catalog(files)
+    if path is not None:
+        try:
+            con.execute(f"ATTACH '{_sql_lit(path)}' AS {CATALOG_NAME} (READ_ONLY)")
+            con.execute(f"USE {CATALOG_NAME}")
+            return con
+        except duckdb.Error:  # a damaged or unreadable file: define the views here, write it again next time
+            with contextlib.suppress(OSError):
+                path.unlink()
+    _run_files(con, files)
+    return con
 
 
 # -- the cached catalog of the computing views ------------------------------------------------------------
@@ -336,14 +339,10 @@ CATALOG_NAME = "ksmtrace_views"
 CATALOG_FORMAT = "1"
 
 
-def _sql_lit(p: Path | str) -> str:
-    return str(p).replace("'", "''")
-
-
 def view_cache_dir() -> Path | None:
     """Where cached catalogs go (KSMTRACE_CACHE_DIR, else $XDG_CACHE_HOME/ksmtrace, else ~/.cache/ksmtrace);
     None when KSMTRACE_VIEW_CACHE=0."""
-    if os.environ.get("KSMTRACE_VIEW_CACHE", "1").strip() in ("0", "no", "off", "false"):
+    if os.environ.get("KSMTRACE_VIEW_CACHE", "1").strip().lower() in ("0", "no", "off", "false"):
         return None
     d = os.environ.get("KSMTRACE_CACHE_DIR")
     if not d:
@@ -441,7 +440,7 @@ def compute_derived(root: Path, label: str, run_id: str) -> dict[str, dict]:
             d = root / partition(table, label, run_id)
             d.mkdir(parents=True, exist_ok=True)
             f = d / "part-0.parquet"
-            lit = str(f).replace("'", "''")
+            lit = _sql_lit(f)
             con.execute(f"COPY (SELECT * FROM {view} ORDER BY {order}) TO '{lit}' "
                         f"(FORMAT parquet, COMPRESSION zstd)")
             out[table] = {"files": [f.name], "rows": pq.ParquetFile(f).metadata.num_rows}
@@ -466,7 +465,7 @@ def empty_derived_like(root: Path, label: str, run_id: str, src_root: Path, src_
             src = src_root / partition(table, src_label, src_run_id) / "part-0.parquet"
             d = root / partition(table, label, run_id)
             d.mkdir(parents=True, exist_ok=True)
-            s_lit, d_lit = (str(p).replace("'", "''") for p in (src, d / "part-0.parquet"))
+            s_lit, d_lit = _sql_lit(src), _sql_lit(d / "part-0.parquet")
             con.execute(f"COPY (SELECT * FROM read_parquet('{s_lit}', hive_partitioning = false) LIMIT 0) TO '{d_lit}' "
                         f"(FORMAT parquet, COMPRESSION zstd)")
     except duckdb.Error as e:
